@@ -1,0 +1,163 @@
+"""The simulator's mutable state records. Internal to the simulator: the HTTP layer serialises these into
+each API's wire shape (serialize.py); the daemon never sees them.
+
+Field names follow RunPod's GraphQL ``Endpoint`` (runpod-api.md §2.1) so ``saveEndpoint`` maps 1:1.
+Times are epoch seconds of the simulator's clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+WorkerState = Literal["INITIALIZING", "IDLE", "RUNNING", "THROTTLED", "UNHEALTHY"]
+JobState = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]
+WorkerKind = Literal["simulated", "external"]
+
+
+@dataclass
+class SimEndpoint:
+    id: str
+    name: str
+    template_id: str = "tpl-sim"
+    gpu_ids: str = "AMPERE_48"
+    """Comma-separated pool ids (GraphQL ``gpuIds``); REST v2 shows them as ``gpu.pools``."""
+    gpu_count: int = 1
+    workers_min: int = 0
+    workers_max: int = 3
+    workers_standby: int = 0
+    idle_timeout: int = 5
+    """Seconds a warm worker lingers (billed) after its last job."""
+    execution_timeout_ms: int | None = 600_000
+    """``None`` or 0: jobs are never timed out (the incident's condition)."""
+    scaler_type: str = "QUEUE_DELAY"
+    scaler_value: float = 4
+    flashboot: str = "OFF"
+    type: str = "QUEUE"
+    locations: str = ""
+    network_volume_id: str = ""
+    user_id: str = "user-sim"
+    version: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+    # --- model parameters (not visible through the APIs) ---
+    worker_kind: WorkerKind = "simulated"
+    """``simulated``: the engine runs jobs itself; ``external``: real processes (the runpod SDK) take jobs."""
+    gpu_type_ids: tuple[str, ...] = ("NVIDIA RTX A6000",)
+    """GPU types workers get, in priority order (price is per worker's actual type)."""
+    cold_start_s: float = 12.0
+    capacity: int | None = None
+    """Workers the platform can place at once; more are THROTTLED (unbilled). None = unlimited."""
+    crash_loop: bool = False
+    """Workers fail their health checks after initializing: UNHEALTHY, jobs stay queued, retries climb."""
+
+
+@dataclass
+class BilledSession:
+    """One worker's life, start (signalled to wake) to stop. Billed seconds = ceil(stop - start)."""
+
+    worker_id: str
+    endpoint_id: str
+    gpu_type_id: str
+    active: bool
+    """Kept alive by workersMin (billed at the active rate)."""
+    started_at: float
+    stopped_at: float | None = None
+    initializing_s: float = 0.0
+    busy_s: float = 0.0
+    idle_s: float = 0.0
+
+
+@dataclass
+class SimWorker:
+    id: str
+    endpoint_id: str
+    state: WorkerState
+    gpu_type_id: str | None
+    version: int
+    started_at: float
+    state_since: float
+    active: bool = False
+    current_job_id: str | None = None
+    last_ping_at: float | None = None
+    runpod_version: str | None = None
+    external: bool = False
+    session: BilledSession | None = None
+
+
+@dataclass
+class JobPolicy:
+    execution_timeout_ms: int | None = None
+    """Overrides the endpoint's for this job only (min 5000)."""
+    ttl_ms: int = 86_400_000
+    low_priority: bool = False
+
+
+@dataclass
+class SimJob:
+    id: str
+    endpoint_id: str
+    input: Any
+    status: JobState
+    submitted_at: float
+    policy: JobPolicy = field(default_factory=JobPolicy)
+    sync: bool = False
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker_id: str | None = None
+    output: Any = None
+    error: str | None = None
+    stream: list[Any] = field(default_factory=list)
+    """Chunks not yet drained by /stream."""
+    retries: int = 0
+    tier: str | None = None
+    source: str | None = None
+    """Who sent it (client address or scenario actor); recorded in the access log."""
+
+    @property
+    def delay_time_ms(self) -> int | None:
+        if self.started_at is None:
+            return None
+        return int((self.started_at - self.submitted_at) * 1000)
+
+    @property
+    def execution_time_ms(self) -> int | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else None
+        return None if end is None else int((end - self.started_at) * 1000)
+
+
+@dataclass
+class HealthCounts:
+    completed: int = 0
+    failed: int = 0
+    in_progress: int = 0
+    in_queue: int = 0
+    retried: int = 0
+    idle: int = 0
+    initializing: int = 0
+    ready: int = 0
+    running: int = 0
+    throttled: int = 0
+    unhealthy: int = 0
+
+
+@dataclass
+class BillingBucket:
+    start: float
+    end: float
+    endpoint_id: str
+    gpu_usd: float
+    billed_s: float
+    disk_usd: float = 0.0
+
+    @property
+    def total_usd(self) -> float:
+        return self.gpu_usd + self.disk_usd
+
+
+@dataclass
+class SimAccount:
+    client_balance_usd: float = 50.0
+    spend_limit_usd: float = 80.0
