@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 
 from watchdog import __version__
 
@@ -26,7 +27,9 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help="config file (default: the shipped config.toml search path)")
 
     simulate = sub.add_parser("simulate", help="serve the built-in RunPod simulator on a loopback port")
-    simulate.add_argument("--listen", default="127.0.0.1:8787", help="HOST:PORT (loopback only; port 0 = any)")
+    simulate.add_argument(
+        "--listen", default="127.0.0.1:8787", help="HOST:PORT (loopback only; port 0 picks a free one)"
+    )
     simulate.add_argument("--scenario", default="steady", help="named scenario (see --list-scenarios)")
     simulate.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     simulate.add_argument("--api-key", default=None, help="the one API key the simulator accepts")
@@ -57,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _dispatch(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one branch per subcommand
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check-config":
         from watchdog.config import check_config_command
 
@@ -74,16 +77,21 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one branch pe
         from watchdog.daemon import run_command
 
         return run_command(args.config)
-    if args.command == "tui":
-        from tui.app import tui_command
-
-        return tui_command(args.config)
-    if args.command == "demo":
-        from watchdog.demo import demo_command
-
-        return demo_command(headless=args.headless, duration=args.duration)
+    if args.command in ("tui", "demo"):
+        return _run_plugin_command(args)
     print(f"runpod-watchdog: unknown command {args.command!r}", file=sys.stderr)
     return 2
+
+
+def _run_plugin_command(args: argparse.Namespace) -> int:
+    """Commands that need the dashboard live in the ``tui`` package, which registers them under the
+    ``runpod_watchdog.commands`` entry-point group; the headless core never imports it by name."""
+    commands = {ep.name: ep for ep in entry_points(group="runpod_watchdog.commands")}
+    if args.command not in commands:
+        print(f"runpod-watchdog: the {args.command!r} command is not installed", file=sys.stderr)
+        return 2
+    command: Callable[[argparse.Namespace], int] = commands[args.command].load()
+    return command(args)
 
 
 if __name__ == "__main__":
