@@ -1,0 +1,167 @@
+"""The daemon's published state: one immutable ``DaemonStatus`` swapped whole at the end of every tick.
+
+Readers never see half a tick and never block the loop: the Prometheus collector reads the current
+object at scrape time (no RunPod, no SQLite), the control socket serialises it for the TUI, and the
+demo prints from it. ``to_dict``/``from_dict`` give the JSON form the control socket carries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+COLD_START_BUCKETS_S: tuple[float, ...] = (1, 2.5, 5, 10, 15, 20, 30, 60, 120, 300)
+"""Histogram buckets for cold starts; 15 s is the team's target, so it is a bucket edge."""
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetView:
+    month: str
+    """``YYYY-MM`` (UTC)."""
+    monthly_eur: float
+    usd_per_eur: float
+    spent_eur: float
+    """Fixed costs (in full) + variable month-to-date (per hour, the larger of estimate and billed)."""
+    fixed_eur: float
+    variable_eur: float
+    estimate_eur: float
+    """Variable spend from the daemon's live estimate alone."""
+    billed_eur: float
+    """Variable spend as RunPod's billing reports it (lags)."""
+    used_ratio: float
+    forecast_eur: float
+    days_left: float
+    eur_per_day_allowed: float
+    free_share_eur: float
+    """What the requests offered free to learners cost this month."""
+    thresholds: tuple[float, ...] = (0.5, 0.8, 1.0)
+    thresholds_crossed: tuple[float, ...] = ()
+    forecast_overrun: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointView:
+    id: str
+    name: str
+    mode: str
+    """``enforce`` or ``dry-run`` (the endpoint's effective default)."""
+    workers: dict[str, int]
+    """Live workers by REST v2 status (RUNNING, IDLE, INITIALIZING, THROTTLED, UNHEALTHY)."""
+    jobs: dict[str, int]
+    """/health job counters: completed, failed, inProgress, inQueue, retried."""
+    oldest_work_s: float | None
+    work_limit_s: float
+    cold_start_p50_s: float | None
+    cold_start_p95_s: float | None
+    cold_start_buckets: tuple[int, ...]
+    """Cumulative counts per COLD_START_BUCKETS_S edge (Prometheus histogram semantics), then +Inf."""
+    cold_start_sum_s: float
+    cold_start_count: int
+    gpu_seconds_today: float
+    gpu_seconds_month: float
+    gpu_seconds_by_type: dict[str, float]
+    """Month-to-date GPU seconds per GPU type id (a counter within the month)."""
+    spend_month_eur: float
+    requests_month: int
+    requests_24h: int
+    pings_1h: int
+    requests_1h: int
+    cost_per_1000_month_usd: float | None
+    cost_per_1000_24h_usd: float | None
+    config: dict[str, Any]
+    """workers_min, workers_max, workers_standby, idle_timeout_s, execution_timeout_ms."""
+    compliance: dict[str, bool]
+    """execution_timeout, idle_timeout, max_workers, min_standby → True when within policy."""
+    paused: str | None = None
+    """Why the watchdog holds it at workers_max 0 (runaway, brake, cooldown, manual), if it does."""
+    suspicious: tuple[str, ...] = ()
+    """Plain-words findings of the ping and request watch."""
+    rate_per_min: tuple[int, ...] = ()
+    """Requests + pings per minute over the last hour, oldest first (for the sparkline)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    at: float
+    kind: str
+    """``action``, ``proposal`` (dry-run), ``alert``, ``drift``, ``traffic``, ``blind``."""
+    endpoint_id: str | None
+    text: str
+    eur: float | None = None
+    state: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonStatus:
+    started_at: float
+    last_tick_at: float | None
+    last_tick_ok: bool
+    last_tick_duration_s: float
+    tick_interval_s: float
+    blind: bool
+    blind_reason: str
+    mode: str
+    budget: BudgetView | None
+    endpoints: tuple[EndpointView, ...] = ()
+    events: tuple[EventView, ...] = ()
+    api_calls: dict[str, int] = field(default_factory=dict)
+    """``"ROUTE|STATUS"`` → count since start (STATUS ``error`` for transport failures)."""
+    actions: dict[str, int] = field(default_factory=dict)
+    """``"rule|action|mode|outcome"`` → count since start."""
+    saved_usd: dict[str, float] = field(default_factory=dict)
+    """``"rule|mode"`` → money saved (enforce) or that would have been saved (dry-run)."""
+    alerts_sent: int = 0
+    alerts_pending: int = 0
+    ledger_bytes: int = 0
+    last_billing_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DaemonStatus:
+        budget = data.get("budget")
+        return cls(
+            **{
+                **data,
+                "budget": BudgetView(
+                    **{
+                        **budget,
+                        "thresholds": tuple(budget["thresholds"]),
+                        "thresholds_crossed": tuple(budget["thresholds_crossed"]),
+                    }
+                )
+                if budget
+                else None,
+                "endpoints": tuple(
+                    EndpointView(
+                        **{
+                            **e,
+                            "cold_start_buckets": tuple(e["cold_start_buckets"]),
+                            "suspicious": tuple(e["suspicious"]),
+                            "rate_per_min": tuple(e["rate_per_min"]),
+                        }
+                    )
+                    for e in data.get("endpoints", ())
+                ),
+                "events": tuple(EventView(**e) for e in data.get("events", ())),
+            }
+        )
+
+
+class StatusRef:
+    """Holds the current DaemonStatus; the loop swaps it, readers (other threads too) just read it."""
+
+    def __init__(self, status: DaemonStatus | None = None) -> None:
+        self._lock = threading.Lock()
+        self._status = status
+
+    def get(self) -> DaemonStatus | None:
+        with self._lock:
+            return self._status
+
+    def set(self, status: DaemonStatus) -> None:
+        with self._lock:
+            self._status = status
