@@ -1,0 +1,1333 @@
+"""Typed, immutable configuration: ``config.toml`` read with :mod:`tomllib` into frozen dataclasses.
+
+Why it looks like this:
+
+* A wrong setting costs real money (a typo that silently falls back to a default can leave a GPU running
+  for days), so every value is validated and *all* problems are reported at once, each as a
+  ``FILE:LINE: section.key: message`` line that ``runpod-watchdog check-config`` prints and systemd's
+  ``ExecStartPre=`` turns into a refusal to start.
+* The model is the documentation: every field carries an attribute docstring (meaning, unit, default), the
+  shipped ``config.toml`` repeats it as comments, and a test keeps file and model in step.
+* Secrets never live here. The RunPod API key and the Slack webhook URL come only from the environment or
+  from systemd credentials, into a :class:`Secrets` object whose ``repr`` cannot leak them, so a logged
+  :class:`Config` is always safe to show. A secret-looking value in the file is an error.
+* Loading does the I/O (read the file, look at the environment); everything the daemon asks afterwards
+  (``policy_for``, ``rule_mode``, the price table) is pure.
+
+Order of precedence: built-in defaults < the file < environment variables for the three RunPod base URLs
+(``RUNPOD_API_BASE_URL``, ``RUNPOD_REST_API_URL``, ``RUNPOD_ENDPOINT_BASE_URL``, as RunPod's own tools read
+them). Problems found in the environment are reported as ``environment: VARIABLE: message``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import hmac
+import itertools
+import math
+import os
+import re
+import sys
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
+
+from watchdog.errors import ConfigError
+from watchdog.prices import DEFAULT_PRICES, GpuPrice, PriceTable
+
+Mode = Literal["enforce", "dry-run"]
+RuleMode = Literal["inherit", "enforce", "dry-run"]
+LogFormat = Literal["json", "regex"]
+CutAction = Literal["alert", "deny-list", "cooldown"]
+
+RULES: tuple[str, ...] = (
+    "runaway_job",
+    "config_drift",
+    "idle_leak",
+    "budget_brake",
+    "crash_loop",
+    "suspicious_traffic",
+)
+"""The policy rules whose mode ``[policy.rules]`` can override, in the order the daemon evaluates them."""
+
+CONFIG_ENV_VAR = "RUNPOD_WATCHDOG_CONFIG"
+"""Environment variable naming the config file when no path is given."""
+SYSTEM_CONFIG_PATH = Path("/etc/runpod-watchdog/config.toml")
+"""Config file used when no path is given and ``$RUNPOD_WATCHDOG_CONFIG`` is unset (if it exists)."""
+BUILTIN_SOURCE = "<built-in defaults>"
+
+SECRET_MESSAGE = (
+    "secrets never go in the config file; set RUNPOD_API_KEY / SLACK_WEBHOOK_URL in the environment "
+    "or a systemd credential"
+)
+_SECRET_KEY_NAMES = frozenset({"api_key", "apikey", "token", "webhook", "webhook_url", "password", "secret"})
+_SECRET_KEY_SUFFIXES = ("_api_key", "_token", "_webhook_url", "_password", "_secret")
+_SECRET_VALUE = re.compile(r"rpa_[A-Za-z0-9]{10,}|xox[bpa]-|https://hooks\.slack\.com/services/")
+
+_UNIX_SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, one of them the terminating NUL
+
+
+def _limits(
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    check: Callable[[Any], str | None] | None = None,
+    nonempty: bool = False,
+    derived: bool = False,
+) -> dict[str, Any]:
+    """Field metadata read by the loader: numeric bounds (applied to each item of an array), an extra
+    ``check(value) -> message | None``, ``nonempty`` for strings and arrays, and ``derived`` for fields
+    computed at load time rather than read from the file."""
+    meta: dict[str, Any] = {"gt": gt, "ge": ge, "lt": lt, "le": le, "check": check, "nonempty": nonempty}
+    meta["derived"] = derived
+    return meta
+
+
+# ----------------------------------------------------------------------------------------------------
+# Checks on single values (pure; they return a message or None)
+
+
+def _url_problem(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return f"must be an http(s) URL with a host, got {_describe(value)}"
+    if parts.username or parts.password:
+        return "must not carry credentials (user:password@); " + SECRET_MESSAGE
+    if parts.query or parts.fragment:
+        return "must not have a query string or fragment"
+    try:
+        _ = parts.port
+    except ValueError:
+        return f"has an invalid port: {_describe(value)}"
+    return None
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """Split ``host:port`` (IPv6 as ``[::1]:port``) into ``(host, port)``; raise ValueError if malformed."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.%\w]+)\]:(\d{1,5})|([^:\[\]\s]+):(\d{1,5})", listen)
+    if match is None:
+        raise ValueError("must be HOST:PORT (IPv6 as [::1]:PORT)")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if port > 65535:
+        raise ValueError(f"port must be in [0, 65535], got {port}")
+    return host, port
+
+
+def _listen_problem(value: str) -> str | None:
+    try:
+        parse_listen(value)
+    except ValueError as error:
+        return f"{error}, got {_describe(value)}"
+    return None
+
+
+def _socket_mode_problem(value: str) -> str | None:
+    if re.fullmatch(r"0?[0-7]{3}", value) is None:
+        return f'must be an octal file mode such as "0660", got {_describe(value)}'
+    return None
+
+
+def _increasing_problem(values: tuple[float, ...]) -> str | None:
+    if any(later <= earlier for earlier, later in itertools.pairwise(values)):
+        return f"must be strictly increasing, got {_describe(list(values))}"
+    return None
+
+
+def _regex_problem(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        re.compile(value)
+    except re.error as error:
+        return f"invalid regular expression: {error}"
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------
+# The model: one frozen dataclass per section
+
+
+@dataclass(frozen=True, slots=True)
+class FixedCost:
+    """A cost paid every month whatever the traffic; it comes off the budget before any GPU second."""
+
+    name: str = field(metadata=_limits(nonempty=True))
+    """What is paid for, e.g. ``"Hugging Face demo space"``. Required."""
+    usd_per_month: float = field(metadata=_limits(ge=0))
+    """Its price, USD per month (>= 0). Required."""
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetConfig:
+    """``[budget]``: the money the organisation can spend, and when to warn and when to brake."""
+
+    monthly_eur: float = field(default=20.0, metadata=_limits(gt=0))
+    """The monthly budget, EUR (> 0). Default 20.0."""
+    usd_per_eur: float = field(default=1.16, metadata=_limits(gt=0))
+    """Exchange rate, USD for 1 EUR (> 0); RunPod bills in USD. Default 1.16."""
+    alert_thresholds: tuple[float, ...] = field(
+        default=(0.5, 0.8, 1.0), metadata=_limits(gt=0, le=2, nonempty=True, check=_increasing_problem)
+    )
+    """Fractions of the budget (each in (0, 2], strictly increasing) at which a Slack alert is sent.
+    Default [0.5, 0.8, 1.0]."""
+    brake_at: float = field(default=0.95, metadata=_limits(gt=0, le=2))
+    """Fraction of the budget (in (0, 2]) at which the brake stops every endpoint not on
+    ``policy.allow_list``. Default 0.95."""
+    free_share: float = field(default=0.30, metadata=_limits(ge=0, lt=1))
+    """Share of requests offered free to learners (in [0, 1)), used when the logs carry no tier.
+    Default 0.30."""
+    fixed_costs: tuple[FixedCost, ...] = field(
+        default=(FixedCost("Hugging Face demo space", 10.0),), metadata=_limits()
+    )
+    """``[[budget.fixed_costs]]``: monthly costs outside RunPod. Default: one, the Hugging Face demo space
+    at 10.0 USD/month."""
+
+    @property
+    def monthly_usd(self) -> float:
+        """The budget in USD."""
+        return self.monthly_eur * self.usd_per_eur
+
+    @property
+    def fixed_usd_per_month(self) -> float:
+        return sum(cost.usd_per_month for cost in self.fixed_costs)
+
+    @property
+    def gpu_budget_usd(self) -> float:
+        """What is left for RunPod each month once the fixed costs are paid, USD."""
+        return self.monthly_usd - self.fixed_usd_per_month
+
+    def _problems(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        seen: set[str] = set()
+        for index, cost in enumerate(self.fixed_costs):
+            if cost.name in seen:
+                yield ("fixed_costs", index, "name"), f"duplicate fixed cost {cost.name!r}"
+            seen.add(cost.name)
+        if self.fixed_costs and self.gpu_budget_usd <= 0:
+            yield (
+                ("fixed_costs",),
+                f"fixed costs ({self.fixed_usd_per_month:.2f} USD/month) leave nothing of the "
+                f"{self.monthly_usd:.2f} USD budget",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class PricesConfig:
+    """``[prices]``: RunPod Serverless GPU prices per second (runpod-api.md §6); they change, code doesn't."""
+
+    gpu: tuple[GpuPrice, ...] = field(default=DEFAULT_PRICES.gpus, metadata=_limits(nonempty=True))
+    """``[[prices.gpu]]``: one entry per GPU type id (gpu_type_id, pool, flex_usd_per_s, active_usd_per_s).
+    A file that lists any replaces the whole default table (the 11 types of ``watchdog.prices``)."""
+
+    @property
+    def table(self) -> PriceTable:
+        return PriceTable(gpus=self.gpu)
+
+    def _problems(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        seen: set[str] = set()
+        for index, price in enumerate(self.gpu):
+            if price.gpu_type_id in seen:
+                yield ("gpu", index, "gpu_type_id"), f"duplicate GPU type id {price.gpu_type_id!r}"
+            seen.add(price.gpu_type_id)
+
+
+_GPU_PRICE_LIMITS: dict[str, dict[str, Any]] = {
+    "gpu_type_id": _limits(nonempty=True),
+    "pool": _limits(nonempty=True),
+    "flex_usd_per_s": _limits(gt=0, lt=1),
+    "active_usd_per_s": _limits(gt=0, lt=1),
+}
+"""Bounds for :class:`watchdog.prices.GpuPrice`, which lives outside this module (a $/s price of 1 USD or
+more is a unit mistake: that is 3600 USD an hour)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunPodConfig:
+    """``[runpod]``: where RunPod's three APIs live and how hard to try them (URLs: no trailing slash)."""
+
+    graphql_url: str = field(default="https://api.runpod.io/graphql", metadata=_limits(check=_url_problem))
+    """GraphQL endpoint (control plane). Env override: ``$RUNPOD_API_BASE_URL`` + ``/graphql``.
+    Default "https://api.runpod.io/graphql"."""
+    rest_url: str = field(default="https://api.runpod.io/v2", metadata=_limits(check=_url_problem))
+    """REST v2 base; the client appends ``/serverless/...``. Env override: ``$RUNPOD_REST_API_URL``.
+    Default "https://api.runpod.io/v2"."""
+    runtime_url: str = field(default="https://api.runpod.ai/v2", metadata=_limits(check=_url_problem))
+    """Serverless job runtime base (``/{endpoint_id}/health``, ``/cancel/...``).
+    Env override: ``$RUNPOD_ENDPOINT_BASE_URL``. Default "https://api.runpod.ai/v2"."""
+    poll_interval_s: float = field(default=5.0, metadata=_limits(ge=1))
+    """Seconds between two polls of endpoints, workers and jobs (>= 1). Default 5.0."""
+    billing_interval_s: float = field(default=300.0, metadata=_limits(gt=0))
+    """Seconds between two reads of RunPod's billing API (>= poll_interval_s). Default 300.0."""
+    request_timeout_s: float = field(default=10.0, metadata=_limits(gt=0))
+    """Timeout of one HTTP request, seconds (> 0). Default 10.0."""
+    max_retries: int = field(default=4, metadata=_limits(ge=0))
+    """Retries after a connect error, timeout, 5xx or 429 (>= 0; never after 401/403). Default 4."""
+    backoff_max_s: float = field(default=30.0, metadata=_limits(gt=0))
+    """Ceiling of the exponential backoff between retries, seconds (> 0). Default 30.0."""
+    retry_after_cap_s: float = field(default=60.0, metadata=_limits(gt=0))
+    """Longest ``Retry-After`` honoured, seconds (> 0); longer waits are capped. Default 60.0."""
+
+    def _problems(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        if self.billing_interval_s < self.poll_interval_s:
+            yield (
+                ("billing_interval_s",),
+                f"must be >= poll_interval_s ({_number(self.poll_interval_s)}), "
+                f"got {_number(self.billing_interval_s)}",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class RuleModes:
+    """``[policy.rules]``: per-rule mode. ``"inherit"`` follows the endpoint's mode; ``"dry-run"`` always
+    wins (trial one rule); ``"enforce"`` overrides ``policy.mode`` but not an endpoint's own ``mode``."""
+
+    runaway_job: RuleMode = "inherit"
+    """Cancel work in progress longer than max_execution_s + grace_s. Default "inherit"."""
+    config_drift: RuleMode = "inherit"
+    """Patch endpoints whose settings exceed the policy (timeouts, workers). Default "inherit"."""
+    idle_leak: RuleMode = "inherit"
+    """Stop workers kept alive with no work. Default "inherit"."""
+    budget_brake: RuleMode = "inherit"
+    """Set workers max to 0 on non-allow-listed endpoints once spend reaches budget.brake_at.
+    Default "inherit"."""
+    crash_loop: RuleMode = "inherit"
+    """Pause endpoints whose workers keep failing (each restart is a billed cold start). Default "inherit"."""
+    suspicious_traffic: RuleMode = "inherit"
+    """Act on request/ping floods found in the logs (see pings.cut). Default "inherit"."""
+
+    def get(self, rule: str) -> RuleMode:
+        if rule not in RULES:
+            raise KeyError(f"unknown rule {rule!r}; rules are {', '.join(RULES)}")
+        return typing.cast(RuleMode, getattr(self, rule))
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointOverride:
+    """``[[policy.endpoint]]``: settings for the endpoints whose id or name matches ``match``; keys left out
+    keep the ``[policy]`` default. When several entries match, later ones win key by key."""
+
+    match: str = field(metadata=_limits(nonempty=True))
+    """Endpoint id or name; shell-style patterns (``*``, ``?``) allowed. Required."""
+    mode: Mode | None = None
+    """"enforce" or "dry-run" for these endpoints (rules set to "dry-run" stay so). Default: policy.mode."""
+    max_execution_s: float | None = field(default=None, metadata=_limits(gt=0))
+    """Runaway limit, seconds. Default: policy.max_execution_s."""
+    grace_s: float | None = field(default=None, metadata=_limits(ge=0))
+    """Extra seconds before acting. Default: policy.grace_s."""
+    max_idle_timeout_s: int | None = field(default=None, metadata=_limits(ge=1, le=3600))
+    """Highest idle timeout allowed, seconds. Default: policy.max_idle_timeout_s."""
+    max_workers: int | None = field(default=None, metadata=_limits(ge=0))
+    """Highest workers max allowed. Default: policy.max_workers."""
+    max_workers_min: int | None = field(default=None, metadata=_limits(ge=0))
+    """Highest workers min (active, always billed) allowed. Default: policy.max_workers_min."""
+    max_workers_standby: int | None = field(default=None, metadata=_limits(ge=0))
+    """Highest workers standby allowed. Default: policy.max_workers_standby."""
+    required_execution_timeout_s: int | None = field(default=None, metadata=_limits(ge=5, le=604800))
+    """Execution timeout patched onto these endpoints, seconds.
+    Default: policy.required_execution_timeout_s."""
+
+    def matches(self, endpoint_id: str, endpoint_name: str) -> bool:
+        return _matches(self.match, endpoint_id, endpoint_name)
+
+
+_OVERRIDABLE = tuple(f.name for f in dataclasses.fields(EndpointOverride) if f.name != "match")
+
+
+@dataclass(frozen=True, slots=True)
+class EffectivePolicy:
+    """One endpoint's policy, fully resolved from ``[policy]`` and the matching ``[[policy.endpoint]]``."""
+
+    endpoint_id: str
+    endpoint_name: str
+    mode: Mode
+    """The endpoint's mode before per-rule overrides (use :meth:`Config.rule_mode` for a rule)."""
+    mode_is_explicit: bool
+    """True when a ``[[policy.endpoint]]`` entry set ``mode`` (it then beats ``"enforce"`` rule overrides)."""
+    watched: bool
+    allow_listed: bool
+    always_paused: bool
+    max_execution_s: float
+    grace_s: float
+    max_idle_timeout_s: int
+    max_workers: int
+    max_workers_min: int
+    max_workers_standby: int
+    required_execution_timeout_s: int
+    brake_idle_timeout_s: int
+    max_actions_per_hour: int
+    cooldown_s: float
+    stale_after_s: float
+    matched_overrides: tuple[str, ...]
+    """The ``match`` patterns applied, in order, so a decision can say why it used these numbers."""
+
+    @property
+    def runaway_after_s(self) -> float:
+        """Work in progress older than this many seconds is a runaway."""
+        return self.max_execution_s + self.grace_s
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """``[policy]``: the defaults every endpoint gets, and what the daemon may do about them."""
+
+    mode: Mode = "enforce"
+    """"enforce" acts (cancel, patch, pause); "dry-run" only records what it would have done and the money
+    that would have saved. Default "enforce"."""
+    watch: tuple[str, ...] = field(default=("*",), metadata=_limits())
+    """Endpoint ids or names (patterns allowed) to watch; "*" = all. Default ["*"]."""
+    allow_list: tuple[str, ...] = field(default=(), metadata=_limits())
+    """Endpoint ids or names the budget brake never stops (other rules still apply). Default []."""
+    always_paused: tuple[str, ...] = field(default=(), metadata=_limits())
+    """Endpoint ids or names always kept at workers max 0. Default []."""
+    max_execution_s: float = field(default=120.0, metadata=_limits(gt=0))
+    """Work in progress longer than this is a runaway, seconds (> 0). Default 120."""
+    grace_s: float = field(default=30.0, metadata=_limits(ge=0))
+    """Extra seconds past a limit before acting, seconds (>= 0). Default 30."""
+    max_idle_timeout_s: int = field(default=10, metadata=_limits(ge=1, le=3600))
+    """Highest idle timeout allowed on an endpoint, seconds (1-3600, RunPod's range). Default 10."""
+    max_workers: int = field(default=1, metadata=_limits(ge=0))
+    """Highest workers max allowed on an endpoint (>= 0). Default 1."""
+    max_workers_min: int = field(default=0, metadata=_limits(ge=0))
+    """Highest workers min (active workers, billed 24/7) allowed (>= 0, <= max_workers). Default 0."""
+    max_workers_standby: int = field(default=0, metadata=_limits(ge=0))
+    """Highest workers standby allowed (>= 0). Default 0."""
+    required_execution_timeout_s: int = field(default=120, metadata=_limits(ge=5, le=604800))
+    """Execution timeout patched onto endpoints that have none or a longer one, seconds (5-604800).
+    Default 120."""
+    brake_idle_timeout_s: int = field(default=5, metadata=_limits(ge=1, le=3600))
+    """Idle timeout set by the budget brake on the endpoints it keeps, seconds (1-3600). Default 5."""
+    max_actions_per_hour: int = field(default=12, metadata=_limits(ge=1))
+    """Most actions on one endpoint per hour (>= 1); beyond that the daemon alerts instead. Default 12."""
+    cooldown_s: float = field(default=300.0, metadata=_limits(ge=0))
+    """Seconds to wait after an action on an endpoint before the next one (>= 0). Default 300."""
+    stale_after_s: float = field(default=30.0, metadata=_limits(gt=0))
+    """Data older than this many seconds never triggers an action (> 0). Default 30."""
+    rules: RuleModes = field(default_factory=RuleModes, metadata=_limits())
+    """``[policy.rules]``: per-rule modes, all "inherit" by default."""
+    endpoint: tuple[EndpointOverride, ...] = field(default=(), metadata=_limits())
+    """``[[policy.endpoint]]``: per-endpoint overrides. Default: none."""
+
+    def _problems(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        if self.max_workers_min > self.max_workers:
+            yield (
+                ("max_workers_min",),
+                f"must be <= max_workers ({self.max_workers}), got {self.max_workers_min}",
+            )
+        for both in sorted(set(self.allow_list) & set(self.always_paused)):
+            yield ("always_paused",), f"{both!r} is also in allow_list"
+        for index, override in enumerate(self.endpoint):
+            workers = override.max_workers if override.max_workers is not None else self.max_workers
+            workers_min = (
+                override.max_workers_min if override.max_workers_min is not None else self.max_workers_min
+            )
+            if workers_min > workers:
+                yield (
+                    ("endpoint", index, "max_workers_min"),
+                    f"must be <= max_workers ({workers}), got {workers_min}",
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class PingSource:
+    """``[[pings.source]]``: one access log to watch for pings and request floods."""
+
+    name: str = field(metadata=_limits(nonempty=True))
+    """Label used in alerts and the ledger. Required, unique."""
+    path: str = field(metadata=_limits(nonempty=True))
+    """Log file to follow. Required."""
+    format: LogFormat = "json"
+    """"json" (one object per line) or "regex". Default "json"."""
+    regex: str = field(default="", metadata=_limits(check=_regex_problem))
+    """Python regular expression with named groups named like the *_field keys (at least time_field and
+    endpoint_field); required when format = "regex". Default ""."""
+    time_field: str = field(default="ts", metadata=_limits(nonempty=True))
+    """Field (or group) holding the time: epoch seconds or ISO-8601. Default "ts"."""
+    endpoint_field: str = field(default="endpoint_id", metadata=_limits(nonempty=True))
+    """Field holding the endpoint id. Default "endpoint_id"."""
+    kind_field: str = field(default="kind", metadata=_limits(nonempty=True))
+    """Field saying "request" or "ping". Default "kind"."""
+    source_field: str = field(default="source", metadata=_limits(nonempty=True))
+    """Field naming the caller (IP or client id). Default "source"."""
+    job_field: str = field(default="job_id", metadata=_limits(nonempty=True))
+    """Field holding the job id. Default "job_id"."""
+    tier_field: str = field(default="tier", metadata=_limits(nonempty=True))
+    """Field holding the tier ("free" or "paid"); missing = budget.free_share applies. Default "tier"."""
+    worker_field: str = field(default="worker_id", metadata=_limits(nonempty=True))
+    """Field holding the worker id. Default "worker_id"."""
+
+    def _problems(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        if self.format == "regex":
+            if not self.regex:
+                yield ("regex",), 'is required when format = "regex"'
+                return
+            if _regex_problem(self.regex) is not None:
+                return  # already reported by the field check
+            groups = set(re.compile(self.regex).groupindex)
+            missing = [name for name in (self.time_field, self.endpoint_field) if name not in groups]
+            if missing:
+                yield (
+                    ("regex",),
+                    "needs named groups for " + ", ".join(f"(?P<{name}>...)" for name in missing),
+                )
+        elif self.regex:
+            yield ("regex",), 'is only used when format = "regex"'
+
+
+@dataclass(frozen=True, slots=True)
+class PingsConfig:
+    """``[pings]``: the seed's third rule, "watch the ping rate in our logs and cut suspicious traffic"."""
+
+    source: tuple[PingSource, ...] = field(default=(), metadata=_limits())
+    """``[[pings.source]]``: access logs to follow. Default: none."""
+    max_requests_per_min: int = field(default=30, metadata=_limits(ge=1))
+    """Requests per minute per endpoint above which traffic is suspicious (>= 1). Default 30."""
+    max_pings_per_min: int = field(default=20, metadata=_limits(ge=1))
+    """Pings per minute per endpoint above which traffic is suspicious (>= 1); a heartbeat every 10 s is
+    6/min. Default 20."""
+    keep_warm_window_min: float = field(default=30.0, metadata=_limits(gt=0))
+    """Window for keep-warm detection, minutes (> 0). Default 30."""
+    keep_warm_max_busy_ratio: float = field(default=0.2, metadata=_limits(ge=0, le=1))
+    """Steady pings while workers are busy less than this share of the window = keep-warm pinging
+    (in [0, 1]). Default 0.2."""
+    jump_min_count: int = field(default=10, metadata=_limits(ge=1))
+    """Fewest requests in a minute before a jump counts (>= 1). Default 10."""
+    jump_factor: float = field(default=4.0, metadata=_limits(gt=1))
+    """A minute with more than this many times the usual rate is a jump (> 1). Default 4.0."""
+    cut: CutAction = "alert"
+    """What to do about suspicious traffic: "alert" only, "deny-list" (append the source to deny_list_path),
+    or "cooldown" (pause the endpoint for cut_cooldown_s). Default "alert"."""
+    deny_list_path: str = ""
+    """File the gateway reads its deny list from (required when cut = "deny-list"). Default ""."""
+    cut_cooldown_s: float = field(default=900.0, metadata=_limits(gt=0))
+    """How long a cut lasts, seconds (> 0). Default 900."""
+
+    def _problems(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        seen: set[str] = set()
+        for index, source in enumerate(self.source):
+            if source.name in seen:
+                yield ("source", index, "name"), f"duplicate source name {source.name!r}"
+            seen.add(source.name)
+        if self.cut == "deny-list" and not self.deny_list_path:
+            yield ("deny_list_path",), 'is required when cut = "deny-list"'
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerConfig:
+    """``[ledger]``: the SQLite file that records every tick, decision and dollar (the TUI reads it)."""
+
+    path: str = ""
+    """SQLite file. "" = "$STATE_DIRECTORY/ledger.sqlite3" when systemd sets STATE_DIRECTORY, else
+    "./runpod-watchdog.sqlite3". A relative path is taken from STATE_DIRECTORY (or the current directory).
+    Default ""."""
+    raw_retention_days: int = field(default=35, metadata=_limits(ge=1))
+    """Days per-tick rows are kept (>= 1). Default 35."""
+    rollup_retention_days: int = field(default=400, metadata=_limits(ge=1))
+    """Days hourly/daily rollups are kept (>= raw_retention_days). Default 400."""
+    resolved_path: Path = field(default=Path("runpod-watchdog.sqlite3"), metadata=_limits(derived=True))
+    """Absolute ledger path, computed at load time from ``path`` and the environment (not a file key)."""
+
+    def _problems(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        if self.rollup_retention_days < self.raw_retention_days:
+            yield (
+                ("rollup_retention_days",),
+                f"must be >= raw_retention_days ({self.raw_retention_days}), "
+                f"got {self.rollup_retention_days}",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """``[metrics]``: the Prometheus ``/metrics`` endpoint."""
+
+    enabled: bool = True
+    """Serve /metrics. Default true."""
+    listen: str = field(default="127.0.0.1:9877", metadata=_limits(check=_listen_problem))
+    """HOST:PORT to listen on (IPv6 as "[::1]:9877"; port 0 = any free port). Default "127.0.0.1:9877"."""
+    tls_cert_file: str = ""
+    """PEM certificate for HTTPS; set both TLS files or neither. Default "" (plain HTTP)."""
+    tls_key_file: str = ""
+    """PEM private key for HTTPS; set both TLS files or neither. Default ""."""
+
+    @property
+    def host(self) -> str:
+        return parse_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return parse_listen(self.listen)[1]
+
+    def _problems(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            missing = "tls_key_file" if self.tls_cert_file else "tls_cert_file"
+            yield (missing,), "set both tls_cert_file and tls_key_file, or neither"
+
+
+@dataclass(frozen=True, slots=True)
+class SlackConfig:
+    """``[slack]``: alert delivery. The webhook URL itself is a secret (``SLACK_WEBHOOK_URL``)."""
+
+    channel: str = ""
+    """Channel the webhook posts to, shown in the TUI only (the webhook decides). Default ""."""
+    min_interval_s: float = field(default=1.0, metadata=_limits(ge=0))
+    """Fewest seconds between two messages (>= 0; Slack allows about 1 per second). Default 1.0."""
+    cost_per_1000_alert_usd: float = field(default=3.0, metadata=_limits(gt=0))
+    """Alert when the cost per 1000 requests exceeds this, USD (> 0). Default 3.0."""
+    cold_start_alert_s: float = field(default=15.0, metadata=_limits(gt=0))
+    """Alert when cold starts take longer than this, seconds (> 0). Default 15.0."""
+    max_attempts: int = field(default=0, metadata=_limits(ge=0))
+    """Delivery attempts per alert (>= 0; 0 = retry until delivered). Default 0."""
+    retry_max_s: float = field(default=300.0, metadata=_limits(gt=0))
+    """Longest wait between two delivery attempts, seconds (> 0). Default 300."""
+
+
+@dataclass(frozen=True, slots=True)
+class ControlConfig:
+    """``[control]``: the local socket through which the TUI asks the daemon to act."""
+
+    socket_path: str = ""
+    """Unix socket path. "" = "$RUNTIME_DIRECTORY/control.sock" when systemd sets RUNTIME_DIRECTORY, else
+    "runpod-watchdog.sock" next to the ledger. Default ""."""
+    socket_mode: str = field(default="0660", metadata=_limits(check=_socket_mode_problem))
+    """Permissions of the socket, octal string (the group may drive the daemon). Default "0660"."""
+    resolved_socket_path: Path = field(default=Path("runpod-watchdog.sock"), metadata=_limits(derived=True))
+    """Absolute socket path, computed at load time (not a file key)."""
+
+    @property
+    def socket_mode_bits(self) -> int:
+        return int(self.socket_mode, 8)
+
+
+@dataclass(frozen=True, slots=True)
+class TuiConfig:
+    """``[tui]``: the dashboard."""
+
+    refresh_s: float = field(default=1.0, metadata=_limits(gt=0))
+    """Seconds between two reads of the ledger (> 0). Default 1.0."""
+    stale_after_s: float = field(default=15.0, metadata=_limits(gt=0))
+    """The status bar says "stale" when the last tick is older than this, seconds (> 0). Default 15."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration. Immutable and secret-free, so it can be logged and shared across tasks."""
+
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    """``[budget]``."""
+    prices: PricesConfig = field(default_factory=PricesConfig)
+    """``[prices]``."""
+    runpod: RunPodConfig = field(default_factory=RunPodConfig)
+    """``[runpod]``."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """``[policy]``."""
+    pings: PingsConfig = field(default_factory=PingsConfig)
+    """``[pings]``."""
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    """``[ledger]``."""
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    """``[metrics]``."""
+    slack: SlackConfig = field(default_factory=SlackConfig)
+    """``[slack]``."""
+    control: ControlConfig = field(default_factory=ControlConfig)
+    """``[control]``."""
+    tui: TuiConfig = field(default_factory=TuiConfig)
+    """``[tui]``."""
+    source: str = field(default=BUILTIN_SOURCE, compare=False, metadata=_limits(derived=True))
+    """Where this came from: the file path, or "<built-in defaults>" (not a file key)."""
+
+    @property
+    def price_table(self) -> PriceTable:
+        return self.prices.table
+
+    def policy_for(self, endpoint_id: str, endpoint_name: str) -> EffectivePolicy:
+        """Resolve ``[policy]`` plus each matching ``[[policy.endpoint]]`` (file order) for one endpoint."""
+        policy = self.policy
+        resolved: dict[str, Any] = {name: getattr(policy, name) for name in _OVERRIDABLE}
+        explicit_mode = False
+        applied: list[str] = []
+        for override in policy.endpoint:
+            if not override.matches(endpoint_id, endpoint_name):
+                continue
+            applied.append(override.match)
+            for name in _OVERRIDABLE:
+                value = getattr(override, name)
+                if value is not None:
+                    resolved[name] = value
+                    explicit_mode = explicit_mode or name == "mode"
+        return EffectivePolicy(
+            endpoint_id=endpoint_id,
+            endpoint_name=endpoint_name,
+            mode_is_explicit=explicit_mode,
+            watched=_matches_any(policy.watch, endpoint_id, endpoint_name),
+            allow_listed=_matches_any(policy.allow_list, endpoint_id, endpoint_name),
+            always_paused=_matches_any(policy.always_paused, endpoint_id, endpoint_name),
+            brake_idle_timeout_s=policy.brake_idle_timeout_s,
+            max_actions_per_hour=policy.max_actions_per_hour,
+            cooldown_s=policy.cooldown_s,
+            stale_after_s=policy.stale_after_s,
+            matched_overrides=tuple(applied),
+            **resolved,
+        )
+
+    def rule_mode(self, rule: str, endpoint_id: str, endpoint_name: str) -> Mode:
+        """The mode one rule runs in on one endpoint.
+
+        A rule set to "dry-run" is dry-run everywhere; otherwise an endpoint's explicit ``mode`` wins; then a
+        rule set to "enforce"; then ``policy.mode``. So ``policy.mode = "dry-run"`` with the shipped
+        (all "inherit") rules makes everything dry-run. Raises KeyError for an unknown rule.
+        """
+        rule_setting = self.policy.rules.get(rule)
+        if rule_setting == "dry-run":
+            return "dry-run"
+        effective = self.policy_for(endpoint_id, endpoint_name)
+        if effective.mode_is_explicit:
+            return effective.mode
+        if rule_setting == "enforce":
+            return "enforce"
+        return self.policy.mode
+
+    def summary(self) -> str:
+        """One line for ``check-config`` and the daemon's start-up log."""
+        budget = self.budget
+        fixed = len(budget.fixed_costs)
+        sources = len(self.pings.source)
+        return (
+            f"{self.source}: OK — budget {budget.monthly_eur:.2f} EUR/month ({budget.monthly_usd:.2f} USD), "
+            f"{fixed} fixed cost{'' if fixed == 1 else 's'}, mode {self.policy.mode}, "
+            f"{len(self.prices.gpu)} GPU prices, {sources} log source{'' if sources == 1 else 's'}, "
+            f"ledger {self.ledger.resolved_path}"
+        )
+
+
+def _matches(pattern: str, endpoint_id: str, endpoint_name: str) -> bool:
+    return fnmatch.fnmatchcase(endpoint_id, pattern) or fnmatch.fnmatchcase(endpoint_name, pattern)
+
+
+def _matches_any(patterns: tuple[str, ...], endpoint_id: str, endpoint_name: str) -> bool:
+    return any(_matches(pattern, endpoint_id, endpoint_name) for pattern in patterns)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Secrets
+
+
+class Secret:
+    """A secret string that never shows itself: ``repr``/``str``/f-strings print ``********``.
+
+    Call :meth:`reveal` at the one place the value is needed (an HTTP header), never earlier.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    def __str__(self) -> str:
+        return "********"
+
+    def __format__(self, format_spec: str) -> str:
+        return "********"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(Secret)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        raise TypeError("a Secret is not pickled, so it cannot end up on disk by accident")
+
+
+SecretOrigin = Literal["credential", "environment", "unset"]
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """The two secrets, kept apart from :class:`Config` so that logging a config can never leak them."""
+
+    runpod_api_key: Secret | None = None
+    """``RUNPOD_API_KEY``: the RunPod API key (Bearer token)."""
+    runpod_api_key_origin: SecretOrigin = "unset"
+    """Where the key came from: a systemd credential, the environment, or nowhere."""
+    slack_webhook_url: Secret | None = None
+    """``SLACK_WEBHOOK_URL``: the Slack incoming-webhook URL."""
+    slack_webhook_url_origin: SecretOrigin = "unset"
+    """Where the webhook came from."""
+
+
+def load_secrets(env: Mapping[str, str] | None = None) -> Secrets:
+    """Read ``RUNPOD_API_KEY`` and ``SLACK_WEBHOOK_URL``.
+
+    Order: the systemd credential file ``$CREDENTIALS_DIRECTORY/<NAME>`` first (the hardened channel:
+    ``LoadCredential=``), then the environment variable of the same name. Surrounding whitespace is
+    stripped; an empty value counts as unset. Raises ConfigError (never showing a value) when a credential
+    file cannot be read or the webhook is not an https URL.
+    """
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    found: dict[str, tuple[Secret | None, SecretOrigin]] = {}
+    for name in ("RUNPOD_API_KEY", "SLACK_WEBHOOK_URL"):
+        value, origin = _read_secret(name, env, problems)
+        found[name] = (Secret(value) if value else None, origin if value else "unset")
+    webhook = found["SLACK_WEBHOOK_URL"][0]
+    if webhook is not None:
+        parts = urlsplit(webhook.reveal())
+        if parts.scheme != "https" or not parts.hostname:
+            problems.append("environment: SLACK_WEBHOOK_URL: must be an https URL (value not shown)")
+    if problems:
+        raise ConfigError(problems)
+    return Secrets(
+        runpod_api_key=found["RUNPOD_API_KEY"][0],
+        runpod_api_key_origin=found["RUNPOD_API_KEY"][1],
+        slack_webhook_url=webhook,
+        slack_webhook_url_origin=found["SLACK_WEBHOOK_URL"][1],
+    )
+
+
+def _read_secret(name: str, env: Mapping[str, str], problems: list[str]) -> tuple[str, SecretOrigin]:
+    credentials_dir = env.get("CREDENTIALS_DIRECTORY", "")
+    if credentials_dir:
+        credential = Path(credentials_dir) / name
+        if credential.exists():
+            try:
+                return credential.read_text(encoding="utf-8").strip(), "credential"
+            except (OSError, UnicodeDecodeError) as error:
+                problems.append(f"{credential}:1: {name}: cannot read the credential: {type(error).__name__}")
+                return "", "unset"
+    return env.get(name, "").strip(), "environment"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Loading
+
+
+def default_config(env: Mapping[str, str] | None = None) -> Config:
+    """All built-in defaults, no file; the environment still sets the URL overrides and derived paths."""
+    return _load_document({}, BUILTIN_SOURCE, _KeyLocator(""), os.environ if env is None else env)
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate a config file; raise ConfigError listing every problem found.
+
+    Args:
+        path: the file. None searches ``$RUNPOD_WATCHDOG_CONFIG``, then ``/etc/runpod-watchdog/config.toml``
+            if it exists, and otherwise uses the built-in defaults.
+        env: environment for URL overrides and systemd directories (default ``os.environ``).
+    """
+    env = os.environ if env is None else env
+    if path is None:
+        if env.get(CONFIG_ENV_VAR):
+            path = env[CONFIG_ENV_VAR]
+        elif SYSTEM_CONFIG_PATH.is_file():
+            path = SYSTEM_CONFIG_PATH
+        else:
+            return default_config(env)
+    label = str(path)
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as error:
+        raise ConfigError(f"{label}:1: (file): cannot read: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{label}:1: (file): not UTF-8 text: {error.reason}") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{label}:{_syntax_error_line(str(error), text)}: syntax: {error}") from None
+    return _load_document(document, label, _KeyLocator(text), env)
+
+
+def check_config_command(path: str | None) -> int:
+    """``runpod-watchdog check-config [PATH]``: 0 and a summary on stdout, or 2 and the problems on stderr."""
+    try:
+        config = load_config(path)
+        secrets = load_secrets()
+    except ConfigError as error:
+        for line in error.problems:
+            print(line, file=sys.stderr)
+        return 2
+    print(f"{config.summary()}, RunPod API key: {secrets.runpod_api_key_origin}")
+    return 0
+
+
+def _syntax_error_line(message: str, text: str) -> int:
+    match = re.search(r"at line (\d+)", message)
+    if match:
+        return int(match.group(1))
+    if "end of document" in message:
+        return max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
+    return 1
+
+
+KeyPath = tuple[str | int, ...]
+_T = TypeVar("_T")
+
+
+@dataclass(slots=True)
+class _Problems:
+    """Collects problems as ``(line, text)``; anything under a key already reported as a secret is dropped,
+    so a secret value never gets echoed by a later type or range message."""
+
+    file: str
+    locator: _KeyLocator
+    found: list[tuple[int, str]] = field(default_factory=list)
+    secret_paths: set[KeyPath] = field(default_factory=set)
+
+    def add(self, path: KeyPath, message: str) -> None:
+        if any(path[: len(secret)] == secret for secret in self.secret_paths):
+            return
+        self.found.append((self.locator.line_of(path), f"{_dotted(path)}: {message}"))
+
+    def add_secret(self, path: KeyPath) -> None:
+        self.add(path, SECRET_MESSAGE)
+        self.secret_paths.add(path)
+
+    def lines(self) -> list[str]:
+        return [f"{self.file}:{line}: {text}" for line, text in sorted(self.found, key=lambda item: item[0])]
+
+
+def _load_document(
+    document: dict[str, Any], label: str, locator: _KeyLocator, env: Mapping[str, str]
+) -> Config:
+    problems = _Problems(label, locator)
+    _scan_for_secrets(document, (), problems)
+    config = _build(Config, document, (), problems)
+    env_problems: list[str] = []
+    if config is not None:
+        config = _apply_environment(config, label, env, env_problems, problems)
+    all_lines = problems.lines() + env_problems
+    if all_lines or config is None:
+        raise ConfigError(all_lines or [f"{label}:1: (file): invalid configuration"])
+    return config
+
+
+def _apply_environment(
+    config: Config, label: str, env: Mapping[str, str], env_problems: list[str], problems: _Problems
+) -> Config:
+    runpod = config.runpod
+    for variable, attribute, suffix in (
+        ("RUNPOD_API_BASE_URL", "graphql_url", "/graphql"),
+        ("RUNPOD_REST_API_URL", "rest_url", ""),
+        ("RUNPOD_ENDPOINT_BASE_URL", "runtime_url", ""),
+    ):
+        value = env.get(variable, "").strip()
+        if not value:
+            continue
+        url = value.rstrip("/") + suffix
+        problem = _url_problem(url)
+        if problem is not None:
+            env_problems.append(f"environment: {variable}: runpod.{attribute} {problem}")
+        else:
+            runpod = dataclasses.replace(runpod, **{attribute: url})
+
+    state_dir = _first_dir(env.get("STATE_DIRECTORY", ""))
+    base_dir = Path(state_dir) if state_dir else Path.cwd()
+    if config.ledger.path:
+        ledger_path = base_dir / Path(config.ledger.path).expanduser()
+    elif state_dir:
+        ledger_path = base_dir / "ledger.sqlite3"
+    else:
+        ledger_path = base_dir / "runpod-watchdog.sqlite3"
+    ledger = dataclasses.replace(config.ledger, resolved_path=Path(os.path.abspath(ledger_path)))
+
+    runtime_dir = _first_dir(env.get("RUNTIME_DIRECTORY", ""))
+    if config.control.socket_path:
+        socket_path = (Path(runtime_dir) if runtime_dir else Path.cwd()) / Path(
+            config.control.socket_path
+        ).expanduser()
+    elif runtime_dir:
+        socket_path = Path(runtime_dir) / "control.sock"
+    else:
+        socket_path = ledger.resolved_path.parent / "runpod-watchdog.sock"
+    socket_path = Path(os.path.abspath(socket_path))
+    if len(os.fsencode(socket_path)) > _UNIX_SOCKET_PATH_MAX:
+        problems.add(
+            ("control", "socket_path"),
+            f"the socket path {str(socket_path)!r} is longer than {_UNIX_SOCKET_PATH_MAX} bytes, "
+            "the limit for a Unix socket",
+        )
+    control = dataclasses.replace(config.control, resolved_socket_path=socket_path)
+
+    metrics = config.metrics
+    for key in ("tls_cert_file", "tls_key_file"):
+        name = getattr(metrics, key)
+        if name and not Path(name).expanduser().is_file():
+            problems.add(("metrics", key), f"file not found: {name!r}")
+    return dataclasses.replace(config, runpod=runpod, ledger=ledger, control=control, source=label)
+
+
+def _first_dir(value: str) -> str:
+    """systemd joins several ``StateDirectory=`` entries with ``:``; the first one is ours."""
+    return value.split(":", 1)[0]
+
+
+def _scan_for_secrets(value: Any, path: KeyPath, problems: _Problems) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            lowered = key.lower()
+            if lowered in _SECRET_KEY_NAMES or lowered.endswith(_SECRET_KEY_SUFFIXES):
+                problems.add_secret((*path, key))
+            else:
+                _scan_for_secrets(item, (*path, key), problems)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            # Items of an array of tables have their own location; items of a plain array point at the key.
+            _scan_for_secrets(item, (*path, index) if isinstance(item, dict) else path, problems)
+    elif isinstance(value, str) and _SECRET_VALUE.search(value):
+        problems.add_secret(path)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _field_limits(cls: type, item: dataclasses.Field[Any]) -> Mapping[str, Any]:
+    if cls is GpuPrice:
+        return _GPU_PRICE_LIMITS.get(item.name, {})
+    return item.metadata
+
+
+def _build(cls: type[_T], raw: Mapping[str, Any], path: KeyPath, problems: _Problems) -> _T | None:
+    """Build one dataclass from its TOML table, reporting into ``problems``; None if anything was wrong."""
+    hints = _hints(cls)
+    values: dict[str, Any] = {}
+    failed = False
+    known: list[str] = []
+    for item in dataclasses.fields(cls):  # type: ignore[arg-type]
+        limits = _field_limits(cls, item)
+        if limits.get("derived"):
+            continue
+        known.append(item.name)
+        key_path = (*path, item.name)
+        if item.name not in raw:
+            if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
+                problems.add(key_path, "missing required key")
+                failed = True
+            continue
+        ok, value = _convert(hints[item.name], raw[item.name], key_path, problems, limits)
+        if ok and limits.get("nonempty") and not value and value is not False:
+            problems.add(key_path, "must not be empty")
+            ok = False
+        if ok and limits.get("check") is not None:
+            message = limits["check"](value)
+            if message is not None:
+                problems.add(key_path, message)
+                ok = False
+        if ok:
+            values[item.name] = value
+        else:
+            failed = True
+    for key, value in raw.items():
+        if key not in known:
+            _report_unknown(key, value, (*path, key), known, problems)
+    if failed:
+        return None
+    instance = cls(**values)
+    cross_checks = getattr(instance, "_problems", None)
+    if cross_checks is not None:
+        found = list(cross_checks())
+        for relative, message in found:
+            problems.add((*path, *relative), message)
+        if found:
+            return None
+    return instance
+
+
+def _report_unknown(key: str, value: Any, path: KeyPath, known: list[str], problems: _Problems) -> None:
+    is_table = isinstance(value, dict) or (
+        isinstance(value, list) and bool(value) and all(isinstance(item, dict) for item in value)
+    )
+    message = "unknown section" if is_table else "unknown key"
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        message += f"; did you mean {close[0]!r}?"
+    else:
+        message += f"; expected one of: {', '.join(known)}"
+    problems.add(path, message)
+
+
+def _convert(
+    hint: Any, value: Any, path: KeyPath, problems: _Problems, limits: Mapping[str, Any]
+) -> tuple[bool, Any]:
+    """Check ``value`` against a type hint (and numeric bounds); return ``(ok, converted value)``."""
+    origin = get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        (inner,) = (arg for arg in get_args(hint) if arg is not type(None))
+        return _convert(inner, value, path, problems, limits)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            problems.add(path, f"expected a table, got {_describe(value)}")
+            return False, None
+        built = _build(typing.cast(type, hint), value, path, problems)
+        return built is not None, built
+    if origin is tuple:
+        item_hint = get_args(hint)[0]
+        if not isinstance(value, list):
+            problems.add(path, f"expected an array, got {_describe(value)}")
+            return False, None
+        table_items = dataclasses.is_dataclass(item_hint)
+        results = [
+            _convert(item_hint, item, (*path, index) if table_items else path, problems, limits)
+            for index, item in enumerate(value)
+        ]
+        return all(ok for ok, _ in results), tuple(item for _, item in results)
+    if origin is Literal:
+        choices = get_args(hint)
+        if isinstance(value, str) and value in choices:
+            return True, value
+        message = f"must be one of {', '.join(repr(choice) for choice in choices)}, got {_describe(value)}"
+        if isinstance(value, str):
+            close = difflib.get_close_matches(value, [str(choice) for choice in choices], n=1, cutoff=0.6)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+        problems.add(path, message)
+        return False, None
+    if hint is bool:
+        if isinstance(value, bool):
+            return True, value
+        problems.add(path, f"expected true or false, got {_describe(value)}")
+        return False, None
+    if hint is str:
+        if isinstance(value, str):
+            return True, value
+        problems.add(path, f"expected a string, got {_describe(value)}")
+        return False, None
+    if hint is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            problems.add(path, f"expected an integer, got {_describe(value)}")
+            return False, None
+        return _check_bounds(value, path, problems, limits), value
+    if hint is float:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            problems.add(path, f"expected a number, got {_describe(value)}")
+            return False, None
+        if not math.isfinite(value):
+            problems.add(path, f"must be a finite number, got {_describe(value)}")
+            return False, None
+        return _check_bounds(value, path, problems, limits), float(value)
+    raise TypeError(f"config model uses an unsupported type {hint!r} at {_dotted(path)}")
+
+
+def _check_bounds(value: float, path: KeyPath, problems: _Problems, limits: Mapping[str, Any]) -> bool:
+    gt, ge, lt, le = (limits.get(name) for name in ("gt", "ge", "lt", "le"))
+    ok = (
+        (gt is None or value > gt)
+        and (ge is None or value >= ge)
+        and (lt is None or value < lt)
+        and (le is None or value <= le)
+    )
+    if ok:
+        return True
+    low = f"({_number(gt)}" if gt is not None else f"[{_number(ge)}" if ge is not None else None
+    high = f"{_number(lt)})" if lt is not None else f"{_number(le)}]" if le is not None else None
+    if low is not None and high is not None:
+        expected = f"must be in {low}, {high}"
+    elif low is not None:
+        expected = f"must be {'>' if gt is not None else '>='} {low[1:]}"
+    else:
+        expected = f"must be {'<' if lt is not None else '<='} {high[:-1] if high else ''}"
+    problems.add(path, f"{expected}, got {_number(value)}")
+    return False
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+_TOML_TYPE_NAMES: dict[type, str] = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a float",
+    str: "a string",
+    list: "an array",
+    dict: "a table",
+}
+
+
+def _describe(value: Any) -> str:
+    """``a string ('abc')``: the TOML type and a short, never secret, rendering of the value."""
+    kind = _TOML_TYPE_NAMES.get(type(value), f"a {type(value).__name__}")
+    if isinstance(value, dict):
+        return kind
+    if isinstance(value, str) and _SECRET_VALUE.search(value):
+        return f"{kind} (value not shown)"
+    shown = repr(value)
+    if len(shown) > 40:
+        shown = shown[:37] + "..."
+    return f"{kind} ({shown})"
+
+
+def _dotted(path: KeyPath) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text or "(top level)"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Line numbers: tomllib keeps none, so find keys by reading the text the way a person would.
+
+_BARE_OR_QUOTED = re.compile(r"""\s*(?:([A-Za-z0-9_-]+)|"((?:[^"\\]|\\.)*)"|'([^']*)')\s*""")
+
+
+def _split_dotted_key(text: str) -> tuple[str, ...] | None:
+    parts: list[str] = []
+    position = 0
+    while True:
+        match = _BARE_OR_QUOTED.match(text, position)
+        if match is None:
+            return None
+        parts.append(next(group for group in match.groups() if group is not None))
+        position = match.end()
+        if position == len(text):
+            return tuple(parts)
+        if text[position] != ".":
+            return None
+        position += 1
+
+
+class _KeyLocator:
+    """Maps key paths (``("prices", "gpu", 3, "pool")``) to the line where they are written.
+
+    Tracks table headers, the n-th ``[[array]]`` entry, ``key =`` lines, and whether a line starts inside a
+    multi-line string or array (so their contents are never mistaken for keys). Unknown paths fall back
+    to their closest known parent, then to line 1.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._lines: dict[KeyPath, int] = {}
+        self._array_counts: dict[KeyPath, int] = {}
+        self._scan(text)
+
+    def line_of(self, path: KeyPath) -> int:
+        for length in range(len(path), 0, -1):
+            line = self._lines.get(path[:length])
+            if line is not None:
+                return line
+        return 1
+
+    def _record(self, path: KeyPath, line: int) -> None:
+        self._lines.setdefault(path, line)
+
+    def _resolve(self, segments: tuple[str, ...]) -> KeyPath:
+        resolved: KeyPath = ()
+        for segment in segments:
+            resolved = (*resolved, segment)
+            if resolved in self._array_counts:
+                resolved = (*resolved, self._array_counts[resolved] - 1)
+        return resolved
+
+    def _scan(self, text: str) -> None:
+        table: KeyPath = ()
+        state = _LexState()
+        for number, line in enumerate(text.splitlines(), start=1):
+            if state.at_top_level:
+                table = self._read_line(line, number, table)
+            state.consume(line)
+
+    def _read_line(self, line: str, number: int, table: KeyPath) -> KeyPath:
+        stripped = line.strip()
+        header = re.match(r"^(\[\[?)(.*?)(\]\]?)\s*(?:#.*)?$", stripped)
+        if header and len(header.group(1)) == len(header.group(3)):
+            segments = _split_dotted_key(header.group(2))
+            if segments is None:
+                return table
+            if header.group(1) == "[[":
+                array = (*self._resolve(segments[:-1]), segments[-1])
+                index = self._array_counts.get(array, 0)
+                self._array_counts[array] = index + 1
+                self._record(array, number)
+                self._record((*array, index), number)
+                return (*array, index)
+            resolved = self._resolve(segments)
+            self._record(resolved, number)
+            return resolved
+        key = re.match(r"^([^=#\[]+?)\s*=", stripped)
+        if key:
+            segments = _split_dotted_key(key.group(1))
+            if segments is not None:
+                for length in range(1, len(segments) + 1):
+                    self._record((*table, *segments[:length]), number)
+        return table
+
+
+@dataclass(slots=True)
+class _LexState:
+    """Just enough TOML lexing to know whether the next line starts a new statement."""
+
+    multiline: str = ""
+    depth: int = 0
+
+    @property
+    def at_top_level(self) -> bool:
+        return not self.multiline and self.depth == 0
+
+    def consume(self, line: str) -> None:
+        at_statement_start = self.at_top_level
+        stripped = line.lstrip()
+        if at_statement_start and stripped.startswith("["):
+            return  # a table header: brackets here are not arrays
+        position = 0
+        while position < len(line):
+            if self.multiline:
+                end = line.find(self.multiline, position)
+                if end < 0:
+                    return
+                position = end + 3
+                self.multiline = ""
+                continue
+            char = line[position]
+            if char == "#":
+                return
+            if line.startswith(('"""', "'''"), position):
+                self.multiline = line[position : position + 3]
+                position += 3
+                continue
+            if char in "\"'":
+                position = _skip_string(line, position)
+                continue
+            if char in "[{":
+                self.depth += 1
+            elif char in "]}":
+                self.depth = max(0, self.depth - 1)
+            position += 1
+
+
+def _skip_string(line: str, start: int) -> int:
+    quote = line[start]
+    position = start + 1
+    while position < len(line):
+        if quote == '"' and line[position] == "\\":
+            position += 2
+            continue
+        if line[position] == quote:
+            return position + 1
+        position += 1
+    return position
