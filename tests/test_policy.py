@@ -1,0 +1,637 @@
+"""Policy rules, one table each, plus the safety rails (dry-run, cap, cool-down, blindness, allow-list)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from watchdog.models import EndpointConfig, Health, Worker, WorkerStatus
+from watchdog.money import BudgetStatus, budget_status
+from watchdog.policy import (
+    ActionRecord,
+    BrakeEntry,
+    CancelledJob,
+    CrashWindow,
+    Decision,
+    EndpointLimits,
+    EndpointView,
+    JobInProgress,
+    PolicySettings,
+    PolicyView,
+    WorkerView,
+    evaluate,
+    restore_decisions,
+)
+from watchdog.traffic import TrafficFinding
+
+A6000 = "NVIDIA RTX A6000"
+A6000_FLEX = 0.00034
+DAY = 86_400.0
+
+
+def ts(year: int, month: int, day: int, hour: int = 0) -> float:
+    return datetime(year, month, day, hour, tzinfo=UTC).timestamp()
+
+
+NOW = ts(2025, 3, 10, 12)
+TO_MONTH_END = ts(2025, 4, 1) - NOW
+SETTINGS = PolicySettings(usd_per_eur=1.0)
+
+
+def cfg(endpoint_id: str = "ep1", **changes: Any) -> EndpointConfig:
+    fields: dict[str, Any] = {
+        "id": endpoint_id,
+        "name": endpoint_id,
+        "workers_min": 0,
+        "workers_max": 1,
+        "idle_timeout_s": 5,
+        "execution_timeout_ms": 600_000,
+        "gpu_pools": ("AMPERE_48",),
+    }
+    fields.update(changes)
+    return EndpointConfig(**fields)
+
+
+def wv(worker_id: str, status: WorkerStatus, seconds_in_state: float) -> WorkerView:
+    return WorkerView(Worker(id=worker_id, status=status, gpu_type_id=A6000), NOW - seconds_in_state)
+
+
+def view(*endpoints: EndpointView, now: float = NOW, **changes: Any) -> PolicyView:
+    fields: dict[str, Any] = {"settings": SETTINGS, "last_successful_poll": now - 10}
+    fields.update(changes)
+    return PolicyView(endpoints=tuple(endpoints), **fields)
+
+
+def budget(used_eur: float, *, now: float = NOW, last_24h: float | None = None) -> BudgetStatus:
+    return budget_status(
+        20.0,
+        1.0,
+        fixed_costs_usd_per_month=0.0,
+        variable_mtd_usd=used_eur,
+        now=now,
+        variable_last_24h_usd=last_24h,
+    )
+
+
+def actions(decisions: list[Decision], rule: str | None = None) -> list[tuple[str, str, str | None, str]]:
+    return [(d.rule, d.action, d.endpoint_id, d.mode) for d in decisions if rule is None or d.rule == rule]
+
+
+def seed_incident(**limits: Any) -> EndpointView:
+    """The incident: no execution timeout, a job in progress for 3 days, its worker kept alive by pings."""
+    return EndpointView(
+        config=cfg(execution_timeout_ms=None),
+        limits=EndpointLimits(**limits),
+        workers=(wv("w1", WorkerStatus.RUNNING, 3 * DAY),),
+        jobs_in_progress=(JobInProgress("job-1", "w1", NOW - 3 * DAY),),
+        health=Health(jobs_in_progress=1, workers_running=1),
+    )
+
+
+# --- the seed incident and the healthy case -------------------------------------------------------------
+
+
+def test_seed_incident_cancels_the_job_and_fixes_the_timeout() -> None:
+    decisions = evaluate(view(seed_incident()), NOW)
+    assert actions(decisions) == [
+        ("runaway_job", "cancel_job", "ep1", "enforce"),
+        ("config_drift", "patch_config", "ep1", "enforce"),
+    ]
+    cancel, drift = decisions
+    assert (cancel.job_id, cancel.worker_id) == ("job-1", "w1")
+    assert cancel.estimated_saving_usd == pytest.approx(A6000_FLEX * TO_MONTH_END)
+    assert "72.0 h" in cancel.reason and "€" in cancel.reason
+    assert drift.patch == {"execution_timeout_ms": 600_000}
+    assert drift.previous == {"execution_timeout_ms": None}
+    assert drift.estimated_saving_usd > 0
+    assert cancel.dedupe_key != drift.dedupe_key
+
+
+def test_healthy_steady_endpoints_give_no_decisions() -> None:
+    busy = EndpointView(
+        config=cfg("busy"),
+        workers=(wv("w1", WorkerStatus.RUNNING, 30),),
+        jobs_in_progress=(JobInProgress("job-9", "w1", NOW - 25),),
+        health=Health(jobs_completed=40, jobs_in_progress=1, jobs_in_queue=1, workers_running=1),
+        crash=CrashWindow(retries_delta=0, completed_delta=4, ticks=10),
+        requests_per_month=3000,
+    )
+    warm = EndpointView(
+        config=cfg("warm"), workers=(wv("w2", WorkerStatus.IDLE, 3),), requests_per_month=3000
+    )
+    quiet = EndpointView(config=cfg("quiet"))
+    decisions = evaluate(view(busy, warm, quiet, budget=budget(2.0, last_24h=0.2)), NOW)
+    assert decisions == []
+
+
+# --- runaway_job ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("job_age_s", "timeout_ms", "expected", "saving_s"),
+    [
+        pytest.param(500, 600_000, [], None, id="within-limit"),
+        pytest.param(570, 600_000, [], None, id="at-limit-plus-grace"),
+        pytest.param(580, 600_000, ["cancel_job"], 20, id="beyond-grace-endpoint-stops-at-600"),
+        pytest.param(7200, 86_400_000, ["cancel_job"], DAY - 7200, id="endpoint-timeout-1-day"),
+        pytest.param(3 * DAY, None, ["cancel_job"], TO_MONTH_END, id="no-timeout-until-month-end"),
+        pytest.param(3 * DAY, 0, ["cancel_job"], TO_MONTH_END, id="zero-timeout-until-month-end"),
+    ],
+)
+def test_runaway_job(
+    job_age_s: float, timeout_ms: int | None, expected: list[str], saving_s: float | None
+) -> None:
+    endpoint = EndpointView(
+        config=cfg(execution_timeout_ms=timeout_ms),
+        workers=(wv("w1", WorkerStatus.RUNNING, job_age_s),),
+        jobs_in_progress=(JobInProgress("job-1", "w1", NOW - job_age_s),),
+    )
+    decisions = [d for d in evaluate(view(endpoint), NOW) if d.rule == "runaway_job"]
+    assert [d.action for d in decisions] == expected
+    if saving_s is not None:
+        assert decisions[0].estimated_saving_usd == pytest.approx(A6000_FLEX * saving_s)
+
+
+@pytest.mark.parametrize(
+    ("workers", "jobs", "unknown_since", "expected_worker"),
+    [
+        pytest.param([wv("w1", WorkerStatus.RUNNING, 7200)], [], None, "w1", id="running-2h-no-job-id"),
+        pytest.param([wv("w1", WorkerStatus.RUNNING, 60)], [], None, None, id="running-briefly"),
+        pytest.param(
+            [wv("w1", WorkerStatus.RUNNING, 7200)],
+            [JobInProgress("j", "w1", NOW - 30)],
+            None,
+            None,
+            id="claimed-by-known-job",
+        ),
+        pytest.param(
+            [wv("w1", WorkerStatus.RUNNING, 7200)],
+            [JobInProgress("j", None, NOW - 30)],
+            None,
+            None,
+            id="unlinked-known-job-cannot-tell",
+        ),
+        pytest.param([wv("w1", WorkerStatus.RUNNING, 30)], [], NOW - 7200, "w1", id="daemon-says-since-2h"),
+    ],
+)
+def test_runaway_without_job_id_scales_to_zero(
+    workers: list[WorkerView],
+    jobs: list[JobInProgress],
+    unknown_since: float | None,
+    expected_worker: str | None,
+) -> None:
+    endpoint = EndpointView(
+        config=cfg(workers_max=1),
+        workers=tuple(workers),
+        jobs_in_progress=tuple(jobs),
+        unknown_work_since=unknown_since,
+    )
+    decisions = [d for d in evaluate(view(endpoint), NOW) if d.action == "scale_to_zero"]
+    if expected_worker is None:
+        assert decisions == []
+        return
+    (decision,) = decisions
+    assert decision.worker_id == expected_worker
+    assert decision.patch == {"workers_max": 0}
+    assert decision.previous == {"workers_max": 1}
+    assert decision.estimated_saving_usd > 0
+
+
+@pytest.mark.parametrize(
+    ("workers", "expect_restore"),
+    [
+        pytest.param([], True, id="worker-gone"),
+        pytest.param([wv("w1", WorkerStatus.THROTTLED, 10)], True, id="only-unbilled-worker"),
+        pytest.param([wv("w1", WorkerStatus.RUNNING, 10)], False, id="still-running"),
+    ],
+)
+@pytest.mark.parametrize("rule", ["runaway_job", "idle_leak"])
+def test_restore_after_scale_to_zero_once_workers_are_gone(
+    workers: list[WorkerView], expect_restore: bool, rule: str
+) -> None:
+    brake = BrakeEntry("ep1", rule, "scale_to_zero", NOW - 900, {"workers_max": 1})
+    endpoint = EndpointView(config=cfg(workers_max=0), workers=tuple(workers))
+    restores = [d for d in evaluate(view(endpoint, brakes=(brake,)), NOW) if d.action == "restore"]
+    if not expect_restore:
+        assert restores == []
+        return
+    (restore,) = restores
+    assert (restore.rule, restore.patch, restore.previous) == (rule, {"workers_max": 1}, {"workers_max": 0})
+
+
+def test_cancelled_job_is_not_cancelled_again() -> None:
+    endpoint = replace(seed_incident(), cancelled_jobs=(CancelledJob("job-1", "w1", NOW - 20, 1),))
+    assert [d.action for d in evaluate(view(endpoint), NOW) if d.rule == "runaway_job"] == []
+
+
+@pytest.mark.parametrize(
+    ("worker", "ticks", "workers_max", "expected"),
+    [
+        pytest.param(wv("w1", WorkerStatus.RUNNING, 3 * DAY), 5, 1, ["escalate"], id="still-running"),
+        pytest.param(wv("w1", WorkerStatus.IDLE, 600), 5, 1, ["escalate"], id="idle-too-long"),
+        pytest.param(wv("w1", WorkerStatus.IDLE, 10), 5, 1, [], id="idle-normal-tail"),
+        pytest.param(wv("w1", WorkerStatus.RUNNING, 3 * DAY), 1, 1, [], id="too-few-ticks"),
+        pytest.param(None, 5, 1, [], id="worker-gone"),
+        pytest.param(wv("w1", WorkerStatus.RUNNING, 3 * DAY), 5, 0, ["alert"], id="already-zero-needs-human"),
+    ],
+)
+def test_escalate_when_cancel_did_not_stop_the_worker(
+    worker: WorkerView | None, ticks: int, workers_max: int, expected: list[str]
+) -> None:
+    endpoint = EndpointView(
+        config=cfg(workers_max=workers_max),
+        workers=(worker,) if worker else (),
+        jobs_in_progress=(JobInProgress("job-1", "w1", NOW - 3 * DAY),),
+        cancelled_jobs=(CancelledJob("job-1", "w1", NOW - 300, ticks),),
+    )
+    decisions = [d for d in evaluate(view(endpoint), NOW) if d.rule == "runaway_job"]
+    assert [d.action for d in decisions] == expected
+    if expected == ["escalate"]:
+        assert decisions[0].patch == {"workers_max": 0}
+        assert decisions[0].severity == "critical"
+
+
+# --- config_drift ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "patch", "previous", "costs_money"),
+    [
+        pytest.param(
+            {"execution_timeout_ms": None}, {"execution_timeout_ms": 600_000}, None, True, id="no-timeout"
+        ),
+        pytest.param(
+            {"execution_timeout_ms": 0}, {"execution_timeout_ms": 600_000}, 0, True, id="zero-timeout"
+        ),
+        pytest.param(
+            {"execution_timeout_ms": 3_600_000}, {"execution_timeout_ms": 600_000}, 3_600_000, True, id="long"
+        ),
+        pytest.param({"idle_timeout_s": 60}, {"idle_timeout_s": 5}, 60, True, id="idle-timeout"),
+        pytest.param({"workers_max": 3}, {"workers_max": 1}, 3, False, id="workers-max-risk"),
+        pytest.param({"workers_min": 1}, {"workers_min": 0}, 1, True, id="workers-min"),
+        pytest.param({"workers_standby": 1}, {"workers_standby": 0}, 1, True, id="standby"),
+    ],
+)
+def test_config_drift(
+    changes: dict[str, Any], patch: dict[str, Any], previous: Any, costs_money: bool
+) -> None:
+    endpoint = EndpointView(config=cfg(**changes), requests_per_month=3000)
+    decisions = [d for d in evaluate(view(endpoint), NOW) if d.rule == "config_drift"]
+    (decision,) = decisions
+    assert decision.action == "patch_config"
+    assert decision.patch == patch
+    assert decision.previous == {next(iter(patch)): previous}
+    assert (decision.estimated_saving_usd > 0) is costs_money
+    assert "per month" in decision.reason
+
+
+def test_active_worker_drift_reports_its_monthly_cost_in_euros() -> None:
+    settings = PolicySettings(usd_per_eur=1.08)
+    (decision,) = evaluate(view(EndpointView(config=cfg(workers_min=1)), settings=settings), NOW)
+    assert decision.estimated_saving_usd == pytest.approx(622.08)
+    assert "€576.00 per month" in decision.reason
+
+
+def test_config_drift_does_not_fight_our_own_brake() -> None:
+    brake = BrakeEntry("ep1", "budget_brake", "tighten", NOW - 60, {"workers_max": 3, "idle_timeout_s": 60})
+    endpoint = EndpointView(config=cfg(workers_max=3, idle_timeout_s=60))
+    assert evaluate(view(endpoint, brakes=(brake,)), NOW) == []
+
+
+def test_config_drift_within_limits_is_silent() -> None:
+    endpoint = EndpointView(
+        config=cfg(workers_max=3, idle_timeout_s=30, execution_timeout_ms=1_800_000),
+        limits=EndpointLimits(max_workers=3, max_idle_timeout_s=30, required_execution_timeout_s=1800),
+    )
+    assert evaluate(view(endpoint), NOW) == []
+
+
+# --- idle_leak ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("idle_for_s", "workers_min", "expected"),
+    [
+        pytest.param(600, 0, ["scale_to_zero"], id="idle-10-min-leak"),
+        pytest.param(36, 0, ["scale_to_zero"], id="just-beyond-tail-and-grace"),
+        pytest.param(35, 0, [], id="at-tail-plus-grace"),
+        pytest.param(3, 0, [], id="normal-tail"),
+        pytest.param(600, 1, [], id="active-worker-is-drift-not-leak"),
+    ],
+)
+def test_idle_leak(idle_for_s: float, workers_min: int, expected: list[str]) -> None:
+    endpoint = EndpointView(
+        config=cfg(workers_min=workers_min), workers=(wv("w1", WorkerStatus.IDLE, idle_for_s),)
+    )
+    decisions = [d for d in evaluate(view(endpoint), NOW) if d.rule == "idle_leak"]
+    assert [d.action for d in decisions] == expected
+    if expected:
+        assert decisions[0].patch == {"workers_max": 0}
+        assert decisions[0].previous == {"workers_max": 1}
+        assert decisions[0].estimated_saving_usd == pytest.approx(A6000_FLEX * TO_MONTH_END)
+
+
+# --- budget_brake ---------------------------------------------------------------------------------------
+
+MONTH_END_NOW = ts(2025, 3, 31, 12)  # half a day left: the forecast barely extrapolates
+
+
+@pytest.mark.parametrize(
+    ("used_eur", "last_24h", "alerted", "expected"),
+    [
+        pytest.param(5.0, None, frozenset(), [], id="25pct-quiet"),
+        pytest.param(11.0, None, frozenset(), [("alert", None)], id="55pct-alert"),
+        pytest.param(17.0, None, frozenset(), [("alert", None), ("alert", None)], id="85pct-two-alerts"),
+        pytest.param(17.0, None, frozenset({0.5}), [("alert", None)], id="50pct-already-alerted"),
+        pytest.param(17.0, None, frozenset({0.5, 0.8}), [], id="all-alerted"),
+        pytest.param(
+            12.0, 20.0, frozenset({0.5}), [("tighten", "ep1")], id="forecast-overrun-tightens-not-allowed"
+        ),
+        pytest.param(
+            19.5,
+            None,
+            frozenset({0.5, 0.8}),
+            [("pause", "ep1"), ("purge_queue", "ep1")],
+            id="95pct-pause-and-purge-not-allowed",
+        ),
+    ],
+)
+def test_budget_brake_ladder(
+    used_eur: float, last_24h: float | None, alerted: frozenset[float], expected: list[tuple[str, str | None]]
+) -> None:
+    regular = EndpointView(config=cfg("ep1", workers_max=1, idle_timeout_s=5), requests_per_month=3000)
+    allowed = EndpointView(
+        config=cfg("ep0-allowed"), limits=EndpointLimits(allowed=True, brake_idle_timeout_s=1)
+    )
+    state = view(
+        regular,
+        allowed,
+        now=MONTH_END_NOW,
+        budget=budget(used_eur, now=MONTH_END_NOW, last_24h=last_24h),
+        alerted_thresholds=alerted,
+    )
+    decisions = [d for d in evaluate(state, MONTH_END_NOW) if d.rule == "budget_brake"]
+    assert [(d.action, d.endpoint_id) for d in decisions] == expected
+    for decision in decisions:
+        if decision.action in ("pause", "tighten"):
+            assert decision.previous == {k: getattr(regular.config, k) for k in decision.patch}
+    if ("tighten", "ep1") in expected:
+        assert decisions[0].patch == {"workers_max": 1, "idle_timeout_s": 1}
+        assert decisions[0].estimated_saving_usd > 0
+
+
+def test_allow_list_exempts_from_the_brake_but_not_from_runaway() -> None:
+    allowed = replace(seed_incident(allowed=True), config=cfg("ep-allowed"))
+    other = EndpointView(config=cfg("ep-other"))
+    state = view(
+        allowed,
+        other,
+        now=MONTH_END_NOW,
+        budget=budget(19.5, now=MONTH_END_NOW),
+        alerted_thresholds=frozenset({0.5, 0.8}),
+    )
+    decisions = evaluate(state, MONTH_END_NOW)
+    assert [(d.rule, d.action, d.endpoint_id) for d in decisions] == [
+        ("runaway_job", "cancel_job", "ep-allowed"),
+        ("budget_brake", "pause", "ep-other"),
+        ("budget_brake", "purge_queue", "ep-other"),
+    ]
+
+
+def test_pause_over_a_tighten_keeps_the_original_config() -> None:
+    brake = BrakeEntry("ep1", "budget_brake", "tighten", NOW - 3600, {"workers_max": 3, "idle_timeout_s": 60})
+    endpoint = EndpointView(config=cfg(workers_max=1, idle_timeout_s=1))
+    state = view(endpoint, brakes=(brake,), budget=budget(19.5), alerted_thresholds=frozenset({0.5, 0.8}))
+    (pause, _purge) = [d for d in evaluate(state, NOW) if d.rule == "budget_brake"]
+    assert pause.patch == {"workers_max": 0}
+    assert pause.previous == {"workers_max": 3, "idle_timeout_s": 60}
+
+
+@pytest.mark.parametrize(
+    ("braked_at", "expect_restore"),
+    [
+        pytest.param(ts(2025, 2, 27), True, id="braked-last-month"),
+        pytest.param(ts(2025, 3, 2), False, id="braked-this-month"),
+    ],
+)
+def test_month_change_restores_budget_brakes(braked_at: float, expect_restore: bool) -> None:
+    brake = BrakeEntry("ep1", "budget_brake", "pause", braked_at, {"workers_max": 1, "idle_timeout_s": 5})
+    endpoint = EndpointView(config=cfg(workers_max=0))
+    decisions = evaluate(view(endpoint, brakes=(brake,), budget=budget(0.0)), NOW)
+    restores = [d for d in decisions if d.action == "restore"]
+    assert len(restores) == int(expect_restore)
+    if expect_restore:
+        assert restores[0].patch == {"workers_max": 1, "idle_timeout_s": 5}
+        assert restores[0].previous == {"workers_max": 0, "idle_timeout_s": 5}
+        assert restores[0].mode == "enforce"
+
+
+def test_restore_on_command_filters_endpoints() -> None:
+    brakes = [
+        BrakeEntry("ep2", "crash_loop", "scale_to_zero", NOW - 60, {"workers_max": 1}),
+        BrakeEntry("ep1", "budget_brake", "pause", NOW - 60, {"workers_max": 1}),
+    ]
+    assert [d.endpoint_id for d in restore_decisions(brakes, NOW)] == ["ep1", "ep2"]
+    (only,) = restore_decisions(brakes, NOW, endpoint_ids={"ep2"})
+    assert (only.rule, only.action, only.patch) == ("crash_loop", "restore", {"workers_max": 1})
+
+
+# --- crash_loop -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("retries", "completed", "unhealthy", "queued", "expected"),
+    [
+        pytest.param(5, 0, 1, 3, ["scale_to_zero", "alert"], id="crash-loop"),
+        pytest.param(2, 0, 1, 3, [], id="few-retries"),
+        pytest.param(5, 1, 1, 3, [], id="still-completing"),
+        pytest.param(5, 0, 0, 3, [], id="no-unhealthy"),
+        pytest.param(5, 0, 1, 0, [], id="empty-queue"),
+    ],
+)
+def test_crash_loop(retries: int, completed: int, unhealthy: int, queued: int, expected: list[str]) -> None:
+    endpoint = EndpointView(
+        config=cfg(),
+        health=Health(jobs_in_queue=queued, jobs_retried=40, workers_unhealthy=unhealthy),
+        crash=CrashWindow(retries_delta=retries, completed_delta=completed, ticks=5),
+    )
+    decisions = [d for d in evaluate(view(endpoint), NOW) if d.rule == "crash_loop"]
+    assert [d.action for d in decisions] == expected
+    if expected:
+        assert decisions[0].patch == {"workers_max": 0}
+
+
+def test_crash_loop_counts_unhealthy_workers_from_the_worker_list() -> None:
+    endpoint = EndpointView(
+        config=cfg(),
+        workers=(wv("w1", WorkerStatus.UNHEALTHY, 30),),
+        health=Health(jobs_in_queue=2),
+        crash=CrashWindow(retries_delta=3, completed_delta=0, ticks=5),
+    )
+    assert [d.action for d in evaluate(view(endpoint), NOW)] == ["scale_to_zero", "alert"]
+
+
+def test_one_stop_per_endpoint_when_rules_overlap() -> None:
+    endpoint = EndpointView(
+        config=cfg(),
+        workers=(wv("w1", WorkerStatus.IDLE, 3600), wv("w2", WorkerStatus.UNHEALTHY, 30)),
+        health=Health(jobs_in_queue=2),
+        crash=CrashWindow(retries_delta=3, completed_delta=0, ticks=5),
+    )
+    decisions = evaluate(view(endpoint), NOW)
+    assert [(d.rule, d.action) for d in decisions] == [
+        ("crash_loop", "scale_to_zero"),
+        ("crash_loop", "alert"),
+    ]
+
+
+# --- suspicious_traffic ---------------------------------------------------------------------------------
+
+FINDING = TrafficFinding("ep1", "203.0.113.9", "rate", "900 requests in 5 min", since=NOW - 300)
+PING_FINDING = TrafficFinding(
+    "ep1", None, "ping_rate", "8000 pings for job-1", since=NOW - 3 * DAY, job_id="job-1", worker_id="w1"
+)
+
+
+@pytest.mark.parametrize(
+    ("cut", "expected"),
+    [
+        pytest.param("deny_list", [("deny_list", "enforce"), ("alert", "enforce")], id="deny-list"),
+        pytest.param("cooldown", [("scale_to_zero", "enforce"), ("alert", "enforce")], id="cooldown"),
+    ],
+)
+def test_suspicious_traffic(cut: str, expected: list[tuple[str, str]]) -> None:
+    settings = PolicySettings(usd_per_eur=1.0, traffic_cut=cut, cut_cooldown_s=900)  # type: ignore[arg-type]
+    decisions = evaluate(
+        view(EndpointView(config=cfg()), traffic_findings=(FINDING,), settings=settings), NOW
+    )
+    assert [(d.action, d.mode) for d in decisions] == expected
+    cut_decision = decisions[0]
+    if cut == "deny_list":
+        assert cut_decision.source == "203.0.113.9"
+    else:
+        assert (cut_decision.patch, cut_decision.until) == ({"workers_max": 0}, NOW + 900)
+
+
+@pytest.mark.parametrize(
+    ("cut", "expected"),
+    [("deny_list", ["alert"]), ("cooldown", ["scale_to_zero", "alert"])],
+)
+def test_traffic_finding_without_source_is_never_deny_listed(cut: str, expected: list[str]) -> None:
+    settings = PolicySettings(usd_per_eur=1.0, traffic_cut=cut)  # type: ignore[arg-type]
+    state = view(EndpointView(config=cfg()), traffic_findings=(PING_FINDING,), settings=settings)
+    assert [d.action for d in evaluate(state, NOW)] == expected
+
+
+@pytest.mark.parametrize(("until", "expect_restore"), [(NOW - 1, True), (NOW + 60, False)])
+def test_traffic_cooldown_restores_when_time_is_up(until: float, expect_restore: bool) -> None:
+    brake = BrakeEntry(
+        "ep1", "suspicious_traffic", "scale_to_zero", NOW - 900, {"workers_max": 1}, until=until
+    )
+    decisions = evaluate(view(EndpointView(config=cfg(workers_max=0)), brakes=(brake,)), NOW)
+    assert [d.action for d in decisions] == (["restore"] if expect_restore else [])
+
+
+# --- safety rails ---------------------------------------------------------------------------------------
+
+
+def test_dry_run_rule_still_reports_the_saving() -> None:
+    decisions = evaluate(view(seed_incident(rule_modes={"runaway_job": "dry-run"})), NOW)
+    assert actions(decisions) == [
+        ("runaway_job", "cancel_job", "ep1", "dry-run"),
+        ("config_drift", "patch_config", "ep1", "enforce"),
+    ]
+    assert decisions[0].estimated_saving_usd > 0
+
+
+def test_endpoint_mode_dry_run_with_a_rule_enforced() -> None:
+    decisions = evaluate(view(seed_incident(mode="dry-run", rule_modes={"runaway_job": "enforce"})), NOW)
+    assert [d.mode for d in decisions] == ["enforce", "dry-run"]
+
+
+@pytest.mark.parametrize(
+    ("cap", "history", "expected_modes"),
+    [
+        pytest.param(6, (), ["enforce", "enforce"], id="room"),
+        pytest.param(1, (), ["enforce", "dry-run"], id="cap-1"),
+        pytest.param(
+            2, (ActionRecord(NOW - 600, "other", "idle_leak", "scale_to_zero"),), ["enforce", "dry-run"]
+        ),
+        pytest.param(
+            1, (ActionRecord(NOW - 600, "other", "idle_leak", "scale_to_zero"),), ["dry-run", "dry-run"]
+        ),
+        pytest.param(
+            1, (ActionRecord(NOW - 3700, "other", "idle_leak", "scale_to_zero"),), ["enforce", "dry-run"]
+        ),
+    ],
+)
+def test_action_cap_per_hour(cap: int, history: tuple[ActionRecord, ...], expected_modes: list[str]) -> None:
+    settings = PolicySettings(usd_per_eur=1.0, max_actions_per_hour=cap)
+    decisions = evaluate(view(seed_incident(), settings=settings, actions=history), NOW)
+    assert [d.mode for d in decisions] == expected_modes
+    held = [d for d in decisions if d.mode == "dry-run"]
+    assert all("action cap reached" in d.reason for d in held)
+    assert all(d.estimated_saving_usd > 0 for d in held)
+
+
+def test_cap_does_not_hold_alerts() -> None:
+    settings = PolicySettings(usd_per_eur=1.0, max_actions_per_hour=0)
+    state = view(
+        EndpointView(config=cfg()),
+        now=MONTH_END_NOW,
+        settings=settings,
+        budget=budget(11.0, now=MONTH_END_NOW),
+    )
+    assert [(d.action, d.mode) for d in evaluate(state, MONTH_END_NOW)] == [("alert", "enforce")]
+
+
+@pytest.mark.parametrize(
+    ("last_action_ago", "endpoint", "held"),
+    [(60, "ep1", True), (299, "ep1", True), (301, "ep1", False), (60, "other", False)],
+)
+def test_cool_down_per_endpoint(last_action_ago: float, endpoint: str, held: bool) -> None:
+    history = (ActionRecord(NOW - last_action_ago, endpoint, "config_drift", "patch_config"),)
+    decisions = evaluate(view(seed_incident(), actions=history), NOW)
+    assert [d.mode for d in decisions] == (["dry-run", "dry-run"] if held else ["enforce", "enforce"])
+    assert all("cool-down" in d.reason for d in decisions) is held
+
+
+@pytest.mark.parametrize("last_poll", [NOW - 181, NOW - 3 * DAY, None])
+def test_stale_data_gives_one_blind_decision_and_no_action(last_poll: float | None) -> None:
+    state = view(
+        seed_incident(),
+        last_successful_poll=last_poll,
+        budget=budget(19.5),
+        traffic_findings=(FINDING,),
+    )
+    (decision,) = evaluate(state, NOW)
+    assert (decision.rule, decision.action, decision.patch) == ("blind", "none", {})
+    assert "blind" in decision.reason
+
+
+def test_fresh_enough_data_is_not_blind() -> None:
+    decisions = evaluate(view(seed_incident(), last_successful_poll=NOW - 180), NOW)
+    assert "blind" not in {d.rule for d in decisions}
+
+
+def test_decision_order_is_deterministic() -> None:
+    endpoints = [
+        seed_incident(),
+        EndpointView(config=cfg("ep0", workers_min=1)),
+        EndpointView(config=cfg("ep2"), workers=(wv("w9", WorkerStatus.IDLE, 3600),)),
+    ]
+    settings = PolicySettings(usd_per_eur=1.0, max_actions_per_hour=100)
+    forward = evaluate(view(*endpoints, settings=settings, traffic_findings=(FINDING,)), NOW)
+    backward = evaluate(view(*reversed(endpoints), settings=settings, traffic_findings=(FINDING,)), NOW)
+    assert forward == backward
+    assert [(d.rule, d.endpoint_id) for d in forward] == [
+        ("runaway_job", "ep1"),
+        ("idle_leak", "ep2"),
+        ("suspicious_traffic", "ep1"),
+        ("suspicious_traffic", "ep1"),
+        ("config_drift", "ep0"),
+        ("config_drift", "ep1"),
+    ]

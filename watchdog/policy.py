@@ -1,0 +1,932 @@
+"""The watchdog's judgement: from one snapshot of the world to a list of reversible decisions.
+
+Why pure: the daemon's I/O shell builds a :class:`PolicyView` every tick (configs, workers with the time
+each entered its state, jobs, health deltas, budget, brakes it applied, actions it took) and executes what
+:func:`evaluate` returns. Keeping the judgement free of I/O and clocks lets the seed incident (a job with no
+execution timeout, kept alive for days by pings) and every other rule be replayed in a unit test.
+
+Principles:
+
+* **Every action is reversible.** Decisions that change an endpoint carry ``patch`` (new values) and
+  ``previous`` (old values). When an endpoint is already braked by us, ``previous`` comes from the saved
+  brake, so stacking brakes never loses the original configuration.
+* **Safety before zeal.** Per-rule dry-run still reports the money at stake; actions per hour are capped
+  and each endpoint gets a cool-down after an action (held decisions are downgraded to dry-run, not
+  dropped, so the operator sees them); stale data gives one ``blind`` decision and no action at all.
+* **The allow-list exempts from the budget brake only.** An allowed endpoint still gets its runaway job
+  cancelled: a hung job is never a legitimate use of the budget.
+* **Deterministic order**: by rule priority (most expensive failure first, which is also who gets the
+  action cap first), then endpoint id, action, job, worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
+
+from watchdog.clock import month_start, next_month_start
+from watchdog.models import EndpointConfig, Health, Worker, WorkerStatus
+from watchdog.money import (
+    BILLED_STATES,
+    SECONDS_IN_30_DAYS,
+    BudgetStatus,
+    ConfigField,
+    endpoint_gpu_price,
+    monthly_cost_of_config,
+    usd_to_eur,
+)
+from watchdog.prices import DEFAULT_PRICES, PriceTable
+
+Mode = Literal["enforce", "dry-run"]
+Severity = Literal["info", "warning", "critical"]
+
+RULE_BLIND = "blind"
+RULE_RUNAWAY = "runaway_job"
+RULE_CRASH_LOOP = "crash_loop"
+RULE_IDLE_LEAK = "idle_leak"
+RULE_BUDGET = "budget_brake"
+RULE_TRAFFIC = "suspicious_traffic"
+RULE_DRIFT = "config_drift"
+
+RULE_ORDER: tuple[str, ...] = (
+    RULE_BLIND,
+    RULE_RUNAWAY,
+    RULE_CRASH_LOOP,
+    RULE_IDLE_LEAK,
+    RULE_BUDGET,
+    RULE_TRAFFIC,
+    RULE_DRIFT,
+)
+"""Priority: a runaway job burns money fastest; config drift is a risk, not yet a loss."""
+
+ACTION_ORDER: tuple[str, ...] = (
+    "cancel_job",
+    "escalate",
+    "scale_to_zero",
+    "pause",
+    "purge_queue",
+    "tighten",
+    "patch_config",
+    "deny_list",
+    "restore",
+    "alert",
+    "none",
+)
+NOTIFY_ONLY_ACTIONS = frozenset({"alert", "none"})
+"""Actions that change nothing at RunPod: never capped, never cooled down."""
+STOP_ACTIONS = frozenset({"escalate", "scale_to_zero", "pause"})
+"""Actions that set workers_max to 0: one per endpoint per tick is enough."""
+
+HOUR_S = 3600.0
+
+
+# --------------------------------------------------------------------------------------------------------
+# Inputs
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointLimits:
+    """Effective limits of one endpoint (config defaults merged with per-endpoint overrides).
+
+    Defaults put the watchdog's own execution limit (540 s + 30 s grace) *below* the endpoint timeout we
+    require (600 s), so the watchdog cancels before the platform would, and also covers endpoints where
+    the platform never would (timeout 0/None: runpod-api.md §5.3).
+    """
+
+    mode: Mode = "enforce"
+    max_execution_s: float = 540.0
+    grace_s: float = 30.0
+    max_idle_timeout_s: int = 5
+    max_workers: int = 1
+    max_workers_min: int = 0
+    max_workers_standby: int = 0
+    required_execution_timeout_s: int = 600
+    rule_modes: Mapping[str, Mode] = field(default_factory=dict)
+    """Per-rule override of ``mode`` (e.g. enforce only runaway_job while everything else is dry-run)."""
+    allowed: bool = False
+    """On the allow-list: exempt from the budget brake (tighten/pause/purge), from nothing else."""
+    brake_idle_timeout_s: int = 1
+
+    def mode_for(self, rule: str) -> Mode:
+        return self.rule_modes.get(rule, self.mode)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerView:
+    worker: Worker
+    state_since: float
+    """When the daemon first saw the worker in its current status (UTC epoch seconds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobInProgress:
+    job_id: str
+    worker_id: str | None
+    since: float
+    """Job start if known, else when the daemon first saw it in progress."""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelledJob:
+    """A job the daemon cancelled (from its action history), to check that the cancel took effect."""
+
+    job_id: str
+    worker_id: str | None
+    cancelled_at: float
+    ticks_since: int
+
+
+@dataclass(frozen=True, slots=True)
+class CrashWindow:
+    """Health counter deltas over the recent ticks (the daemon diffs successive /health answers)."""
+
+    retries_delta: int = 0
+    completed_delta: int = 0
+    ticks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointView:
+    config: EndpointConfig
+    limits: EndpointLimits = EndpointLimits()
+    workers: tuple[WorkerView, ...] = ()
+    health: Health | None = None
+    jobs_in_progress: tuple[JobInProgress, ...] = ()
+    unknown_work_since: float | None = None
+    """First seen time of in-progress work whose job id is unknown. When None, it is derived from RUNNING
+    workers that no known job claims (their ``state_since``); a RUNNING worker serving back-to-back jobs
+    looks like one long job, which at max 1 worker and ~100 requests a day is rare and only costs a brief
+    scale-to-zero followed by a restore."""
+    cancelled_jobs: tuple[CancelledJob, ...] = ()
+    crash: CrashWindow = CrashWindow()
+    requests_per_month: float = 0.0
+    """Current traffic, for pricing config drift."""
+    variable_mtd_usd: float = 0.0
+    """This endpoint's month-to-date variable spend: its share of the forecast a pause saves."""
+
+
+class TrafficFindingLike(Protocol):
+    """What the policy reads of a ``watchdog.traffic.TrafficFinding`` (kept structural, so the traffic
+    module can grow fields without touching the policy)."""
+
+    @property
+    def endpoint_id(self) -> str: ...
+    @property
+    def source(self) -> str | None: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BrakeEntry:
+    """A brake the daemon applied (one per endpoint; when brakes stack, ``previous`` stays the original)."""
+
+    endpoint_id: str
+    rule: str
+    kind: Literal["scale_to_zero", "pause", "tighten"]
+    since: float
+    previous: Mapping[str, object]
+    until: float | None = None
+    """For a timed cool-down (suspicious traffic): restore once ``now`` reaches it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    at: float
+    endpoint_id: str | None
+    rule: str
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySettings:
+    usd_per_eur: float
+    stale_after_s: float = 180.0
+    max_actions_per_hour: int = 6
+    cooldown_s: float = 300.0
+    escalate_after_ticks: int = 3
+    crash_retry_delta: int = 3
+    alert_thresholds: tuple[float, ...] = (0.5, 0.8)
+    brake_at: float = 0.95
+    traffic_cut: Literal["deny_list", "cooldown"] = "cooldown"
+    cut_cooldown_s: float = 900.0
+    mode: Mode = "enforce"
+    """Mode of decisions that belong to no endpoint (budget alerts)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyView:
+    """Everything the policy may know, frozen at one tick."""
+
+    endpoints: tuple[EndpointView, ...]
+    settings: PolicySettings
+    last_successful_poll: float | None
+    budget: BudgetStatus | None = None
+    alerted_thresholds: frozenset[float] = frozenset()
+    """Budget thresholds already alerted this month."""
+    traffic_findings: tuple[TrafficFindingLike, ...] = ()
+    actions: tuple[ActionRecord, ...] = ()
+    """Enforced actions of at least the last hour (cap) and cool-down window."""
+    brakes: tuple[BrakeEntry, ...] = ()
+    prices: PriceTable = DEFAULT_PRICES
+
+
+# --------------------------------------------------------------------------------------------------------
+# Output
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    rule: str
+    action: str
+    endpoint_id: str | None
+    mode: Mode
+    reason: str
+    severity: Severity
+    job_id: str | None = None
+    worker_id: str | None = None
+    patch: Mapping[str, object] = field(default_factory=dict)
+    """EndpointConfig field → new value."""
+    previous: Mapping[str, object] = field(default_factory=dict)
+    """EndpointConfig field → value to put back when reversing."""
+    estimated_saving_usd: float = 0.0
+    """Money the action saves (upper bound; per month for config drift). See each rule."""
+    dedupe_key: str = ""
+    source: str | None = None
+    """For ``deny_list``: the traffic source to deny."""
+    until: float | None = None
+    """For timed brakes: when the daemon should restore."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _eur(usd: float, settings: PolicySettings) -> str:
+    return f"€{usd_to_eur(usd, settings.usd_per_eur):.2f}"
+
+
+def _brake_for(view: PolicyView, endpoint_id: str) -> BrakeEntry | None:
+    return next((b for b in view.brakes if b.endpoint_id == endpoint_id), None)
+
+
+def _previous(config: EndpointConfig, fields: Sequence[str], brake: BrakeEntry | None) -> dict[str, object]:
+    """Values to restore: the brake's saved originals first, so stacked brakes keep the real config."""
+    saved = brake.previous if brake else {}
+    return {name: saved.get(name, getattr(config, name)) for name in fields}
+
+
+def _worker_usd_per_s(worker: Worker | None, config: EndpointConfig, prices: PriceTable) -> float:
+    if worker is None:
+        return endpoint_gpu_price(config, prices).flex_usd_per_s * config.gpu_count
+    return prices.usd_per_s(worker.gpu_type_id) * worker.gpu_count
+
+
+def _stop_patch(ep: EndpointView, brake: BrakeEntry | None) -> tuple[dict[str, object], dict[str, object]]:
+    return {"workers_max": 0}, _previous(ep.config, ("workers_max",), brake)
+
+
+def _key(*parts: object) -> str:
+    return ":".join("" if p is None else str(p) for p in parts)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Rules
+
+
+def _runaway(ep: EndpointView, view: PolicyView, now: float) -> list[Decision]:
+    """Work in progress beyond max_execution_s + grace_s.
+
+    Saving: the worker's price × the seconds the job would still bill if left alone, i.e. until the
+    endpoint's own execution timeout stops it, or until the month ends when it has none or when the job
+    has already outlived it (a hung handler keeps pinging, runpod-api.md §5.4, so nothing else stops it).
+    """
+    config, limits, settings = ep.config, ep.limits, view.settings
+    limit_s = limits.max_execution_s + limits.grace_s
+    mode = limits.mode_for(RULE_RUNAWAY)
+    month_end = next_month_start(now)
+    timeout_s = (config.execution_timeout_ms or 0) / 1000.0
+    workers = {w.worker.id: w.worker for w in ep.workers}
+    cancelled = {c.job_id for c in ep.cancelled_jobs}
+    decisions: list[Decision] = []
+
+    def left_alone_s(since: float) -> float:
+        platform_stop = since + timeout_s
+        # Past its own timeout and still running: the platform is not stopping it, so nothing will.
+        stops_at = min(platform_stop, month_end) if timeout_s > 0 and platform_stop > now else month_end
+        return max(0.0, stops_at - now)
+
+    for job in sorted(ep.jobs_in_progress, key=lambda j: j.job_id):
+        age = now - job.since
+        if job.job_id in cancelled or age <= limit_s:
+            continue
+        worker = workers.get(job.worker_id) if job.worker_id else None
+        saving = _worker_usd_per_s(worker, config, view.prices) * left_alone_s(job.since)
+        decisions.append(
+            Decision(
+                rule=RULE_RUNAWAY,
+                action="cancel_job",
+                endpoint_id=config.id,
+                mode=mode,
+                reason=(
+                    f"job {job.job_id} in progress for {age / HOUR_S:.1f} h (limit {limit_s:.0f} s); "
+                    f"left alone it would bill up to {_eur(saving, settings)} more"
+                ),
+                severity="critical",
+                job_id=job.job_id,
+                worker_id=job.worker_id,
+                estimated_saving_usd=saving,
+                dedupe_key=_key(RULE_RUNAWAY, "cancel_job", config.id, job.job_id),
+            )
+        )
+
+    since, worker_id = _unknown_work(ep)
+    if since is not None and now - since > limit_s and config.workers_max > 0:
+        brake = _brake_for(view, config.id)
+        patch, previous = _stop_patch(ep, brake)
+        saving = _worker_usd_per_s(workers.get(worker_id or ""), config, view.prices) * left_alone_s(since)
+        decisions.append(
+            Decision(
+                rule=RULE_RUNAWAY,
+                action="scale_to_zero",
+                endpoint_id=config.id,
+                mode=mode,
+                reason=(
+                    f"a worker has been running for {(now - since) / HOUR_S:.1f} h on a job we cannot "
+                    f"identify (limit {limit_s:.0f} s); scaling to zero saves up to {_eur(saving, settings)}"
+                ),
+                severity="critical",
+                worker_id=worker_id,
+                patch=patch,
+                previous=previous,
+                estimated_saving_usd=saving,
+                dedupe_key=_key(RULE_RUNAWAY, "scale_to_zero", config.id, worker_id),
+            )
+        )
+    return decisions
+
+
+def _unknown_work(ep: EndpointView) -> tuple[float | None, str | None]:
+    """(first seen, worker id) of in-progress work no known job accounts for."""
+    claimed = {j.worker_id for j in ep.jobs_in_progress}
+    running = sorted(
+        (w.state_since, w.worker.id)
+        for w in ep.workers
+        if w.worker.status == WorkerStatus.RUNNING and w.worker.id not in claimed
+    )
+    if ep.unknown_work_since is not None:
+        return ep.unknown_work_since, running[0][1] if running else None
+    if None in claimed or not running:
+        return None, None
+    return running[0]
+
+
+def _escalations(ep: EndpointView, view: PolicyView, now: float) -> list[Decision]:
+    """A cancelled job's worker still billed N ticks later (a sync handler ignores /cancel, §5.4)."""
+    config, limits = ep.config, ep.limits
+    tail_s = config.idle_timeout_s + limits.grace_s
+    workers = {w.worker.id: w for w in ep.workers}
+    decisions: list[Decision] = []
+    for cancelled in sorted(ep.cancelled_jobs, key=lambda c: c.job_id):
+        seen = workers.get(cancelled.worker_id or "")
+        if seen is None or cancelled.ticks_since < view.settings.escalate_after_ticks:
+            continue
+        if seen.worker.status not in (WorkerStatus.RUNNING, WorkerStatus.IDLE):
+            continue
+        if now - cancelled.cancelled_at <= tail_s:
+            continue
+        if seen.worker.status == WorkerStatus.IDLE and now - seen.state_since <= tail_s:
+            continue
+        saving = _worker_usd_per_s(seen.worker, config, view.prices) * max(0.0, next_month_start(now) - now)
+        stopped_already = config.workers_max == 0
+        patch, previous = ({}, {}) if stopped_already else _stop_patch(ep, _brake_for(view, config.id))
+        decisions.append(
+            Decision(
+                rule=RULE_RUNAWAY,
+                action="alert" if stopped_already else "escalate",
+                endpoint_id=config.id,
+                mode=limits.mode_for(RULE_RUNAWAY),
+                reason=(
+                    f"job {cancelled.job_id} was cancelled {(now - cancelled.cancelled_at) / 60:.0f} min ago "
+                    f"but worker {seen.worker.id} is still {seen.worker.status.value.lower()}"
+                    + (
+                        " although workers_max is 0: needs a human"
+                        if stopped_already
+                        else f"; scaling to zero, up to {_eur(saving, view.settings)} at stake"
+                    )
+                ),
+                severity="critical",
+                job_id=cancelled.job_id,
+                worker_id=seen.worker.id,
+                patch=patch,
+                previous=previous,
+                estimated_saving_usd=saving,
+                dedupe_key=_key(RULE_RUNAWAY, "escalate", config.id, cancelled.job_id),
+            )
+        )
+    return decisions
+
+
+def _crash_loop(ep: EndpointView, view: PolicyView, now: float) -> list[Decision]:
+    """Retries climbing, unhealthy workers, a queue, and nothing completing.
+
+    Saving: one worker kept starting (billed while initializing) until the month ends, an upper bound.
+    """
+    config, health, crash = ep.config, ep.health or Health(), ep.crash
+    unhealthy = max(
+        health.workers_unhealthy, sum(1 for w in ep.workers if w.worker.status == WorkerStatus.UNHEALTHY)
+    )
+    looping = (
+        crash.retries_delta >= view.settings.crash_retry_delta
+        and unhealthy > 0
+        and health.jobs_in_queue > 0
+        and crash.completed_delta <= 0
+    )
+    if not looping or config.workers_max == 0:
+        return []
+    mode = ep.limits.mode_for(RULE_CRASH_LOOP)
+    saving = _worker_usd_per_s(None, config, view.prices) * max(0.0, next_month_start(now) - now)
+    patch, previous = _stop_patch(ep, _brake_for(view, config.id))
+    what = (
+        f"crash loop: {crash.retries_delta} retries and 0 completions over {crash.ticks} ticks, "
+        f"{unhealthy} unhealthy worker(s), {health.jobs_in_queue} queued"
+    )
+    return [
+        Decision(
+            rule=RULE_CRASH_LOOP,
+            action="scale_to_zero",
+            endpoint_id=config.id,
+            mode=mode,
+            reason=f"{what}; scaling to zero until a human restores it (up to {_eur(saving, view.settings)})",
+            severity="critical",
+            patch=patch,
+            previous=previous,
+            estimated_saving_usd=saving,
+            dedupe_key=_key(RULE_CRASH_LOOP, "scale_to_zero", config.id),
+        ),
+        Decision(
+            rule=RULE_CRASH_LOOP,
+            action="alert",
+            endpoint_id=config.id,
+            mode=mode,
+            reason=what,
+            severity="critical",
+            estimated_saving_usd=saving,
+            dedupe_key=_key(RULE_CRASH_LOOP, "alert", config.id, month_start(now)),
+        ),
+    ]
+
+
+def _idle_leak(ep: EndpointView, view: PolicyView, now: float) -> list[Decision]:
+    """A flex worker IDLE beyond idle_timeout + grace: something keeps it alive (e.g. pings).
+
+    Saving: each leaking worker's price until the month ends (nothing else would stop it).
+    """
+    config, limits = ep.config, ep.limits
+    if config.workers_min != 0 or config.workers_max == 0:
+        return []
+    tail_s = config.idle_timeout_s + limits.grace_s
+    escalated = {c.worker_id for c in ep.cancelled_jobs}
+    leaking = sorted(
+        (
+            w
+            for w in ep.workers
+            if w.worker.status == WorkerStatus.IDLE
+            and now - w.state_since > tail_s
+            and w.worker.id not in escalated
+        ),
+        key=lambda w: (w.state_since, w.worker.id),
+    )
+    if not leaking:
+        return []
+    seconds_left = max(0.0, next_month_start(now) - now)
+    saving = sum(_worker_usd_per_s(w.worker, config, view.prices) for w in leaking) * seconds_left
+    patch, previous = _stop_patch(ep, _brake_for(view, config.id))
+    oldest = leaking[0]
+    return [
+        Decision(
+            rule=RULE_IDLE_LEAK,
+            action="scale_to_zero",
+            endpoint_id=config.id,
+            mode=limits.mode_for(RULE_IDLE_LEAK),
+            reason=(
+                f"{len(leaking)} worker(s) idle for {(now - oldest.state_since) / 60:.0f} min, beyond the "
+                f"{config.idle_timeout_s} s idle timeout + {limits.grace_s:.0f} s grace; left alone they "
+                f"bill up to {_eur(saving, view.settings)} by the month's end"
+            ),
+            severity="critical",
+            worker_id=oldest.worker.id,
+            patch=patch,
+            previous=previous,
+            estimated_saving_usd=saving,
+            dedupe_key=_key(RULE_IDLE_LEAK, "scale_to_zero", config.id),
+        )
+    ]
+
+
+def _config_drift(ep: EndpointView, view: PolicyView, now: float) -> list[Decision]:
+    """Settings beyond the limits; each decision carries what the drift costs per month (its saving)."""
+    config, limits, settings = ep.config, ep.limits, view.settings
+    brake = _brake_for(view, config.id)
+    price = endpoint_gpu_price(config, view.prices)
+    required_ms = limits.required_execution_timeout_s * 1000
+    checks: list[tuple[ConfigField, int | None, int, bool]] = [
+        (
+            "execution_timeout_ms",
+            config.execution_timeout_ms,
+            required_ms,
+            not config.execution_timeout_ms or config.execution_timeout_ms > required_ms,
+        ),
+        (
+            "idle_timeout_s",
+            config.idle_timeout_s,
+            limits.max_idle_timeout_s,
+            config.idle_timeout_s > limits.max_idle_timeout_s and brake is None,
+        ),
+        (
+            "workers_max",
+            config.workers_max,
+            limits.max_workers,
+            config.workers_max > limits.max_workers and brake is None,
+        ),
+        (
+            "workers_min",
+            config.workers_min,
+            limits.max_workers_min,
+            config.workers_min > limits.max_workers_min,
+        ),
+        (
+            "workers_standby",
+            config.workers_standby,
+            limits.max_workers_standby,
+            config.workers_standby > limits.max_workers_standby,
+        ),
+    ]
+    decisions: list[Decision] = []
+    for name, current, allowed, drifting in checks:
+        if not drifting:
+            continue
+        cost = monthly_cost_of_config(
+            name,
+            current,
+            allowed,
+            price=price,
+            gpu_count=config.gpu_count,
+            requests_per_month=ep.requests_per_month,
+            now=now,
+        )
+        decisions.append(
+            Decision(
+                rule=RULE_DRIFT,
+                action="patch_config",
+                endpoint_id=config.id,
+                mode=limits.mode_for(RULE_DRIFT),
+                reason=(
+                    f"{name} is {current} (allowed {allowed}): {cost.note}, "
+                    f"{_eur(cost.usd_per_month, settings)} per month; setting it to {allowed}"
+                ),
+                severity="critical" if cost.usd_per_month > 0 else "warning",
+                patch={name: allowed},
+                previous={name: current},
+                estimated_saving_usd=cost.usd_per_month,
+                dedupe_key=_key(RULE_DRIFT, name, config.id, current),
+            )
+        )
+    return decisions
+
+
+def _auto_restore(ep: EndpointView, view: PolicyView, now: float) -> list[Decision]:
+    """Undo our own temporary brakes once their reason is gone.
+
+    Runaway and idle-leak brakes lift when the endpoint has no billed worker left; a traffic cool-down
+    lifts when its time is up. Crash-loop brakes wait for a human; budget brakes for the next month.
+    """
+    brake = _brake_for(view, ep.config.id)
+    if brake is None:
+        return []
+    live = any(w.worker.status in BILLED_STATES for w in ep.workers)
+    if brake.rule in (RULE_RUNAWAY, RULE_IDLE_LEAK) and not live:
+        why = "no billed worker left"
+    elif brake.rule == RULE_TRAFFIC and brake.until is not None and now >= brake.until:
+        why = "traffic cool-down is over"
+    else:
+        return []
+    return restore_decisions(
+        [brake], now, reason=why, configs={ep.config.id: ep.config}, mode=ep.limits.mode_for(brake.rule)
+    )
+
+
+def _budget_brake(view: PolicyView, now: float) -> list[Decision]:
+    """Alert at thresholds, tighten on a forecast overrun, pause non-allowed endpoints at brake_at."""
+    budget, settings = view.budget, view.settings
+    decisions: list[Decision] = []
+    month = month_start(now)
+    decisions.extend(_month_change_restores(view, now))
+    if budget is None:
+        return decisions
+    for threshold in sorted(settings.alert_thresholds):
+        if budget.used_ratio >= threshold and threshold not in view.alerted_thresholds:
+            decisions.append(
+                Decision(
+                    rule=RULE_BUDGET,
+                    action="alert",
+                    endpoint_id=None,
+                    mode=settings.mode,
+                    reason=(
+                        f"{budget.used_ratio:.0%} of the €{budget.budget_eur:.2f} budget used "
+                        f"(€{budget.spent_eur:.2f}: €{budget.fixed_eur:.2f} fixed, "
+                        f"€{budget.variable_eur:.2f} GPU); forecast €{budget.forecast_eur:.2f}"
+                    ),
+                    severity="critical" if threshold >= 0.8 else "warning",
+                    dedupe_key=_key(RULE_BUDGET, "alert", month, threshold),
+                )
+            )
+    braking = budget.used_ratio >= settings.brake_at
+    if not braking and not budget.forecast_overrun:
+        return decisions
+    remaining_eur = max(budget.rate_mtd_eur_per_day, budget.rate_last_24h_eur_per_day or 0.0)
+    remaining_usd = remaining_eur * budget.days_left * settings.usd_per_eur
+    candidates = [ep for ep in sorted(view.endpoints, key=lambda e: e.config.id) if not ep.limits.allowed]
+    total_mtd = sum(ep.variable_mtd_usd for ep in candidates)
+    for ep in candidates:
+        config, brake = ep.config, _brake_for(view, ep.config.id)
+        mode = ep.limits.mode_for(RULE_BUDGET)
+        share = ep.variable_mtd_usd / total_mtd if total_mtd > 0 else 1.0 / len(candidates)
+        if braking:
+            if config.workers_max == 0 and brake is not None:
+                continue
+            patch, previous = _stop_patch(ep, brake)
+            if brake is not None and brake.kind == "tighten":
+                previous = _previous(config, ("workers_max", "idle_timeout_s"), brake)
+            saving = remaining_usd * share
+            why = (
+                f"{budget.used_ratio:.0%} of the budget used (brake at {settings.brake_at:.0%}); "
+                f"pausing saves about {_eur(saving, settings)} of forecast spend"
+            )
+            decisions.append(
+                Decision(
+                    rule=RULE_BUDGET,
+                    action="pause",
+                    endpoint_id=config.id,
+                    mode=mode,
+                    reason=why,
+                    severity="critical",
+                    patch=patch,
+                    previous=previous,
+                    estimated_saving_usd=saving,
+                    dedupe_key=_key(RULE_BUDGET, "pause", config.id, month),
+                )
+            )
+            decisions.append(
+                Decision(
+                    rule=RULE_BUDGET,
+                    action="purge_queue",
+                    endpoint_id=config.id,
+                    mode=mode,
+                    reason=f"{why}; queued jobs would start workers again",
+                    severity="critical",
+                    dedupe_key=_key(RULE_BUDGET, "purge_queue", config.id, month),
+                )
+            )
+            continue
+        tightened = {
+            "workers_max": min(config.workers_max, 1),
+            "idle_timeout_s": min(config.idle_timeout_s, ep.limits.brake_idle_timeout_s),
+        }
+        if brake is not None or all(getattr(config, k) == v for k, v in tightened.items()):
+            continue
+        price = endpoint_gpu_price(config, view.prices)
+        idle_cut_s = config.idle_timeout_s - tightened["idle_timeout_s"]
+        saving = (
+            idle_cut_s
+            * ep.requests_per_month
+            * price.flex_usd_per_s
+            * config.gpu_count
+            * min(1.0, budget.days_left * 86_400.0 / SECONDS_IN_30_DAYS)
+        )
+        decisions.append(
+            Decision(
+                rule=RULE_BUDGET,
+                action="tighten",
+                endpoint_id=config.id,
+                mode=mode,
+                reason=(
+                    f"forecast €{budget.forecast_eur:.2f} exceeds the €{budget.budget_eur:.2f} budget; "
+                    f"max 1 worker and a {tightened['idle_timeout_s']} s idle timeout save about "
+                    f"{_eur(saving, settings)}"
+                ),
+                severity="warning",
+                patch=tightened,
+                previous=_previous(config, tuple(tightened), brake),
+                estimated_saving_usd=saving,
+                dedupe_key=_key(RULE_BUDGET, "tighten", config.id, month),
+            )
+        )
+    return decisions
+
+
+def _month_change_restores(view: PolicyView, now: float) -> list[Decision]:
+    month = month_start(now)
+    stale_brakes = [b for b in view.brakes if b.rule == RULE_BUDGET and month_start(b.since) < month]
+    configs = {ep.config.id: ep.config for ep in view.endpoints}
+    return restore_decisions(
+        stale_brakes, now, reason="a new month's budget has started", configs=configs, mode=view.settings.mode
+    )
+
+
+def _suspicious_traffic(view: PolicyView, now: float) -> list[Decision]:
+    """Each finding: an alert, plus the configured cut (deny the source, or a timed scale-to-zero).
+
+    A finding without a source (a hung job's pings, a worker) cannot be denied; it still gets the alert
+    and, with the cool-down cut, the timed scale-to-zero.
+
+    Saving of a cool-down: one busy worker for the cool-down (an upper bound); a deny-list entry: unknown, 0.
+    """
+    settings = view.settings
+    endpoints = {ep.config.id: ep for ep in view.endpoints}
+    decisions: list[Decision] = []
+    stopping: set[str] = set()
+    for finding in sorted(
+        view.traffic_findings, key=lambda f: (f.endpoint_id, f.source or "", f.kind, f.detail)
+    ):
+        ep = endpoints.get(finding.endpoint_id)
+        mode = ep.limits.mode_for(RULE_TRAFFIC) if ep else settings.mode
+        what = f"suspicious traffic ({finding.kind}) from {finding.source}: {finding.detail}"
+        decisions.append(
+            Decision(
+                rule=RULE_TRAFFIC,
+                action="alert",
+                endpoint_id=finding.endpoint_id,
+                mode=mode,
+                reason=what,
+                severity="warning",
+                source=finding.source,
+                dedupe_key=_key(RULE_TRAFFIC, "alert", finding.endpoint_id, finding.source, finding.kind),
+            )
+        )
+        if settings.traffic_cut == "deny_list":
+            if finding.source is None:  # about a worker or job, not a caller: nobody to deny
+                continue
+            decisions.append(
+                Decision(
+                    rule=RULE_TRAFFIC,
+                    action="deny_list",
+                    endpoint_id=finding.endpoint_id,
+                    mode=mode,
+                    reason=f"{what}; denying {finding.source}",
+                    severity="warning",
+                    source=finding.source,
+                    dedupe_key=_key(RULE_TRAFFIC, "deny_list", finding.endpoint_id, finding.source),
+                )
+            )
+            continue
+        if ep is None or ep.config.workers_max == 0 or finding.endpoint_id in stopping:
+            continue
+        stopping.add(finding.endpoint_id)
+        saving = _worker_usd_per_s(None, ep.config, view.prices) * settings.cut_cooldown_s
+        patch, previous = _stop_patch(ep, _brake_for(view, ep.config.id))
+        decisions.append(
+            Decision(
+                rule=RULE_TRAFFIC,
+                action="scale_to_zero",
+                endpoint_id=finding.endpoint_id,
+                mode=mode,
+                reason=(
+                    f"{what}; scaling to zero for {settings.cut_cooldown_s / 60:.0f} min "
+                    f"(up to {_eur(saving, settings)})"
+                ),
+                severity="warning",
+                source=finding.source,
+                patch=patch,
+                previous=previous,
+                estimated_saving_usd=saving,
+                until=now + settings.cut_cooldown_s,
+                dedupe_key=_key(RULE_TRAFFIC, "scale_to_zero", finding.endpoint_id),
+            )
+        )
+    return decisions
+
+
+# --------------------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def restore_decisions(
+    brakes: Sequence[BrakeEntry],
+    now: float,
+    *,
+    reason: str = "restored on command",
+    endpoint_ids: Collection[str] | None = None,
+    configs: Mapping[str, EndpointConfig] | None = None,
+    mode: Mode = "enforce",
+) -> list[Decision]:
+    """``restore`` decisions putting each brake's saved configuration back.
+
+    Used by :func:`evaluate` (month change, reason gone) and by the daemon for an operator's restore
+    command (``endpoint_ids`` None: all). ``previous`` holds the current values when ``configs`` is given,
+    so even a restore is reversible.
+    """
+    decisions = []
+    for brake in sorted(brakes, key=lambda b: (b.endpoint_id, b.since)):
+        if endpoint_ids is not None and brake.endpoint_id not in endpoint_ids:
+            continue
+        config = (configs or {}).get(brake.endpoint_id)
+        current = {name: getattr(config, name) for name in brake.previous} if config else {}
+        restored = ", ".join(f"{name}={value}" for name, value in sorted(brake.previous.items()))
+        decisions.append(
+            Decision(
+                rule=brake.rule,
+                action="restore",
+                endpoint_id=brake.endpoint_id,
+                mode=mode,
+                reason=f"{reason}: restoring {restored} (braked by {brake.rule})",
+                severity="info",
+                patch=dict(brake.previous),
+                previous=current,
+                dedupe_key=_key(brake.rule, "restore", brake.endpoint_id, brake.since),
+            )
+        )
+    return decisions
+
+
+def evaluate(view: PolicyView, now: float) -> list[Decision]:
+    """All decisions for this tick, in deterministic order, with the safety rules applied."""
+    settings = view.settings
+    age = None if view.last_successful_poll is None else now - view.last_successful_poll
+    if age is None or age > settings.stale_after_s:
+        seen = "no successful poll yet" if age is None else f"last successful poll {age:.0f} s ago"
+        return [
+            Decision(
+                rule=RULE_BLIND,
+                action="none",
+                endpoint_id=None,
+                mode=settings.mode,
+                reason=f"watchdog is blind ({seen}, limit {settings.stale_after_s:.0f} s): taking no action",
+                severity="critical",
+                dedupe_key=_key(RULE_BLIND, "none"),
+            )
+        ]
+    decisions: list[Decision] = []
+    for ep in sorted(view.endpoints, key=lambda e: e.config.id):
+        for rule in (_runaway, _escalations, _crash_loop, _idle_leak, _config_drift, _auto_restore):
+            decisions.extend(rule(ep, view, now))
+    decisions.extend(_budget_brake(view, now))
+    decisions.extend(_suspicious_traffic(view, now))
+    decisions.sort(key=_order)
+    return _apply_safety(_one_stop_per_endpoint(decisions), view, now)
+
+
+def _order(decision: Decision) -> tuple[int, str, int, str, str, str]:
+    return (
+        RULE_ORDER.index(decision.rule) if decision.rule in RULE_ORDER else len(RULE_ORDER),
+        decision.endpoint_id or "",
+        ACTION_ORDER.index(decision.action) if decision.action in ACTION_ORDER else len(ACTION_ORDER),
+        decision.job_id or "",
+        decision.worker_id or "",
+        decision.dedupe_key,
+    )
+
+
+def _one_stop_per_endpoint(decisions: list[Decision]) -> list[Decision]:
+    """Several rules may want workers_max 0 on one endpoint; the highest-priority one does it."""
+    stopped: set[str | None] = set()
+    kept = []
+    for decision in decisions:
+        if decision.action in STOP_ACTIONS:
+            if decision.endpoint_id in stopped:
+                continue
+            stopped.add(decision.endpoint_id)
+        kept.append(decision)
+    return kept
+
+
+def _hold(decision: Decision, why: str) -> Decision:
+    return replace(decision, mode="dry-run", reason=f"{decision.reason} [held: {why}]")
+
+
+def _apply_safety(decisions: list[Decision], view: PolicyView, now: float) -> list[Decision]:
+    """Downgrade enforce decisions beyond the hourly cap or inside an endpoint's cool-down to dry-run."""
+    settings = view.settings
+    recent = [a for a in view.actions if now - a.at < HOUR_S]
+    allowance = settings.max_actions_per_hour - len(recent)
+    last_action: dict[str | None, float] = {}
+    for action in view.actions:
+        last_action[action.endpoint_id] = max(action.at, last_action.get(action.endpoint_id, action.at))
+    result = []
+    for decision in decisions:
+        if decision.mode != "enforce" or decision.action in NOTIFY_ONLY_ACTIONS:
+            result.append(decision)
+            continue
+        last = last_action.get(decision.endpoint_id)
+        if last is not None and now - last < settings.cooldown_s:
+            result.append(_hold(decision, f"cool-down, last action on this endpoint {now - last:.0f} s ago"))
+            continue
+        if allowance <= 0:
+            result.append(_hold(decision, "action cap reached"))
+            continue
+        allowance -= 1
+        result.append(decision)
+    return result
