@@ -50,6 +50,8 @@ class SimEndpoint:
     """Workers the platform can place at once; more are THROTTLED (unbilled). None = unlimited."""
     crash_loop: bool = False
     """Workers fail their health checks after initializing: UNHEALTHY, jobs stay queued, retries climb."""
+    default_duration_s: float = 8.5
+    """Service time of a simulated job whose input carries no ``sim.duration_s``."""
 
 
 @dataclass
@@ -66,6 +68,8 @@ class BilledSession:
     initializing_s: float = 0.0
     busy_s: float = 0.0
     idle_s: float = 0.0
+    unbilled: bool = False
+    """A warm standby worker under ``standby_billing="free"``: tracked, priced at zero."""
 
 
 @dataclass
@@ -83,6 +87,16 @@ class SimWorker:
     runpod_version: str | None = None
     external: bool = False
     session: BilledSession | None = None
+    role: Literal["flex", "active", "standby"] = "flex"
+    """Why it exists: ``active`` (workersMin) and ``standby`` stay warm; ``flex`` scales down when idle."""
+    generation: int = 0
+    """Bumped on every state change, so a scheduled event can tell it went stale."""
+    incarnation: int = 0
+    """Bumped on every (re)start; a heartbeat chain belongs to one incarnation."""
+    accounted_at: float = 0.0
+    """Up to when this worker's time has been credited to its session's breakdown."""
+    run_credited_s: float = 0.0
+    """Busy seconds already credited for the current job (lets a finished job credit its exact duration)."""
 
 
 @dataclass
@@ -113,6 +127,8 @@ class SimJob:
     tier: str | None = None
     source: str | None = None
     """Who sent it (client address or scenario actor); recorded in the access log."""
+    queued_at: float | None = None
+    """When it last entered the queue (submission, or a retry): QUEUE_DELAY scaling counts from here."""
 
     @property
     def delay_time_ms(self) -> int | None:
