@@ -133,12 +133,12 @@ async def test_access_log_records_runtime_requests(
     await client.get(f"/v2/ep-alpha/status/{job_id}")
     await client.get("/v2/ep-alpha/health", headers={"Authorization": "Bearer wrong"})
     records = [r for r in access_log() if r.get("kind") == "request"]
-    run_record = next(r for r in records if r["route"] == "run")
+    run_record = next(r for r in records if r["route"] == "/v2/ep-alpha/run")
     assert run_record["endpoint_id"] == "ep-alpha"
     assert run_record["method"] == "POST" and run_record["status"] == 200
     assert run_record["job_id"] == job_id and run_record["tier"] == "premium"
     assert run_record["source"] == "127.0.0.7"
     assert run_record["duration_ms"] >= 0
-    status_record = next(r for r in records if r["route"] == "status")
+    status_record = next(r for r in records if r["route"] == f"/v2/ep-alpha/status/{job_id}")
     assert status_record["job_id"] == job_id and status_record["tier"] == "premium"
-    assert any(r["route"] == "health" and r["status"] == 401 for r in records)
+    assert any(r["route"] == "/v2/ep-alpha/health" and r["status"] == 401 for r in records)

@@ -143,7 +143,7 @@ async def test_ping_records_and_unhealthy_report(
     assert next(w for w in sim.workers("ep-ext") if w.id == "w1").runpod_version == "1.12.0"
     pings = [r for r in access_log() if r.get("kind") == "ping"]
     assert pings and pings[-1]["worker_id"] == "w1" and pings[-1]["job_id"] == f"{job_id},other"
-    assert pings[-1]["source"] == "127.0.0.9" and pings[-1]["route"] == "ping"
+    assert pings[-1]["source"] == "127.0.0.9" and pings[-1]["route"].endswith("/ping/w1")
 
     sick = await worker.get(
         f"{WORKER}/ping/w2",

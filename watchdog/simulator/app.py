@@ -319,7 +319,7 @@ class SimulatorHTTP:
         self.sim.log_access(
             kind="ping" if call.route == "ping" else "request",
             endpoint_id=call.endpoint_id,
-            route=call.route,
+            route=request.url.path,
             method=request.method,
             status=status,
             source=request.client.host if request.client else None,
