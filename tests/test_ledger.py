@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -860,3 +862,47 @@ def test_thirty_days_of_five_second_ticks_for_ten_endpoints_stay_small(
     )  # the bound itself is small: ~12 MiB for the busiest plausible case
     # And it does not creep: a month-old ledger is no bigger than one that just filled its raw window.
     assert final_size <= sizes[raw_days + 1] * 1.15, sizes
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("runuser") is None, reason="needs root to act as another user"
+)
+def test_group_reader_can_read_a_stopped_daemons_ledger() -> None:
+    """The TUI as another user, daemon stopped: no -wal/-shm, a directory it cannot write (measured in
+    tested-recipes §5 to fail with mode=ro alone); the reader falls back to immutable=1."""
+    # pytest's tmp_path sits under a 0700 directory another user cannot enter.
+    with tempfile.TemporaryDirectory(dir="/tmp") as scratch:
+        _read_stopped_ledger_as_nobody(Path(scratch))
+
+
+def _read_stopped_ledger_as_nobody(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    path = state / "ledger.sqlite3"
+    with Ledger.open(path) as ledger:
+        ledger.enqueue_alert("k1", "budget", "warning", "Budget 80 % reached", 16.0, 1_764_000_000.0)
+    assert not (state / "ledger.sqlite3-wal").exists()
+    tmp_path.chmod(0o755)
+    state.chmod(0o755)
+    path.chmod(0o644)
+    code = (
+        "import sys; from watchdog.ledger import LedgerReader\n"
+        f"r = LedgerReader.open({str(path)!r}); print([a.key for a in r.recent_alerts(5)])\n"
+    )
+    result = subprocess.run(
+        # The system interpreter: the venv's may live under a home directory nobody cannot enter.
+        [shutil.which("runuser") or "runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
+        env={"PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent), *_site_packages()])},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['k1']"
+
+
+def _site_packages() -> list[str]:
+    import site
+
+    return [p for p in site.getsitepackages() if Path(p).is_dir()]

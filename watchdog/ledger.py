@@ -1424,6 +1424,18 @@ def _validate_tick(tick: TickRecord) -> None:
 # ------------------------------------------------------------------------------------------------------------
 
 
+def _open_read_only(path: Path, busy_timeout_ms: int, *, immutable: bool) -> tuple[Database, set[str]]:
+    flags = "mode=ro&immutable=1" if immutable else "mode=ro"
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?{flags}", uri=True)
+    try:
+        db = Database(connection)
+        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        return db, set(_applied_steps(db))
+    except sqlite3.Error:
+        connection.close()
+        raise
+
+
 class LedgerReader(_ReadModel):
     """A read-only view for the TUI and the metrics; any number may run beside the daemon.
 
@@ -1449,10 +1461,17 @@ class LedgerReader(_ReadModel):
                 f"no ledger at {path}: start the runpod-watchdog daemon first, or check the ledger path"
             )
         try:
-            connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-            db = Database(connection)
-            db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            applied = _applied_steps(db)
+            db, applied = _open_read_only(path, busy_timeout_ms, immutable=False)
+        except sqlite3.OperationalError as exc:
+            # A reader in the service's group cannot create the -shm file of a stopped daemon's WAL ledger
+            # ("attempt to write a readonly database"). With no writer running, reading the file as
+            # immutable is safe, and it is exactly the case where the TUI falls back to the ledger.
+            if "readonly" not in str(exc) and "unable to open" not in str(exc):
+                raise LedgerError(f"cannot read the ledger {path}: {exc}") from exc
+            try:
+                db, applied = _open_read_only(path, busy_timeout_ms, immutable=True)
+            except sqlite3.Error as retry_exc:
+                raise LedgerError(f"cannot read the ledger {path}: {retry_exc}") from retry_exc
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot read the ledger {path}: {exc}") from exc
         missing = [name for name in SCHEMA_STEPS if name not in applied]
