@@ -19,8 +19,6 @@ use them too).
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,14 +27,11 @@ from typing import Any, Protocol
 from watchdog.clock import month_start
 from watchdog.control import ControlClient, ControlError
 from watchdog.errors import LedgerError
-from watchdog.ledger import ConfigRow, LedgerReader, WorkerSessionRow
-from watchdog.models import JobStatus
+from watchdog.ledger import ConfigRow, LedgerReader, OpenJobRow, WorkerSessionRow
 from watchdog.status import DaemonStatus
 
-STATUS_META_KEY = "status"
 """``meta`` key under which the daemon stores its latest DaemonStatus JSON every tick."""
 
-_OPEN_JOB_STATUSES = tuple(str(status) for status in JobStatus if not status.terminal)
 _HISTORY_LIMIT = 50
 
 
@@ -65,15 +60,8 @@ class HourSpend:
     """None when RunPod has not billed this hour yet (billing lags)."""
 
 
-@dataclass(frozen=True, slots=True)
-class OpenJob:
-    """A job the daemon saw and has not seen finish: a candidate for "cancel"."""
-
-    job_id: str
-    endpoint_id: str
-    status: str
-    first_seen_at: float
-    started_at: float | None
+OpenJob = OpenJobRow
+"""A job the daemon saw and has not seen finish: a candidate for "cancel"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,62 +218,20 @@ def describe_result(kind: str, result: Mapping[str, Any] | None) -> str:
     return f"{kind}: {fields}"
 
 
-# ------------------------------------------------------------------------------------------------------------
-# Ledger reads the ledger module does not offer (plain read-only SQLite, autocommit, one statement each)
-# ------------------------------------------------------------------------------------------------------------
-
-
-def _connect_read_only(path: Path) -> sqlite3.Connection:
-    if not path.is_file():
-        raise LedgerError(f"no ledger at {path}: start the runpod-watchdog daemon first, or check the path")
-    try:
-        # isolation_level=None: autocommit, so no read transaction outlives the statement.
-        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
-        connection.execute("PRAGMA busy_timeout = 1000")
-    except sqlite3.Error as exc:
-        raise LedgerError(f"cannot read the ledger {path}: {exc}") from exc
-    return connection
-
-
 def read_stored_status(ledger_path: str | Path) -> DaemonStatus | None:
-    """The DaemonStatus the daemon stored in ``meta`` at its last tick, or None if it never stored one.
+    """The DaemonStatus the daemon stored at its last tick, or None if it never stored one.
 
     Raises:
         LedgerError: no ledger file, or it cannot be read, or the stored JSON is not a status.
     """
-    path = Path(ledger_path)
-    connection = _connect_read_only(path)
-    try:
-        row = connection.execute("SELECT value FROM meta WHERE key = ?", [STATUS_META_KEY]).fetchone()
-    except sqlite3.Error as exc:
-        raise LedgerError(f"reading the ledger {path} failed: {exc}") from exc
-    finally:
-        connection.close()
-    if row is None:
-        return None
-    try:
-        return DaemonStatus.from_dict(json.loads(row[0]))
-    except (ValueError, TypeError, KeyError) as exc:
-        raise LedgerError(f"the status stored in {path} is unreadable: {exc}") from exc
+    with LedgerReader.open(ledger_path) as reader:
+        return reader.stored_status()
 
 
 def read_open_jobs(ledger_path: str | Path, endpoint_id: str, limit: int = 20) -> tuple[OpenJob, ...]:
     """Jobs of one endpoint the daemon saw queued or running and has not seen finish, oldest first."""
-    path = Path(ledger_path)
-    connection = _connect_read_only(path)
-    placeholders = ", ".join("?" for _ in _OPEN_JOB_STATUSES)
-    try:
-        rows = connection.execute(
-            "SELECT job_id, endpoint_id, status, first_seen_at, started_at FROM jobs"
-            f" WHERE endpoint_id = ? AND finished_at IS NULL AND status IN ({placeholders})"
-            " ORDER BY coalesce(started_at, first_seen_at) LIMIT ?",
-            [endpoint_id, *_OPEN_JOB_STATUSES, limit],
-        ).fetchall()
-    except sqlite3.Error as exc:
-        raise LedgerError(f"reading the ledger {path} failed: {exc}") from exc
-    finally:
-        connection.close()
-    return tuple(OpenJob(*row) for row in rows)
+    with LedgerReader.open(ledger_path) as reader:
+        return tuple(reader.open_jobs(endpoint_id, limit))
 
 
 def hourly_spend(spend: Mapping[tuple[str, float, str], float], endpoint_id: str) -> tuple[HourSpend, ...]:

@@ -49,6 +49,11 @@ from watchdog.clock import month_start as _month_start_of
 from watchdog.clock import next_month_start
 from watchdog.errors import LedgerError
 from watchdog.models import JobStatus
+from watchdog.status import DaemonStatus
+
+STATUS_META_KEY = "status"
+"""``meta`` key under which the daemon stores its DaemonStatus JSON with every tick."""
+_OPEN_JOB_STATUSES = tuple(str(status) for status in JobStatus if not status.terminal)
 
 __all__ = [
     "MIGRATIONS",
@@ -313,6 +318,17 @@ class RecordedTick:
 # ------------------------------------------------------------------------------------------------------------
 # What the queries return
 # ------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OpenJobRow:
+    """A job the daemon saw and has not seen finish: a candidate for "cancel"."""
+
+    job_id: str
+    endpoint_id: str
+    status: str
+    first_seen_at: float
+    started_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -685,6 +701,28 @@ class _ReadModel:
     def meta(self, key: str) -> str | None:
         """A value stored in ``meta`` (by a tick's ``meta`` or the ledger itself), or None."""
         return self._meta(key)
+
+    def stored_status(self) -> DaemonStatus | None:
+        """The DaemonStatus the daemon stored with its last tick (meta ``status``), for readers that run
+        while the daemon is down; None if it never stored one."""
+        raw = self._meta(STATUS_META_KEY)
+        if raw is None:
+            return None
+        try:
+            return DaemonStatus.from_dict(json.loads(raw))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise LedgerError(f"the status stored in {self.path} is unreadable: {exc}") from exc
+
+    def open_jobs(self, endpoint_id: str, limit: int = 20) -> list[OpenJobRow]:
+        """Jobs of one endpoint seen queued or running and not seen finishing, oldest first."""
+        placeholders = ", ".join("?" for _ in _OPEN_JOB_STATUSES)
+        rows = self._rows(
+            "SELECT job_id, endpoint_id, status, first_seen_at, started_at FROM jobs"
+            f" WHERE endpoint_id = ? AND finished_at IS NULL AND status IN ({placeholders})"
+            " ORDER BY coalesce(started_at, first_seen_at) LIMIT ?",
+            [endpoint_id, *_OPEN_JOB_STATUSES, limit],
+        )
+        return [OpenJobRow(**row) for row in rows]
 
     def schema_steps(self) -> list[str]:
         """Names of the applied migration steps, oldest first."""

@@ -17,9 +17,10 @@ import pytest
 from dashboard_fixtures import FIXED_NOW, HUNG_ID, dashboard_status
 
 from tui.app import WatchdogApp, tui_command
-from tui.source import STATUS_META_KEY, ControlActions, DaemonSource, read_stored_status
+from tui.source import ControlActions, DaemonSource, read_stored_status
 from watchdog.control import ControlError, ControlServer
 from watchdog.ledger import (
+    STATUS_META_KEY,
     AccountingInterval,
     Alert,
     ConfigObservation,
