@@ -27,7 +27,7 @@ class PriceTable:
     gpus: tuple[GpuPrice, ...]
 
     def lookup(self, gpu_type_id: str | None) -> GpuPrice:
-        """Price for a GPU type; an unknown or missing type gets the most expensive price (never under-count)."""
+        """Price for a GPU type; an unknown or missing type gets the most expensive (never under-count)."""
         for gpu in self.gpus:
             if gpu.gpu_type_id == gpu_type_id:
                 return gpu
