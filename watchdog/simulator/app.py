@@ -536,6 +536,7 @@ class SimulatorHTTP:
                 call.endpoint_id, worker_id, timeout_s=self.long_poll_s, gpu=params.get("gpu")
             )
             if job is None:
+                await self._hold_stopped_worker(worker_id)
                 return Response(status_code=204)
             call.job_id = job.id
             call.tier = job.tier
@@ -591,6 +592,13 @@ class SimulatorHTTP:
             self.sim.job_stream(call.endpoint_id, worker_id, job_id, body)
         return JSONResponse({})
 
+    async def _hold_stopped_worker(self, worker_id: str) -> None:
+        """A worker the platform stopped gets its 204 only after a full long poll. ``wait_take_job`` returns
+        at once for it, and the SDK re-polls at once on a 204, so without this hold a still-running SDK
+        process (RunPod would have killed its container) spins at thousands of requests per second."""
+        if self.sim.worker_stopped(worker_id):
+            await asyncio.sleep(self.long_poll_s)
+
     async def _take_batch(self, request: Request, call: _Call, worker_id: str) -> Response:
         assert call.endpoint_id is not None
         try:
@@ -602,6 +610,7 @@ class SimulatorHTTP:
         gpu = request.query_params.get("gpu")
         first = await self.sim.wait_take_job(call.endpoint_id, worker_id, timeout_s=self.long_poll_s, gpu=gpu)
         if first is None:
+            await self._hold_stopped_worker(worker_id)
             return Response(status_code=204)
         jobs = [first]
         while len(jobs) < batch_size:
