@@ -425,7 +425,9 @@ class SimulatorHTTP:
         else:
             start = serialize.bucket_floor(_param_time(params, "startTime", now - 30 * 86_400), bucket_size)
             end = serialize.bucket_ceil(_param_time(params, "endTime", now), bucket_size)
-        if start >= end:
+        # A defaulted endTime equal to startTime (asked exactly on a bucket boundary, e.g. the month start
+        # at 00:00:00) is an empty window, not a mistake: answer with no records.
+        if start > end or (start == end and "endTime" in params):
             raise HttpError(400, "startTime must be before endTime")
         serverless_id = params.get("serverlessId") or None
         fixed = serialize.fixed_bucket_seconds(bucket_size)
@@ -536,7 +538,6 @@ class SimulatorHTTP:
                 call.endpoint_id, worker_id, timeout_s=self.long_poll_s, gpu=params.get("gpu")
             )
             if job is None:
-                await self._hold_stopped_worker(worker_id)
                 return Response(status_code=204)
             call.job_id = job.id
             call.tier = job.tier
@@ -592,13 +593,6 @@ class SimulatorHTTP:
             self.sim.job_stream(call.endpoint_id, worker_id, job_id, body)
         return JSONResponse({})
 
-    async def _hold_stopped_worker(self, worker_id: str) -> None:
-        """A worker the platform stopped gets its 204 only after a full long poll. ``wait_take_job`` returns
-        at once for it, and the SDK re-polls at once on a 204, so without this hold a still-running SDK
-        process (RunPod would have killed its container) spins at thousands of requests per second."""
-        if self.sim.worker_stopped(worker_id):
-            await asyncio.sleep(self.long_poll_s)
-
     async def _take_batch(self, request: Request, call: _Call, worker_id: str) -> Response:
         assert call.endpoint_id is not None
         try:
@@ -610,7 +604,6 @@ class SimulatorHTTP:
         gpu = request.query_params.get("gpu")
         first = await self.sim.wait_take_job(call.endpoint_id, worker_id, timeout_s=self.long_poll_s, gpu=gpu)
         if first is None:
-            await self._hold_stopped_worker(worker_id)
             return Response(status_code=204)
         jobs = [first]
         while len(jobs) < batch_size:

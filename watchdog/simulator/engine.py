@@ -36,6 +36,7 @@ import json
 import math
 import random
 import string
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -254,6 +255,7 @@ class Simulator:
         self._ids = random.Random(seed)
         self._now = clock.now()
         self._syncing = False
+        self._sync_lock = threading.RLock()
         self._heap: list[tuple[float, int, str, tuple[Any, ...]]] = []
         self._seq = itertools.count()
         self._handlers: dict[str, Callable[..., None]] = {
@@ -292,6 +294,10 @@ class Simulator:
     # ================================================================== time
     def sync(self) -> None:
         """Advance the model to ``clock.now()``, processing due events in time order."""
+        with self._sync_lock:  # tests read the model from another thread than the server's
+            self._sync_locked()
+
+    def _sync_locked(self) -> None:
         if self._syncing:
             return  # called from inside an event handler (e.g. a scheduled action): already current
         target = max(self.clock.now(), self._now)
@@ -1195,10 +1201,12 @@ class Simulator:
         gpu: str | None = None,
         poll_s: float = 0.05,
     ) -> SimJob | None:
+        # A worker the platform stopped also waits out the whole poll: the SDK re-polls at once on a 204,
+        # so answering a still-running process immediately would make it spin (RunPod kills the container).
         deadline = time.monotonic() + timeout_s
         while True:
             job = self.take_job(endpoint_id, worker_id, gpu=gpu)
-            if job is not None or self.worker_stopped(worker_id) or time.monotonic() >= deadline:
+            if job is not None or time.monotonic() >= deadline:
                 return job
             await asyncio.sleep(poll_s)
 
