@@ -34,13 +34,15 @@ PREFIX = "runpod_watchdog_"
 WORKER_STATES = ("RUNNING", "IDLE", "INITIALIZING", "THROTTLED", "UNHEALTHY")
 JOB_STATES = ("completed", "failed", "inProgress", "inQueue", "retried")
 RULE_ACTIONS: dict[str, tuple[str, ...]] = {
-    "runaway_job": ("cancel_job", "scale_to_zero", "restore", "escalate"),
-    "config_drift": ("patch",),
+    # Kept in step with watchdog.policy's decisions (and the daemon's manual commands).
+    "blind": ("none",),
+    "runaway_job": ("cancel_job", "scale_to_zero", "escalate", "alert", "restore"),
+    "config_drift": ("patch_config",),
     "idle_leak": ("scale_to_zero", "restore"),
     "budget_brake": ("alert", "tighten", "pause", "purge_queue", "restore"),
-    "crash_loop": ("scale_to_zero",),
-    "suspicious_traffic": ("alert", "deny_list", "cooldown"),
-    "manual": ("pause", "restore", "cancel_job"),
+    "crash_loop": ("scale_to_zero", "alert", "restore"),
+    "suspicious_traffic": ("alert", "deny_list", "scale_to_zero", "restore"),
+    "manual": ("pause", "restore", "cancel_job", "set_rule_mode"),
 }
 MODES = ("enforce", "dry-run")
 OUTCOMES = ("proposed", "applied", "failed", "verified", "not_verified", "skipped")

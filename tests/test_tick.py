@@ -1,0 +1,210 @@
+"""One tick end to end: the daemon against the in-process simulator on a shared ManualClock, a real ledger."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from watchdog.clock import ManualClock, from_iso
+from watchdog.errors import LedgerError
+from watchdog.ledger import Ledger
+from watchdog.simulator.faults import Faults
+from watchdog.simulator.scenarios import HUNG_ENDPOINT_ID, STEADY_ENDPOINT_ID, build_simulator
+from watchdog.status import DaemonStatus
+from watchdog.testing import build_daemon, daemon_against
+
+START = from_iso("2026-06-15T12:00:00Z")
+TICK_S = 5.0
+A6000_USD_PER_S = 0.00034
+
+
+def _hung(tmp_path: Path, clock: ManualClock):
+    log = tmp_path / "access.log"
+    sim = build_simulator("hung-job", clock=clock, access_log_path=str(log))
+    clock.advance(60)  # the daemon starts while the job already hangs
+    return sim, log
+
+
+def _job_id(sim) -> str:
+    jobs = [j for j in sim._jobs[HUNG_ENDPOINT_ID].values()]  # the scenario's one hung job
+    assert len(jobs) == 1
+    return jobs[0].id
+
+
+async def test_steady_ticks_fill_the_ledger_and_publish_a_status(tmp_path: Path) -> None:
+    clock = ManualClock(START)
+    sim = build_simulator("steady", clock=clock, seed=3)
+    async with daemon_against(sim, tmp_path) as daemon:
+        outcomes = []
+        for _ in range(12):
+            outcomes.append(await daemon.tick())
+            clock.advance(TICK_S)
+        ledger = daemon.ledger
+        assert all(o.ok and not o.blind for o in outcomes)
+        assert len(ledger.ticks_since(START)) == 12
+        assert ledger.last_accounted_at() == outcomes[-1].started_at
+        history = ledger.config_history(STEADY_ENDPOINT_ID)
+        assert len(history) == 1 and history[0].execution_timeout_ms == 120_000
+        status = outcomes[-1].status
+        assert isinstance(status, DaemonStatus)
+        assert daemon.status_ref.get() is status
+        assert [e.id for e in status.endpoints] == [STEADY_ENDPOINT_ID]
+        assert status.budget is not None and status.budget.monthly_eur == 20.0
+        assert status.budget.fixed_eur == pytest.approx(10.0 / 1.16)
+        assert len(status.endpoints[0].rate_per_min) == 60
+        assert status.api_calls and all("|" in key for key in status.api_calls)
+        stored = DaemonStatus.from_dict(json.loads(ledger.meta("status") or "{}"))
+        assert stored.last_tick_at == status.last_tick_at
+        # steady is compliant: nothing to do
+        assert not [r for o in outcomes for r in o.rows if r.outcome in ("applied", "proposed")]
+
+
+async def test_live_estimate_matches_a_worker_seen_running(tmp_path: Path) -> None:
+    clock = ManualClock(START)
+    sim, log = _hung(tmp_path, clock)
+    async with daemon_against(sim, tmp_path, log_path=log, policy={"mode": "dry-run"}) as daemon:
+        first = await daemon.tick()
+        for _ in range(10):
+            clock.advance(TICK_S)
+            await daemon.tick()
+        estimate, _billed = daemon.ledger.month_totals(from_iso("2026-06-01T00:00:00Z"))
+        # the hung worker RUNNING the whole time, the translation endpoint idle: 50 s of one A6000
+        assert estimate == pytest.approx(10 * TICK_S * A6000_USD_PER_S, rel=1e-6)
+        assert first.status is not None
+
+
+async def test_hung_job_enforce_cancels_patches_alerts_and_billing_stops(tmp_path: Path) -> None:
+    clock = ManualClock(START)
+    sim, log = _hung(tmp_path, clock)
+    job_id = _job_id(sim)
+    async with daemon_against(sim, tmp_path, log_path=log, policy={"cooldown_s": 60.0}) as daemon:
+        first = await daemon.tick()
+        drift = [r for r in first.rows if r.rule == "config_drift"]
+        assert [(r.action, r.outcome) for r in drift] == [("patch_config", "applied")]
+        assert drift[0].previous == {"execution_timeout_ms": None}
+        assert sim.endpoint(HUNG_ENDPOINT_ID).execution_timeout_ms == 120_000
+        job_started = sim.job(HUNG_ENDPOINT_ID, job_id).started_at
+        limit = 120 + 30
+        cancelled_at = None
+        while clock.now() < START + 400:
+            clock.advance(TICK_S)
+            outcome = await daemon.tick()
+            if any(r.action == "cancel_job" and r.outcome == "applied" for r in outcome.rows):
+                cancelled_at = clock.now()
+                break
+        assert cancelled_at is not None
+        # the job is first seen through its heartbeat (10 s pings), so: limit + one ping + one tick
+        assert cancelled_at <= job_started + limit + 10 + TICK_S
+        assert sim.job(HUNG_ENDPOINT_ID, job_id).status == "CANCELLED"
+        rows = daemon.ledger.decisions_with_key(f"runaway_job:cancel_job:{HUNG_ENDPOINT_ID}:{job_id}")
+        assert rows[0].outcome == "applied" and rows[0].saved_usd > 10  # days of A6000 left in the month
+        alerts = {a.key: a for a in daemon.ledger.recent_alerts()}
+        assert any(k.startswith("action:runaway_job:cancel_job") for k in alerts)
+        assert any(k.startswith("action:config_drift") for k in alerts)
+        assert "€" in next(a.text for k, a in alerts.items() if k.startswith("action:runaway_job"))
+        # the next ticks verify it and the simulator's bill for the hung endpoint stops growing
+        verified = []
+        for _ in range(3):
+            clock.advance(TICK_S)
+            verified += [r for r in (await daemon.tick()).rows if r.outcome == "verified"]
+        assert any(r.action == "cancel_job" for r in verified)
+        billed_then = sim.billed_usd_total(HUNG_ENDPOINT_ID)
+        assert not sim.workers(HUNG_ENDPOINT_ID)
+        clock.advance(3600)
+        assert sim.billed_usd_total(HUNG_ENDPOINT_ID) == pytest.approx(billed_then)
+        status = daemon.status_ref.get()
+        assert status is not None and status.saved_usd.get("runaway_job|enforce", 0) > 10
+
+
+async def test_hung_job_dry_run_touches_nothing_and_records_the_saving(tmp_path: Path) -> None:
+    clock = ManualClock(START)
+    sim, log = _hung(tmp_path, clock)
+    job_id = _job_id(sim)
+    async with daemon_against(sim, tmp_path, log_path=log, policy={"mode": "dry-run"}) as daemon:
+        for _ in range(40):
+            await daemon.tick()
+            clock.advance(TICK_S)
+        assert sim.endpoint(HUNG_ENDPOINT_ID).execution_timeout_ms is None
+        assert sim.job(HUNG_ENDPOINT_ID, job_id).status == "IN_PROGRESS"
+        rows = daemon.ledger.decisions_with_key(f"runaway_job:cancel_job:{HUNG_ENDPOINT_ID}:{job_id}")
+        assert len(rows) == 1  # proposed once, not every tick
+        assert rows[0].outcome == "proposed" and rows[0].mode == "dry-run" and rows[0].saved_usd > 10
+        assert all(r.outcome == "proposed" for r in daemon.ledger.recent_decisions(100))
+        assert any(a.key.startswith("proposal:runaway_job") for a in daemon.ledger.recent_alerts())
+        status = daemon.status_ref.get()
+        assert status is not None and status.saved_usd["runaway_job|dry-run"] > 10
+
+
+async def test_stale_data_takes_no_action_and_reports_blind_once(tmp_path: Path) -> None:
+    clock = ManualClock(START)
+    sim, log = _hung(tmp_path, clock)
+    faults = Faults()
+    async with daemon_against(sim, tmp_path, log_path=log, faults=faults) as daemon:
+        await daemon.tick()  # sees RunPod once (patches the missing timeout)
+        faults.fail_next(None, "/v2/serverless*", status=503)
+        outcomes = []
+        for _ in range(60):  # five minutes blind, far past the runaway limit
+            clock.advance(TICK_S)
+            outcomes.append(await daemon.tick())
+        assert all(o.blind and not o.ok for o in outcomes)
+        assert all(r.rule == "blind" for o in outcomes for r in o.rows)
+        blind_rows = [r for o in outcomes for r in o.rows]
+        assert len(blind_rows) == 1 and blind_rows[0].action == "none"
+        assert sim.job(HUNG_ENDPOINT_ID, _job_id(sim)).status == "IN_PROGRESS"
+        assert len([a for a in daemon.ledger.recent_alerts() if a.kind == "blind"]) == 1
+        assert daemon.ledger.latest_tick().blind
+        status = daemon.status_ref.get()
+        assert status is not None and status.blind and "503" in status.blind_reason
+        faults.clear()
+        clock.advance(TICK_S)
+        back = await daemon.tick()
+        assert back.ok and not back.blind
+
+
+async def test_restart_neither_loses_nor_double_counts(tmp_path: Path) -> None:
+    clock = ManualClock(START)
+    sim, log = _hung(tmp_path, clock)
+    month = from_iso("2026-06-01T00:00:00Z")
+    first = build_daemon(sim, tmp_path, log_path=log, policy={"mode": "dry-run"})
+    await first.open()
+    begin = (await first.tick()).started_at
+    for _ in range(5):
+        clock.advance(TICK_S)
+        await first.tick()
+    await first.close()  # as good as SIGKILL for the ledger: every committed tick is there
+    clock.advance(12)  # down for 12 s (< stale_after_s 30): the restored snapshot covers the gap
+    second = build_daemon(sim, tmp_path, log_path=log, policy={"mode": "dry-run"})
+    await second.open()
+    end = (await second.tick()).started_at
+    for _ in range(3):
+        clock.advance(TICK_S)
+        end = (await second.tick()).started_at
+    estimate, _ = second.ledger.month_totals(month)
+    assert estimate == pytest.approx((end - begin) * A6000_USD_PER_S, rel=1e-6)
+    await second.close()
+    clock.advance(600)  # a long outage: left to billing, never guessed
+    third = build_daemon(sim, tmp_path, log_path=log, policy={"mode": "dry-run"})
+    await third.open()
+    after = await third.tick()
+    assert after.ok
+    assert third.ledger.last_accounted_at() == after.started_at
+    estimate_after, _ = third.ledger.month_totals(month)
+    assert estimate_after == pytest.approx(estimate)
+    # the dry-run proposal was not repeated by the restarted daemons within the hour
+    job_key = f"runaway_job:cancel_job:{HUNG_ENDPOINT_ID}:{_job_id(sim)}"
+    assert len(third.ledger.decisions_with_key(job_key)) <= 1
+    await third.close()
+
+
+async def test_a_second_daemon_on_the_same_ledger_is_refused(tmp_path: Path) -> None:
+    clock = ManualClock(START)
+    sim = build_simulator("steady", clock=clock)
+    async with daemon_against(sim, tmp_path) as daemon:
+        await daemon.tick()
+        other = build_daemon(sim, tmp_path)
+        with pytest.raises(LedgerError, match="another runpod-watchdog"):
+            await other.open()
+        with pytest.raises(LedgerError):
+            Ledger.open(daemon.config.ledger.resolved_path)
