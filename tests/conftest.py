@@ -31,7 +31,15 @@ def sdk_python() -> Path:
         SDK_VENV.parent.mkdir(parents=True, exist_ok=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(SDK_VENV)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"runpod=={SDK_VERSION}"],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                f"runpod=={SDK_VERSION}",
+            ],
             check=True,
             capture_output=True,
             text=True,
@@ -40,7 +48,9 @@ def sdk_python() -> Path:
         subprocess.run(probe, check=True, capture_output=True, timeout=120)
     except (subprocess.SubprocessError, OSError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
-        message = f"SDK ORACLE SKIPPED: could not install runpod=={SDK_VERSION} into {SDK_VENV}: {detail[-400:]}"
+        message = (
+            f"SDK ORACLE SKIPPED: could not install runpod=={SDK_VERSION} into {SDK_VENV}: {detail[-400:]}"
+        )
         print(f"\n*** {message} ***", file=sys.stderr)
         pytest.skip(message)
     return python

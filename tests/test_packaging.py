@@ -42,7 +42,9 @@ def test_the_daemon_package_never_imports_textual_or_the_tui() -> None:
         "bad = sorted(n for n in sys.modules if n.split('.')[0] in ('textual', 'tui'))\n"
         "print(','.join(bad))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
 
