@@ -228,3 +228,16 @@ def test_overlong_line_is_reported_and_skipped(tmp_path: Path) -> None:
 )
 def test_timestamps(raw: object, expected: float) -> None:
     assert parse_timestamp(raw) == pytest.approx(expected)
+
+
+def test_management_calls_are_skipped_not_reported(tmp_path: Path) -> None:
+    """The runtime's management calls (kind "api") are neither traffic nor errors; a typo'd kind is an error."""
+    log = tmp_path / "access.log"
+    log.write_text(
+        '{"ts": 1764000000, "endpoint_id": "ep", "kind": "api", "route": "/v2/ep/health"}\n'
+        '{"ts": 1764000001, "endpoint_id": "ep", "kind": "request", "source": "app"}\n'
+        '{"ts": 1764000002, "endpoint_id": "ep", "kind": "requets"}\n'
+    )
+    result = LogTailer(LogSourceSpec(name="sim", path=log)).read_new()
+    assert [event.kind for event in result.events] == ["request"]
+    assert len(result.errors) == 1 and ":3:" in result.errors[0] and "requets" in result.errors[0]

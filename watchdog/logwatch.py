@@ -42,6 +42,11 @@ DEFAULT_MAX_ERRORS_PER_READ = 5
 _EPOCH_MILLIS_THRESHOLD = 1e11
 """Epoch numbers above this are milliseconds: 1e11 seconds would be the year 5138."""
 
+NON_TRAFFIC_KINDS = frozenset({"api", "worker"})
+"""Kinds a log may carry that are neither user requests nor heartbeats: management calls on the runtime
+(status, health, cancel, the daemon's own polling) and the worker protocol (job-take, job-done). They are
+skipped without complaint; any other unknown kind is reported as a malformed line."""
+
 _REQUIRED_GROUPS = ("ts", "endpoint_id", "kind")
 _OPTIONAL_GROUPS = ("source", "job_id", "tier", "worker_id")
 
@@ -159,6 +164,10 @@ class ReadResult:
     """The read budget ran out before the end of the file; call again soon."""
 
 
+class NotTraffic(Exception):
+    """A well-formed line of a kind that is not traffic (see ``NON_TRAFFIC_KINDS``): skipped on purpose."""
+
+
 class LineError(ValueError):
     """A line that cannot become a LogEvent; the message says why in plain words."""
 
@@ -218,6 +227,8 @@ def event_from_values(values: Mapping[str, Any]) -> LogEvent:
     if endpoint_id is None:
         raise LineError("missing endpoint id")
     kind = (_text_or_none(values.get("kind")) or "").lower()
+    if kind in NON_TRAFFIC_KINDS:
+        raise NotTraffic(kind)
     if kind not in EVENT_KINDS:
         raise LineError(f"kind must be 'request' or 'ping', not {values.get('kind')!r}")
     return LogEvent(
@@ -428,6 +439,8 @@ class LogTailer:
                 event = parse_regex_line(line, self._pattern)
             else:
                 event = parse_json_line(line, self._field_names)
+        except NotTraffic:
+            return
         except LineError as exc:
             collector.malformed(self._line_no, str(exc))
             return

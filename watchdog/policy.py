@@ -908,12 +908,18 @@ def _hold(decision: Decision, why: str) -> Decision:
 
 
 def _apply_safety(decisions: list[Decision], view: PolicyView, now: float) -> list[Decision]:
-    """Downgrade enforce decisions beyond the hourly cap or inside an endpoint's cool-down to dry-run."""
+    """Downgrade to dry-run the enforce decisions beyond an endpoint's hourly cap or inside its cool-down.
+
+    The cap counts per endpoint (one misbehaving endpoint must not use up the actions another needs). The
+    cool-down exists against flapping, so it never holds back stopping runaway work: the seed incident's
+    first tick patches the missing execution timeout *and* cancels the hung job.
+    """
     settings = view.settings
-    recent = [a for a in view.actions if now - a.at < HOUR_S]
-    allowance = settings.max_actions_per_hour - len(recent)
+    recent_by_endpoint: dict[str | None, int] = {}
     last_action: dict[str | None, float] = {}
     for action in view.actions:
+        if now - action.at < HOUR_S:
+            recent_by_endpoint[action.endpoint_id] = recent_by_endpoint.get(action.endpoint_id, 0) + 1
         last_action[action.endpoint_id] = max(action.at, last_action.get(action.endpoint_id, action.at))
     result = []
     for decision in decisions:
@@ -921,12 +927,13 @@ def _apply_safety(decisions: list[Decision], view: PolicyView, now: float) -> li
             result.append(decision)
             continue
         last = last_action.get(decision.endpoint_id)
-        if last is not None and now - last < settings.cooldown_s:
+        cooling = last is not None and now - last < settings.cooldown_s
+        if cooling and decision.rule != RULE_RUNAWAY:
             result.append(_hold(decision, f"cool-down, last action on this endpoint {now - last:.0f} s ago"))
             continue
-        if allowance <= 0:
+        if recent_by_endpoint.get(decision.endpoint_id, 0) >= settings.max_actions_per_hour:
             result.append(_hold(decision, "action cap reached"))
             continue
-        allowance -= 1
+        recent_by_endpoint[decision.endpoint_id] = recent_by_endpoint.get(decision.endpoint_id, 0) + 1
         result.append(decision)
     return result

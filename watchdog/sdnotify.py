@@ -39,8 +39,10 @@ class SystemdNotifier:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
                 sock.connect(self._address)
-                sock.sendall(message)
-        except OSError:
+                # Never block the event loop: a reader that stopped reading fills the datagram queue
+                # (about ten messages), and a blocking send would then freeze the daemon. Drop instead.
+                sock.send(message, socket.MSG_DONTWAIT)
+        except OSError:  # includes BlockingIOError (queue full) and a vanished socket
             return False
         return True
 

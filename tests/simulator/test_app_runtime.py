@@ -132,8 +132,9 @@ async def test_access_log_records_runtime_requests(
     job_id = run.json()["id"]
     await client.get(f"/v2/ep-alpha/status/{job_id}")
     await client.get("/v2/ep-alpha/health", headers={"Authorization": "Bearer wrong"})
-    records = [r for r in access_log() if r.get("kind") == "request"]
+    records = access_log()
     run_record = next(r for r in records if r["route"] == "/v2/ep-alpha/run")
+    assert run_record["kind"] == "request"  # user traffic, counted by the ping watch
     assert run_record["endpoint_id"] == "ep-alpha"
     assert run_record["method"] == "POST" and run_record["status"] == 200
     assert run_record["job_id"] == job_id and run_record["tier"] == "premium"
@@ -141,4 +142,5 @@ async def test_access_log_records_runtime_requests(
     assert run_record["duration_ms"] >= 0
     status_record = next(r for r in records if r["route"] == f"/v2/ep-alpha/status/{job_id}")
     assert status_record["job_id"] == job_id and status_record["tier"] == "premium"
+    assert status_record["kind"] == "api"  # management calls are logged but are not traffic
     assert any(r["route"] == "/v2/ep-alpha/health" and r["status"] == 401 for r in records)

@@ -196,6 +196,12 @@ def error_response(api: Api, status: int, detail: str, *, errors: list[str] | No
     return JSONResponse({"error": detail}, status_code=status)
 
 
+_ACCESS_KIND = {"ping": "ping", "run": "request", "runsync": "request"}
+"""Access-log kinds, as a gateway would see them: job submissions are "request" (user traffic), heartbeats
+are "ping", and everything else (status, health, cancel, the worker protocol) is "api", which the ping
+watch skips on purpose."""
+
+
 class SimulatorHTTP:
     """Request handling bound to one Simulator. ``create_app`` wraps it in a Starlette app."""
 
@@ -317,7 +323,7 @@ class SimulatorHTTP:
 
     def _log(self, request: Request, call: _Call, status: int, started: float) -> None:
         self.sim.log_access(
-            kind="ping" if call.route == "ping" else "request",
+            kind=_ACCESS_KIND.get(call.route, "api"),
             endpoint_id=call.endpoint_id,
             route=request.url.path,
             method=request.method,
