@@ -57,6 +57,8 @@ class WatchdogCollector(Collector):
     def __init__(self, status: StatusRef, *, clock: Any = time.time) -> None:
         self._status = status
         self._clock = clock
+        self._last_ok_at: float | None = None
+        """When the last tick that read RunPod completely finished, as far as the scrapes have seen."""
 
     def describe(self) -> list[Metric]:
         # Defining describe() stops the registry from calling collect() at registration time.
@@ -72,10 +74,23 @@ class WatchdogCollector(Collector):
         yield up
         if status is None:
             return
-        yield from _daemon_metrics(status, self._clock())
+        yield from _daemon_metrics(status, self._clock(), self._last_ok(status))
         yield from _budget_metrics(status)
         yield from _endpoint_metrics(status)
         yield from _activity_metrics(status)
+
+    def _last_ok(self, status: DaemonStatus) -> float | None:
+        """The end of the last complete read of RunPod.
+
+        A blind tick also sets ``last_tick_at``, so the data's age must come from the last *ok* tick: the
+        status's own ``last_ok_at`` when it carries one, else the last ok tick a scrape has seen (never later
+        than the true one, so the age errs on the old side)."""
+        if status.last_tick_ok and status.last_tick_at:
+            self._last_ok_at = status.last_tick_at
+        carried = getattr(status, "last_ok_at", None)
+        if carried is not None:
+            self._last_ok_at = max(carried, self._last_ok_at or 0.0)
+        return self._last_ok_at
 
 
 def _gauge(name: str, doc: str, value: float, unit: str = "") -> GaugeMetricFamily:
@@ -84,7 +99,7 @@ def _gauge(name: str, doc: str, value: float, unit: str = "") -> GaugeMetricFami
     return family
 
 
-def _daemon_metrics(status: DaemonStatus, now: float) -> Iterator[Metric]:
+def _daemon_metrics(status: DaemonStatus, now: float, last_ok_at: float | None) -> Iterator[Metric]:
     yield _gauge("started_timestamp_seconds", "When the daemon started (Unix time).", status.started_at)
     yield _gauge(
         "last_tick_timestamp_seconds",
@@ -101,10 +116,12 @@ def _daemon_metrics(status: DaemonStatus, now: float) -> Iterator[Metric]:
         "1 when the daemon's data is stale or missing, so it takes no action.",
         1.0 if status.blind else 0.0,
     )
+    # Never read RunPod completely (since this exporter started): the data is as old as the daemon.
+    read_at = last_ok_at if last_ok_at is not None else status.started_at
     yield _gauge(
         "data_age_seconds",
-        "Seconds since the last complete read of RunPod.",
-        max(0.0, now - status.last_tick_at) if status.last_tick_at else 0.0,
+        "Seconds since the last complete read of RunPod (it keeps growing while the daemon is blind).",
+        max(0.0, now - read_at),
     )
     yield _gauge("ledger_size_bytes", "Size of the SQLite ledger (database + WAL).", status.ledger_bytes)
     enforce = GaugeMetricFamily(PREFIX + "enforce_mode", "1 in enforce mode, 0 in dry-run.")
@@ -280,9 +297,13 @@ def _activity_metrics(status: DaemonStatus) -> Iterator[Metric]:
     )
 
 
-def build_registry(status: StatusRef, *, with_process_metrics: bool = True) -> CollectorRegistry:
+def build_registry(
+    status: StatusRef, *, with_process_metrics: bool = True, clock: Any = time.time
+) -> CollectorRegistry:
+    """``clock``: the daemon's time (``daemon.clock.now``), so ``data_age_seconds`` is measured on the same
+    clock as ``last_tick_at`` (a simulated clock in tests; the wall clock in production)."""
     registry = CollectorRegistry()
-    registry.register(WatchdogCollector(status))
+    registry.register(WatchdogCollector(status, clock=clock))
     if with_process_metrics:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
