@@ -144,6 +144,9 @@ class Executor:
         )
         result = Execution()
         if decision.mode != "enforce":
+            if decision.action in NOTIFY_ONLY_ACTIONS:  # an alert saves nothing itself (its action does)
+                result.rows.append(replace(base, saved_usd=0.0))
+                return result
             result.rows.append(base)
             result.saved_usd = decision.estimated_saving_usd
             return result
@@ -274,6 +277,10 @@ class Executor:
                 return None
             return "workers max is 0 and no billed worker is left"
         return "endpoint shows " + ", ".join(f"{k}={v}" for k, v in sorted(wanted.items()))
+
+    def denied_sources(self) -> set[str]:
+        """The sources the deny-list file lists now (empty without a deny list)."""
+        return DenyList(self.deny_list_path).read() if self.deny_list_path else set()
 
     def _denied(self, source: str | None) -> bool:
         if not self.deny_list_path or not source:

@@ -744,6 +744,8 @@ def _suspicious_traffic(view: PolicyView, now: float) -> list[Decision]:
     and, with the cool-down cut, the timed scale-to-zero.
 
     Saving of a cool-down: one busy worker for the cool-down (an upper bound); a deny-list entry: unknown, 0.
+    A keep-warm finding also says what it costs: one worker billed around the clock for a month, carried by
+    its alert (``estimated_saving_usd``, the alert's € figure) and named in every reason.
     """
     settings = view.settings
     endpoints = {ep.config.id: ep for ep in view.endpoints}
@@ -755,6 +757,10 @@ def _suspicious_traffic(view: PolicyView, now: float) -> list[Decision]:
         ep = endpoints.get(finding.endpoint_id)
         mode = ep.limits.mode_for(RULE_TRAFFIC) if ep else settings.mode
         what = f"suspicious traffic ({finding.kind}) from {finding.source}: {finding.detail}"
+        warm_usd = 0.0
+        if ep is not None and finding.kind == "keep_warm":
+            warm_usd = _worker_usd_per_s(None, ep.config, view.prices) * SECONDS_IN_30_DAYS
+            what += f"; a worker kept warm around the clock costs about {_eur(warm_usd, settings)} a month"
         decisions.append(
             Decision(
                 rule=RULE_TRAFFIC,
@@ -764,6 +770,7 @@ def _suspicious_traffic(view: PolicyView, now: float) -> list[Decision]:
                 reason=what,
                 severity="warning",
                 source=finding.source,
+                estimated_saving_usd=warm_usd,
                 dedupe_key=_key(RULE_TRAFFIC, "alert", finding.endpoint_id, finding.source, finding.kind),
             )
         )

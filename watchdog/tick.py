@@ -3,7 +3,10 @@
 1. **fetch**: new log lines (pings and requests) from every configured source; then RunPod: endpoints
    (+ GraphQL ``workersStandby``), each watched endpoint's workers and ``/health``, the status of every job
    the daemon knows to be open (learnt from heartbeat pings, or cancelled and under watch), and, every
-   ``billing_interval_s``, the month's hourly billing. Any failed read makes the tick *blind*.
+   ``billing_interval_s``, the month's hourly billing. Any failed read makes the tick *blind*, except the
+   two that only add to what the tick already knows: GraphQL ``workersStandby`` and the billing (which lags
+   by hours anyway; on failure the month to date keeps the live estimate and the billed hours already in
+   the ledger, and billing is retried after ``billing_interval_s``).
 2. **track**: the :class:`~watchdog.tracker.Tracker` turns snapshots into durations (worker ``state_since``,
    job ages, cold starts, health deltas); the live estimate accrues ``(last_accounted_at, now]`` from the
    previous poll's workers (an unobserved gap longer than ``stale_after_s`` is accounted with no accruals:
@@ -188,9 +191,25 @@ async def fetch(d: Daemon, now: float) -> Snapshot:
                 snap.jobs[job_id] = (endpoint_id, await client.job_status(endpoint_id, job_id))
             except RunPodNotFound:
                 snap.gone_jobs.add(job_id)
-        due = d.last_billing_at is None or now - d.last_billing_at >= d.config.runpod.billing_interval_s
+        interval_s = d.config.runpod.billing_interval_s
+        failed_at = d.tracker.billing_failed_at
+        due = (d.last_billing_at is None or now - d.last_billing_at >= interval_s) and (
+            failed_at is None or now - failed_at >= interval_s
+        )
         if due:
-            snap.billing = await client.serverless_billing(start=month_start(now), bucket_size="hour")
+            try:
+                snap.billing = await client.serverless_billing(start=month_start(now), bucket_size="hour")
+                d.tracker.billing_failed_at = None
+            except RunPodAuthError:
+                raise
+            except RunPodError as exc:  # billing lags by hours anyway: degrade, do not go blind
+                d.tracker.billing_failed_at = now
+                log.warning(
+                    "billing read failed (month to date uses the live estimate and the billed hours already "
+                    "in the ledger; retried in %.0f s): %s",
+                    interval_s,
+                    exc,
+                )
     except RunPodAuthError as exc:
         if d.tracker.last_ok is None:
             raise
@@ -294,6 +313,7 @@ async def run_tick(d: Daemon) -> TickOutcome:
         thresholds=config.budget.alert_thresholds,
         variable_last_24h_usd=last_24h_usd,
     )
+    d.last_budget = budget  # this tick's figures for this tick's budget alerts (not the previous tick's)
 
     # 3. evaluate -------------------------------------------------------------------------------------------
     findings: list[TrafficFinding] = []
@@ -347,6 +367,9 @@ async def run_tick(d: Daemon) -> TickOutcome:
                 for x in decisions
                 if not (x.rule == policy.RULE_TRAFFIC and x.action not in ("alert", "restore"))
             ]
+        denied = d.executor.denied_sources()
+        if denied:  # already cut off: re-adding it after every cool-down would only repeat the alert
+            decisions = [x for x in decisions if not (x.action == "deny_list" and x.source in denied)]
     else:
         verification = []
         decisions = [_blind_decision(d, now, snap.error or "unknown error")]

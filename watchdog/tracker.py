@@ -35,8 +35,10 @@ HOUR_S = 3600.0
 DAY_S = 86400.0
 JOB_PING_RECENT_S = 300.0
 """A job id counts as in progress while a heartbeat reported it within this many seconds."""
-CRASH_WINDOW_TICKS = 12
-"""How many successive /health deltas the crash-loop window sums."""
+CRASH_WINDOW_S = 600.0
+"""How far back the crash-loop window sums /health deltas. In time, not ticks: a crash loop turns over
+once per cold start plus health-check failure (tens of seconds), so a window of a few ticks at the
+default 5 s poll could never hold the retries that betray it."""
 COLD_START_KEEP_S = 32 * DAY_S
 
 
@@ -88,14 +90,15 @@ class WorkerObservation:
 class Tracker:
     """Cross-tick memory. One per daemon; :meth:`restore` seeds it from the ledger on start."""
 
-    crash_window_ticks: int = CRASH_WINDOW_TICKS
+    crash_window_s: float = CRASH_WINDOW_S
     workers: dict[str, WorkerTrack] = field(default_factory=dict)
     snapshot: dict[str, tuple[Worker, ...]] = field(default_factory=dict)
     """The previous successful poll's workers per endpoint: what the next interval is accrued from."""
     snapshot_at: float | None = None
     jobs: dict[str, JobTrack] = field(default_factory=dict)
     health: dict[str, Health] = field(default_factory=dict)
-    crash: dict[str, deque[tuple[int, int]]] = field(default_factory=dict)
+    crash: dict[str, deque[tuple[float, int, int]]] = field(default_factory=dict)
+    """Per endpoint (when, retries delta, completed delta) of the successive /health answers."""
     cold_starts: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
     """Per endpoint (when, seconds)."""
     traffic: TrafficCounter = field(default_factory=TrafficCounter)
@@ -106,6 +109,8 @@ class Tracker:
     last_ok: float | None = None
     """When the last tick read RunPod completely."""
     blind_since: float | None = None
+    billing_failed_at: float | None = None
+    """When the last billing read failed (None once one succeeds): it is retried a billing interval later."""
     """Start of the current blind episode (None while the daemon sees)."""
     last_recorded: dict[str, float] = field(default_factory=dict)
     """Decision dedupe key → when it was last written, so a repeated proposal is not logged every tick."""
@@ -162,20 +167,23 @@ class Tracker:
         """New requests since the previous /health answer, and the crash window including this tick."""
         previous = self.health.get(endpoint_id)
         self.health[endpoint_id] = health
-        window = self.crash.setdefault(endpoint_id, deque(maxlen=self.crash_window_ticks))
+        window = self.crash.setdefault(endpoint_id, deque())
         requests = 0
         if previous is not None:
             requests = requests_from_health(previous, health)
             window.append(
                 (
+                    now,
                     max(0, health.jobs_retried - previous.jobs_retried),
                     max(0, health.jobs_completed - previous.jobs_completed),
                 )
             )
             self.traffic.add_health_delta(endpoint_id, now, requests=requests)
+        while window and now - window[0][0] > self.crash_window_s:
+            window.popleft()
         return requests, CrashWindow(
-            retries_delta=sum(r for r, _ in window),
-            completed_delta=sum(c for _, c in window),
+            retries_delta=sum(r for _, r, _ in window),
+            completed_delta=sum(c for _, _, c in window),
             ticks=len(window),
         )
 
