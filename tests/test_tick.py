@@ -208,3 +208,19 @@ async def test_a_second_daemon_on_the_same_ledger_is_refused(tmp_path: Path) -> 
             await other.open()
         with pytest.raises(LedgerError):
             Ledger.open(daemon.config.ledger.resolved_path)
+
+
+def test_queueing_behind_a_brake_is_not_a_cold_start() -> None:
+    """A job that waited while the daemon held its endpoint at zero did not wait for a cold start."""
+    from watchdog.models import JobStatus
+    from watchdog.tracker import Tracker
+
+    tracker = Tracker()
+    tracker.note_held("ep", 1100.0)  # held while the first job (submitted at 1022) was queued
+    tracker.update_job(
+        "ep", "held", JobStatus.COMPLETED, 1200.0, worker_id="w", delay_ms=170_000, execution_ms=8_000
+    )
+    tracker.update_job(
+        "ep", "fresh", JobStatus.COMPLETED, 1300.0, worker_id="w", delay_ms=12_000, execution_ms=8_000
+    )
+    assert tracker.cold_start_samples("ep", 0.0) == [12.0]

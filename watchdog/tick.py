@@ -269,6 +269,8 @@ async def run_tick(d: Daemon) -> TickOutcome:
             d.requests_month[endpoint.id] += max(
                 log_requests.get(endpoint.id, 0), health_requests.get(endpoint.id, 0)
             )
+        for endpoint_id in d.brakes:
+            tracker.note_held(endpoint_id, now)
         for job_id, (endpoint_id, job) in snap.jobs.items():
             track = tracker.update_job(
                 endpoint_id,

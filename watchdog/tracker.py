@@ -100,6 +100,9 @@ class Tracker:
     crash: dict[str, deque[tuple[float, int, int]]] = field(default_factory=dict)
     """Per endpoint (when, retries delta, completed delta) of the successive /health answers."""
     cold_starts: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
+    held_at: dict[str, float] = field(default_factory=dict)
+    """Endpoint → last time the daemon held it down (a brake): jobs queued then waited for the brake, not
+    for a cold start, so their delay is not a cold-start sample."""
     """Per endpoint (when, seconds)."""
     traffic: TrafficCounter = field(default_factory=TrafficCounter)
     alerted_thresholds: dict[float, set[float]] = field(default_factory=lambda: defaultdict(set))
@@ -229,9 +232,14 @@ class Tracker:
             track.since = min(track.since, now - execution_ms / 1000.0)
         if status.terminal and track.finished_at is None:
             track.finished_at = now
-            if delay_ms is not None:
+            submitted_at = now - ((delay_ms or 0) + (execution_ms or 0)) / 1000.0
+            if delay_ms is not None and self.held_at.get(endpoint_id, float("-inf")) < submitted_at:
                 self.cold_starts[endpoint_id].append((now, delay_ms / 1000.0))
         return track
+
+    def note_held(self, endpoint_id: str, now: float) -> None:
+        """The daemon holds this endpoint down at ``now`` (see ``held_at``)."""
+        self.held_at[endpoint_id] = now
 
     def forget_job(self, job_id: str) -> None:
         self.jobs.pop(job_id, None)
