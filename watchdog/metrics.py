@@ -57,8 +57,6 @@ class WatchdogCollector(Collector):
     def __init__(self, status: StatusRef, *, clock: Any = time.time) -> None:
         self._status = status
         self._clock = clock
-        self._last_ok_at: float | None = None
-        """When the last tick that read RunPod completely finished, as far as the scrapes have seen."""
 
     def describe(self) -> list[Metric]:
         # Defining describe() stops the registry from calling collect() at registration time.
@@ -74,23 +72,10 @@ class WatchdogCollector(Collector):
         yield up
         if status is None:
             return
-        yield from _daemon_metrics(status, self._clock(), self._last_ok(status))
+        yield from _daemon_metrics(status, self._clock(), status.last_ok_at)
         yield from _budget_metrics(status)
         yield from _endpoint_metrics(status)
         yield from _activity_metrics(status)
-
-    def _last_ok(self, status: DaemonStatus) -> float | None:
-        """The end of the last complete read of RunPod.
-
-        A blind tick also sets ``last_tick_at``, so the data's age must come from the last *ok* tick: the
-        status's own ``last_ok_at`` when it carries one, else the last ok tick a scrape has seen (never later
-        than the true one, so the age errs on the old side)."""
-        if status.last_tick_ok and status.last_tick_at:
-            self._last_ok_at = status.last_tick_at
-        carried = getattr(status, "last_ok_at", None)
-        if carried is not None:
-            self._last_ok_at = max(carried, self._last_ok_at or 0.0)
-        return self._last_ok_at
 
 
 def _gauge(name: str, doc: str, value: float, unit: str = "") -> GaugeMetricFamily:

@@ -116,6 +116,8 @@ class DaemonStatus:
     alerts_pending: int = 0
     ledger_bytes: int = 0
     last_billing_at: float | None = None
+    last_ok_at: float | None = None
+    """When RunPod was last read completely; a blind tick moves ``last_tick_at`` but not this."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -888,6 +888,7 @@ def build_status(
         api_calls=dict(d.api_calls),
         actions=dict(d.action_counts),
         saved_usd=dict(d.saved_usd),
+        last_ok_at=d.tracker.last_ok,
         alerts_sent=counts[0],
         alerts_pending=counts[1] + pending_alerts,
         ledger_bytes=_ledger_bytes(d),
