@@ -4,6 +4,7 @@ on loopback. The daemon-fed golden file and the real-Prometheus scrape live in t
 from __future__ import annotations
 
 import shutil
+import ssl
 import subprocess
 from pathlib import Path
 
@@ -159,6 +160,31 @@ def test_exporter_serves_on_loopback() -> None:
         assert response.status_code == 200
         assert "runpod_watchdog_budget_eur 20.0" in response.text
         assert "process_resident_memory_bytes" in response.text
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+@pytest.mark.skipif(
+    shutil.which("openssl") is None, reason="OPENSSL MISSING: needed to make a test certificate"
+)
+def test_exporter_serves_tls_when_given_a_certificate(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server, thread = serve_metrics(
+        build_registry(StatusRef(sample_status())), "127.0.0.1:0", certfile=str(cert), keyfile=str(key)
+    )
+    try:
+        port = server.server_port
+        trust = ssl.create_default_context(cafile=str(cert))
+        response = httpx.get(f"https://127.0.0.1:{port}/metrics", verify=trust, timeout=5)
+        assert response.status_code == 200 and "runpod_watchdog_budget_eur 20.0" in response.text
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)  # plain HTTP is refused on a TLS port
     finally:
         server.shutdown()
         thread.join(timeout=5)
