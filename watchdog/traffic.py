@@ -20,10 +20,10 @@ import math
 import os
 import tempfile
 from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, TypeVar
 
 from watchdog.logwatch import LogEvent
 from watchdog.models import Health
@@ -34,6 +34,7 @@ UNKNOWN_SOURCE = "(unknown)"
 FindingKind = Literal["rate", "ping_rate", "keep_warm", "jump"]
 
 _MINUTE = 60
+_V = TypeVar("_V")
 _HOUR = 3600
 _DAY = 86400
 
@@ -140,6 +141,20 @@ class _JobTrack:
     pings: int
 
 
+def _window(per_minute: Mapping[int, _V], start: float, end: float) -> Iterator[tuple[int, _V]]:
+    """The entries of minutes in [start, end): walks the window's minutes or the stored ones, whichever
+    is fewer, so a one-minute query on a week of history is a lookup, not a scan."""
+    first = math.ceil(start / _MINUTE) * _MINUTE
+    if (end - first) / _MINUTE <= len(per_minute):
+        for minute in range(int(first), math.ceil(end), int(_MINUTE)):
+            if minute in per_minute:
+                yield minute, per_minute[minute]
+    else:
+        for minute, value in per_minute.items():
+            if start <= minute < end:
+                yield minute, value
+
+
 class TrafficCounter:
     """Aggregates LogEvents (and /health deltas) into what the detectors need.
 
@@ -149,9 +164,13 @@ class TrafficCounter:
     """
 
     def __init__(self, *, max_arrivals_per_source: int = 50_000) -> None:
-        self._counts: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0])
-        self._worker_pings: dict[tuple[str, str, int], int] = defaultdict(int)
-        self._health_requests: dict[tuple[str, int], int] = defaultdict(int)
+        # Indexed endpoint → minute → ..., so a query costs the minutes of its window, not the history.
+        self._counts: dict[str, dict[int, dict[str, list[int]]]] = defaultdict(dict)
+        """endpoint → minute → source → [requests, pings]"""
+        self._worker_pings: dict[str, dict[int, dict[str, int]]] = defaultdict(dict)
+        """endpoint → minute → worker → pings"""
+        self._health_requests: dict[str, dict[int, int]] = defaultdict(dict)
+        """endpoint → minute → new jobs seen in /health counters"""
         self._arrivals: dict[tuple[str, str], deque[float]] = {}
         self._max_arrivals = max_arrivals_per_source
         self._jobs: dict[str, dict[str, _JobTrack]] = defaultdict(dict)
@@ -164,7 +183,7 @@ class TrafficCounter:
         self._observe(event.ts)
         source = event.source or UNKNOWN_SOURCE
         minute = minute_of(event.ts)
-        cell = self._counts[(event.endpoint_id, source, minute)]
+        cell = self._counts[event.endpoint_id].setdefault(minute, {}).setdefault(source, [0, 0])
         if event.kind == "request":
             cell[0] += 1
             arrivals = self._arrivals.get((event.endpoint_id, source))
@@ -180,7 +199,8 @@ class TrafficCounter:
             return
         cell[1] += 1
         if event.worker_id:
-            self._worker_pings[(event.endpoint_id, event.worker_id, minute)] += 1
+            per_worker = self._worker_pings[event.endpoint_id].setdefault(minute, {})
+            per_worker[event.worker_id] = per_worker.get(event.worker_id, 0) + 1
         jobs = self._jobs[event.endpoint_id]
         for job_id in event.job_ids:
             track = jobs.get(job_id)
@@ -202,7 +222,8 @@ class TrafficCounter:
         if requests <= 0:
             return
         self._observe(minute)
-        self._health_requests[(endpoint_id, minute_of(minute))] += requests
+        per_minute = self._health_requests[endpoint_id]
+        per_minute[minute_of(minute)] = per_minute.get(minute_of(minute), 0) + requests
 
     def _observe(self, ts: float) -> None:
         if self.first_seen is None or ts < self.first_seen:
@@ -211,12 +232,12 @@ class TrafficCounter:
     def prune(self, before: float) -> None:
         """Forget counts and arrivals older than ``before`` and jobs last pinged before it."""
         cutoff = minute_of(before)
-        for key in [key for key in self._counts if key[2] < cutoff]:
-            del self._counts[key]
-        for key in [key for key in self._worker_pings if key[2] < cutoff]:
-            del self._worker_pings[key]
-        for key in [key for key in self._health_requests if key[1] < cutoff]:
-            del self._health_requests[key]
+        for index in (self._counts, self._worker_pings, self._health_requests):
+            for endpoint_id, per_minute in list(index.items()):
+                for minute in [minute for minute in per_minute if minute < cutoff]:
+                    del per_minute[minute]
+                if not per_minute:
+                    del index[endpoint_id]
         for key, arrivals in list(self._arrivals.items()):
             while arrivals and arrivals[0] < before:
                 arrivals.popleft()
@@ -233,18 +254,17 @@ class TrafficCounter:
     # -- queries --------------------------------------------------------------------------------------
 
     def endpoints(self) -> set[str]:
-        found = {key[0] for key in self._counts} | {key[0] for key in self._health_requests}
-        return found | set(self._jobs)
+        return set(self._counts) | set(self._health_requests) | set(self._jobs)
 
     def count(self, endpoint_id: str, source: str, minute: float) -> MinuteCount:
-        cell = self._counts.get((endpoint_id, source, minute_of(minute)))
+        cell = self._counts.get(endpoint_id, {}).get(minute_of(minute), {}).get(source)
         return MinuteCount(cell[0], cell[1]) if cell else MinuteCount()
 
     def by_source(self, endpoint_id: str, start: float, end: float) -> dict[str, MinuteCount]:
         """Per-source totals over the minutes starting in [start, end)."""
         totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for (endpoint, source, minute), (requests, pings) in self._counts.items():
-            if endpoint == endpoint_id and start <= minute < end:
+        for _minute, sources in _window(self._counts.get(endpoint_id, {}), start, end):
+            for source, (requests, pings) in sources.items():
                 totals[source][0] += requests
                 totals[source][1] += pings
         return {source: MinuteCount(r, p) for source, (r, p) in totals.items()}
@@ -255,29 +275,25 @@ class TrafficCounter:
         Logs and /health measure the same arrivals; whichever saw more in a minute is the better witness
         (logs may miss a path, /health has no source). Summing them would count everything twice.
         """
-        log_minutes: dict[int, int] = defaultdict(int)
-        for (endpoint, _source, minute), (requests, _pings) in self._counts.items():
-            if endpoint == endpoint_id and start <= minute < end:
-                log_minutes[minute] += requests
-        health_minutes = {
-            minute: count
-            for (endpoint, minute), count in self._health_requests.items()
-            if endpoint == endpoint_id and start <= minute < end
+        log_minutes = {
+            minute: sum(requests for requests, _pings in sources.values())
+            for minute, sources in _window(self._counts.get(endpoint_id, {}), start, end)
         }
+        health_minutes = dict(_window(self._health_requests.get(endpoint_id, {}), start, end))
         minutes = set(log_minutes) | set(health_minutes)
         return sum(max(log_minutes.get(m, 0), health_minutes.get(m, 0)) for m in minutes)
 
     def endpoint_pings(self, endpoint_id: str, start: float, end: float) -> int:
         return sum(
             pings
-            for (endpoint, _source, minute), (_requests, pings) in self._counts.items()
-            if endpoint == endpoint_id and start <= minute < end
+            for _minute, sources in _window(self._counts.get(endpoint_id, {}), start, end)
+            for _requests, pings in sources.values()
         )
 
     def worker_pings(self, endpoint_id: str, start: float, end: float) -> dict[str, int]:
         totals: dict[str, int] = defaultdict(int)
-        for (endpoint, worker_id, minute), pings in self._worker_pings.items():
-            if endpoint == endpoint_id and start <= minute < end:
+        for _minute, workers in _window(self._worker_pings.get(endpoint_id, {}), start, end):
+            for worker_id, pings in workers.items():
                 totals[worker_id] += pings
         return dict(totals)
 
