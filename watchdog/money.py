@@ -131,6 +131,21 @@ def _hour_slices(start: float, end: float) -> Iterable[tuple[float, float]]:
         cursor = piece_end
 
 
+EXPECTED_SESSION_ROUNDING_S = 0.5
+"""RunPod bills each worker session rounded UP to the whole second (runpod-api.md §5.2). A session's
+length is continuous, so the round-up adds 0.5 s on average; polling never sees it. Added once per
+session when it ends, it removes a bias of about -2 % on short sessions (bench/estimate_error.py)."""
+
+
+def session_rounding_usd(worker: Worker, prices: PriceTable, *, active: bool = False) -> float:
+    """Expected round-up cost of one ended worker session (see EXPECTED_SESSION_ROUNDING_S)."""
+    return (
+        EXPECTED_SESSION_ROUNDING_S
+        * prices.usd_per_s(worker.gpu_type_id, active=active)
+        * max(1, worker.gpu_count)
+    )
+
+
 def accrue_interval(
     endpoint_id: str,
     workers: Sequence[Worker],

@@ -66,6 +66,7 @@ from watchdog.money import (
     cost_per_1000_requests,
     free_share_cost,
     month_to_date,
+    session_rounding_usd,
     usd_to_eur,
 )
 from watchdog.status import (
@@ -507,10 +508,6 @@ def _account(
             "accounting %.0f s with no live estimate (the daemon did not observe them; billing covers them)",
             seconds,
         )
-    estimates = [
-        SpendAccrual(endpoint_id, hour, usd, gpu_s)
-        for (endpoint_id, hour), (usd, gpu_s) in sorted(spend.items())
-    ]
     now_ids = {w.id for workers in current.values() for w in workers}
     prev_by_id = {w.id: (e, w) for e, workers in previous.items() for w in workers} if observed else {}
     for endpoint_id, workers in current.items():
@@ -519,9 +516,16 @@ def _account(
     for worker_id, (endpoint_id, worker) in prev_by_id.items():
         if worker_id not in now_ids:
             rows.append(_worker_update(endpoint_id, worker, (endpoint_id, worker), seconds, prices, now))
+            if worker.status in BILLED_STATES:  # the session ended: RunPod rounded it up to the second
+                # It ended somewhere in (start, now]; book it in the hour of the interval's middle.
+                spend[(endpoint_id, hour_start((start + now) / 2))][0] += session_rounding_usd(worker, prices)
     if not observed:
         for worker_id, track_endpoint in list(_gone_without_snapshot(d, now_ids)):
             rows.append(WorkerUpdate(worker_id, track_endpoint, "STOPPED", ended_at=now))
+    estimates = [
+        SpendAccrual(endpoint_id, hour, usd, gpu_s)
+        for (endpoint_id, hour), (usd, gpu_s) in sorted(spend.items())
+    ]
     return interval, estimates, rows
 
 
