@@ -367,3 +367,14 @@ def test_endpoint_gpu_price_is_the_most_expensive_allowed(
 ) -> None:
     config = EndpointConfig("ep", "ep", 0, 1, 5, 600_000, gpu_pools=pools)
     assert endpoint_gpu_price(config, DEFAULT_PRICES).flex_usd_per_s == expected_flex
+
+
+def test_session_rounding_is_half_a_second_of_the_workers_price() -> None:
+    from watchdog.models import Worker, WorkerStatus
+    from watchdog.money import EXPECTED_SESSION_ROUNDING_S, session_rounding_usd
+    from watchdog.prices import DEFAULT_PRICES
+
+    a6000 = Worker("w1", WorkerStatus.IDLE, gpu_type_id="NVIDIA RTX A6000", gpu_count=2)
+    assert EXPECTED_SESSION_ROUNDING_S == 0.5
+    assert session_rounding_usd(a6000, DEFAULT_PRICES) == pytest.approx(0.5 * 0.00034 * 2)
+    assert session_rounding_usd(a6000, DEFAULT_PRICES, active=True) == pytest.approx(0.5 * 0.00024 * 2)
