@@ -602,7 +602,9 @@ class Daemon:
                         self.notifier.status(line)
                 self._maybe_retention()
                 interval_s = self.config.runpod.poll_interval_s
-                wait = max(0.0, interval_s - (self.clock.now() - started))
+                # Intervals are in the clock's seconds; a ScaledClock (the demo) runs `speed` times faster.
+                speed = float(getattr(self.clock, "speed", 1.0))
+                wait = max(0.0, interval_s - (self.clock.now() - started)) / speed
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=wait)
         finally:

@@ -392,3 +392,6 @@ def build_simulator(
     sim = Simulator(clock=clock, prices=prices, options=options, seed=seed, access_log_path=access_log_path)
     scenario.install(sim, now=sim.clock.now(), rng=random.Random(seed), params=params)
     return sim
+
+
+from watchdog.simulator import story as _story  # noqa: E402, F401  (registers the "demo" scenario)
