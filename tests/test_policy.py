@@ -640,3 +640,46 @@ def test_decision_order_is_deterministic() -> None:
         ("config_drift", "ep0"),
         ("config_drift", "ep1"),
     ]
+
+
+# --- progress: jobs finishing are evidence against "hung" and against "idle" ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("progress_ago_s", "expected"),
+    [
+        pytest.param(None, ["scale_to_zero"], id="no-progress-runaway"),
+        pytest.param(3 * DAY, ["scale_to_zero"], id="progress-long-ago"),
+        pytest.param(20, [], id="jobs-keep-finishing"),
+    ],
+)
+def test_unknown_work_that_keeps_finishing_jobs_is_not_a_runaway(
+    progress_ago_s: float | None, expected: list[str]
+) -> None:
+    """A worker serving back-to-back short jobs stays RUNNING between polls: not one hung job."""
+    endpoint = EndpointView(
+        config=cfg(),
+        workers=(wv("w1", WorkerStatus.RUNNING, 3600),),
+        last_progress_at=None if progress_ago_s is None else NOW - progress_ago_s,
+    )
+    decisions = [d for d in evaluate(view(endpoint), NOW) if d.rule == "runaway_job"]
+    assert [d.action for d in decisions] == expected
+
+
+def test_a_known_hung_job_is_cancelled_even_if_other_jobs_complete() -> None:
+    endpoint = replace(seed_incident(), last_progress_at=NOW - 5)
+    assert [d.action for d in evaluate(view(endpoint), NOW) if d.rule == "runaway_job"] == ["cancel_job"]
+
+
+@pytest.mark.parametrize(("progress_ago_s", "expected"), [(None, ["scale_to_zero"]), (10, [])])
+def test_a_worker_that_keeps_finishing_jobs_is_not_idle(
+    progress_ago_s: float | None, expected: list[str]
+) -> None:
+    """0.2 s jobs every 3 s look IDLE at every poll; finishing jobs shows the worker is in use (the
+    keep-warm detector, not the idle-leak rule, judges whether that use is suspicious)."""
+    endpoint = EndpointView(
+        config=cfg(),
+        workers=(wv("w1", WorkerStatus.IDLE, 600),),
+        last_progress_at=None if progress_ago_s is None else NOW - progress_ago_s,
+    )
+    assert [d.action for d in evaluate(view(endpoint), NOW) if d.rule == "idle_leak"] == expected

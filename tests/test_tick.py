@@ -224,3 +224,16 @@ def test_queueing_behind_a_brake_is_not_a_cold_start() -> None:
         "ep", "fresh", JobStatus.COMPLETED, 1300.0, worker_id="w", delay_ms=12_000, execution_ms=8_000
     )
     assert tracker.cold_start_samples("ep", 0.0) == [12.0]
+
+
+async def test_an_alert_that_stays_true_appears_once_in_the_events_log(tmp_path: Path) -> None:
+    """Alerts are rebuilt every tick from what is true; the dashboard's events log shows each key once."""
+    from watchdog.ledger import Alert
+
+    clock = ManualClock(from_iso("2026-06-15T12:00:00Z"))
+    sim = build_simulator("steady", clock=clock)
+    daemon = build_daemon(sim, tmp_path)
+    alert = Alert("cost1000:ep:2026-06-15", "cost", "warning", "costs $4.10 per 1,000 requests", 0.5)
+    assert daemon.first_sightings([alert], clock.now()) == [alert]
+    assert daemon.first_sightings([alert], clock.now() + 5) == []
+    assert daemon.first_sightings([alert], clock.now() + 3 * 86_400) == [alert]  # forgotten after two days

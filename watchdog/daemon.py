@@ -146,6 +146,8 @@ class Daemon:
         self.action_counts: defaultdict[str, int] = defaultdict(int)
         self.saved_usd: defaultdict[str, float] = defaultdict(float)
         self.events: deque[EventView] = deque(maxlen=MAX_EVENTS)
+        self._alert_keys_seen: dict[str, float] = {}
+        """Alert key → when this daemon first raised it (see first_sightings)."""
         self.last_budget: Any = None
         self.last_mtd: MonthToDate | None = None
         self.last_retention_at: float | None = None
@@ -344,6 +346,15 @@ class Daemon:
         self.action_counts[f"{row.rule}|{row.action}|{row.mode}|{row.outcome}"] += 1
         if row.outcome in ("proposed", "applied") and row.saved_usd:
             self.saved_usd[f"{row.rule}|{row.mode}"] += row.saved_usd
+
+    def first_sightings(self, alerts: list[Alert], now: float) -> list[Alert]:
+        """The alerts whose key this daemon has not raised in the last two days."""
+        for key in [k for k, at in self._alert_keys_seen.items() if now - at > 2 * 86_400]:
+            del self._alert_keys_seen[key]
+        fresh = [alert for alert in alerts if alert.key not in self._alert_keys_seen]
+        for alert in fresh:
+            self._alert_keys_seen[alert.key] = now
+        return fresh
 
     def add_events(self, rows: list[LedgerDecision], alerts: list[Alert], now: float) -> None:
         usd_per_eur = self.config.budget.usd_per_eur

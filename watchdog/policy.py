@@ -164,6 +164,11 @@ class EndpointView:
     """Current traffic, for pricing config drift."""
     variable_mtd_usd: float = 0.0
     """This endpoint's month-to-date variable spend: its share of the forecast a pause saves."""
+    last_progress_at: float | None = None
+    """When /health last showed jobs of this endpoint finishing. Work that keeps finishing jobs is not one
+    hung job of unknown id (a worker serving back-to-back short jobs stays RUNNING between polls), and a
+    worker that keeps finishing jobs is not idle (one serving 0.2 s jobs looks IDLE at every poll). Jobs
+    whose id is known (from heartbeats) are judged by their own age, whatever else completes."""
 
 
 class TrafficFindingLike(Protocol):
@@ -381,7 +386,10 @@ def _unknown_work(ep: EndpointView) -> tuple[float | None, str | None]:
         return ep.unknown_work_since, running[0][1] if running else None
     if None in claimed or not running:
         return None, None
-    return running[0]
+    since, worker_id = running[0]
+    if ep.last_progress_at is not None:
+        since = max(since, ep.last_progress_at)
+    return since, worker_id
 
 
 def _escalations(ep: EndpointView, view: PolicyView, now: float) -> list[Decision]:
@@ -495,7 +503,7 @@ def _idle_leak(ep: EndpointView, view: PolicyView, now: float) -> list[Decision]
             w
             for w in ep.workers
             if w.worker.status == WorkerStatus.IDLE
-            and now - w.state_since > tail_s
+            and now - max(w.state_since, ep.last_progress_at or w.state_since) > tail_s
             and w.worker.id not in escalated
         ),
         key=lambda w: (w.state_since, w.worker.id),

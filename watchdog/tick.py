@@ -350,6 +350,7 @@ async def run_tick(d: Daemon) -> TickOutcome:
                     crash=crash_windows.get(endpoint.id, policy.CrashWindow()),
                     requests_per_month=requests_24h * 30.0,
                     variable_mtd_usd=by_endpoint_usd.get(endpoint.id, 0.0),
+                    last_progress_at=tracker.last_progress.get(endpoint.id),
                 )
             )
         view = policy.PolicyView(
@@ -403,6 +404,9 @@ async def run_tick(d: Daemon) -> TickOutcome:
     alerts.extend(_metric_alerts(d, now, snap, endpoint_24h_usd) if ok else [])
 
     # 5. record -------------------------------------------------------------------------------------------
+    # Alerts are rebuilt each tick from what is true (e.g. the cost per 1,000 requests is still above $3);
+    # the ledger de-duplicates by key, and only the first sighting of a key belongs in the events log.
+    alerts = d.first_sightings(alerts, now)
     finished = d.clock.now()
     status = build_status(
         d,

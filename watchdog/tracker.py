@@ -100,6 +100,8 @@ class Tracker:
     crash: dict[str, deque[tuple[float, int, int]]] = field(default_factory=dict)
     """Per endpoint (when, retries delta, completed delta) of the successive /health answers."""
     cold_starts: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
+    last_progress: dict[str, float] = field(default_factory=dict)
+    """Endpoint → when /health last showed jobs finishing (completed or failed counters rising)."""
     held_at: dict[str, float] = field(default_factory=dict)
     """Endpoint → last time the daemon held it down (a brake): jobs queued then waited for the brake, not
     for a cold start, so their delay is not a cold-start sample."""
@@ -181,6 +183,11 @@ class Tracker:
                     max(0, health.jobs_completed - previous.jobs_completed),
                 )
             )
+            finished = (health.jobs_completed + health.jobs_failed) - (
+                previous.jobs_completed + previous.jobs_failed
+            )
+            if finished > 0:
+                self.last_progress[endpoint_id] = now
             self.traffic.add_health_delta(endpoint_id, now, requests=requests)
         while window and now - window[0][0] > self.crash_window_s:
             window.popleft()
