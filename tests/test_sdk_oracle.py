@@ -17,8 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -34,8 +32,9 @@ from watchdog.models import JobStatus
 from watchdog.simulator.app import DEFAULT_API_KEY
 from watchdog.simulator.engine import SimNotFound, Simulator
 from watchdog.simulator.serialize import SIM_DATA_CENTER_ID
-from watchdog.simulator.serve import serve_in_thread, worker_env
+from watchdog.simulator.serve import serve_in_thread
 from watchdog.simulator.state import SimEndpoint
+from watchdog.testing import sdk_worker_process
 
 pytestmark = pytest.mark.sdk
 
@@ -342,7 +341,6 @@ def test_bad_key_raises_the_sdks_own_errors(probe: Callable[..., Any], sim: Simu
 # ----------------------------------------------------------------------------- a real SDK worker
 
 
-@contextlib.contextmanager
 def _sdk_worker(
     sdk_python: Path,
     sdk_env: dict[str, str],
@@ -352,28 +350,11 @@ def _sdk_worker(
     worker_id: str,
     mode: str,
     log_path: Path,
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A runpod.serverless worker in its own process group; the group is killed on exit, always."""
-    env = {
-        **sdk_env,
-        **worker_env(base_url, endpoint_id, worker_id, api_key=KEY),
-        "RUNPOD_PING_INTERVAL": "1000",
-        "SIM_WORKER_MODE": mode,
-    }
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(sdk_python), str(WORKER)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            yield proc
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    return sdk_worker_process(
+        sdk_python, WORKER, sdk_env, base_url, endpoint_id=endpoint_id, worker_id=worker_id, mode=mode,
+        log_path=log_path, api_key=KEY,
+    )  # fmt: skip
 
 
 def _log_text(path: Path) -> str:

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+import os
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from watchdog.daemon import Daemon
 from watchdog.simulator.app import DEFAULT_API_KEY, RateLimits, create_app
 from watchdog.simulator.engine import Simulator
 from watchdog.simulator.faults import Faults
+from watchdog.simulator.serve import worker_env
 
 SIM_BASE = "http://sim.test"
 GENEROUS_RUNTIME_LIMITS = {
@@ -112,3 +116,41 @@ async def daemon_against(
         yield daemon
     finally:
         await daemon.close()
+
+
+@contextlib.contextmanager
+def sdk_worker_process(
+    sdk_python: Path,
+    script: Path,
+    env: Mapping[str, str],
+    base_url: str,
+    *,
+    endpoint_id: str,
+    worker_id: str,
+    mode: str,
+    log_path: Path,
+    ping_interval_s: float = 1.0,
+    api_key: str = DEFAULT_API_KEY,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real runpod SDK serverless worker (``script`` run by the SDK's own interpreter) against the
+    simulator at ``base_url``, in its own process group, which is SIGKILLed on exit, always."""
+    worker_vars = {
+        **env,
+        **worker_env(base_url, endpoint_id, worker_id, api_key=api_key),
+        "RUNPOD_PING_INTERVAL": str(int(ping_interval_s * 1000)),
+        "SIM_WORKER_MODE": mode,
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(sdk_python), str(script)],
+            env=worker_vars,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)

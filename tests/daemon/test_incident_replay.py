@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -31,11 +29,11 @@ import pytest
 
 from watchdog.clock import SystemClock
 from watchdog.daemon import Daemon
-from watchdog.simulator.app import DEFAULT_API_KEY, RateLimits
+from watchdog.simulator.app import RateLimits
 from watchdog.simulator.engine import Simulator
 from watchdog.simulator.scenarios import HUNG_ENDPOINT_ID, build_simulator
-from watchdog.simulator.serve import serve_in_thread, worker_env
-from watchdog.testing import GENEROUS_RUNTIME_LIMITS, sim_config, sim_secrets
+from watchdog.simulator.serve import serve_in_thread
+from watchdog.testing import GENEROUS_RUNTIME_LIMITS, sdk_worker_process, sim_config, sim_secrets
 from watchdog.tick import TickOutcome
 
 pytestmark = [pytest.mark.sdk, pytest.mark.slow]
@@ -52,31 +50,13 @@ SLACK_S = 1.0
 A6000_USD_PER_S = 0.00034
 
 
-@contextlib.contextmanager
 def _sdk_worker(
     sdk_python: Path, sdk_env: dict[str, str], base_url: str, *, worker_id: str, mode: str, log_path: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A runpod.serverless worker in its own process group; the group is SIGKILLed on exit, always."""
-    env = {
-        **sdk_env,
-        **worker_env(base_url, HUNG_ENDPOINT_ID, worker_id, api_key=DEFAULT_API_KEY),
-        "RUNPOD_PING_INTERVAL": str(int(PING_S * 1000)),
-        "SIM_WORKER_MODE": mode,
-    }
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(sdk_python), str(WORKER)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            yield proc
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    return sdk_worker_process(
+        sdk_python, WORKER, sdk_env, base_url, endpoint_id=HUNG_ENDPOINT_ID, worker_id=worker_id, mode=mode,
+        log_path=log_path, ping_interval_s=PING_S,
+    )  # fmt: skip
 
 
 def _log_text(path: Path) -> str:

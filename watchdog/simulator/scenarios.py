@@ -100,7 +100,8 @@ def _child_rng(rng: random.Random) -> random.Random:
     return random.Random(rng.getrandbits(64))
 
 
-def _steady_endpoint(now: float) -> SimEndpoint:
+def steady_endpoint(now: float) -> SimEndpoint:
+    """The team's translation LLM: one A6000, max 1 worker, 5 s idle timeout, 120 s execution timeout."""
     return SimEndpoint(
         id=STEADY_ENDPOINT_ID,
         name="Translation LLM (A6000)",
@@ -147,7 +148,7 @@ def _add_translation_traffic(
 def install_steady(
     sim: Simulator, *, now: float, rng: random.Random, params: ScenarioParams = DEFAULT_PARAMS
 ) -> None:
-    sim.add_endpoint(_steady_endpoint(now))
+    sim.add_endpoint(steady_endpoint(now))
     _add_translation_traffic(sim, STEADY_ENDPOINT_ID, rng=rng, requests_per_month=params.requests_per_month)
 
 
@@ -187,7 +188,7 @@ def install_hung_job(
         tier="paid",
         duration_ms=2,
     )
-    sim.add_endpoint(_steady_endpoint(now))
+    sim.add_endpoint(steady_endpoint(now))
     _add_translation_traffic(
         sim, STEADY_ENDPOINT_ID, rng=rng, requests_per_month=params.requests_per_month / 3
     )
@@ -234,7 +235,7 @@ def install_ping_flood(
 def install_config_drift(
     sim: Simulator, *, now: float, rng: random.Random, params: ScenarioParams = DEFAULT_PARAMS
 ) -> None:
-    endpoint = replace(_steady_endpoint(now), id=DRIFT_ENDPOINT_ID, name="Image captioning (A6000)")
+    endpoint = replace(steady_endpoint(now), id=DRIFT_ENDPOINT_ID, name="Image captioning (A6000)")
     sim.add_endpoint(endpoint)
     _add_translation_traffic(sim, DRIFT_ENDPOINT_ID, rng=rng, requests_per_month=params.requests_per_month)
 
@@ -314,7 +315,7 @@ def synthesize_month_history(
 def install_budget_burn(
     sim: Simulator, *, now: float, rng: random.Random, params: ScenarioParams = DEFAULT_PARAMS
 ) -> None:
-    sim.add_endpoint(_steady_endpoint(now))
+    sim.add_endpoint(steady_endpoint(now))
     synthesize_month_history(sim, STEADY_ENDPOINT_ID, now=now, target_usd=params.burn_target_usd)
     _add_translation_traffic(sim, STEADY_ENDPOINT_ID, rng=rng, requests_per_month=params.requests_per_month)
 

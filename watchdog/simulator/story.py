@@ -44,6 +44,7 @@ from watchdog.simulator.scenarios import (
     AntitheticDurations,
     Scenario,
     ScenarioParams,
+    steady_endpoint,
     synthesize_month_history,
 )
 from watchdog.simulator.state import BilledSession, JobPolicy, SimEndpoint
@@ -89,22 +90,6 @@ def history_target_usd(ratio: float = START_RATIO) -> float:
     return round(ratio * BUDGET_EUR * USD_PER_EUR - FIXED_USD, 4)
 
 
-def _translation_endpoint(now: float) -> SimEndpoint:
-    return SimEndpoint(
-        id=STEADY_ENDPOINT_ID,
-        name="Translation LLM (A6000)",
-        gpu_ids="AMPERE_48",
-        gpu_type_ids=(A6000,),
-        workers_min=0,
-        workers_max=1,
-        idle_timeout=5,
-        execution_timeout_ms=120_000,
-        cold_start_s=12.0,
-        default_duration_s=8.5,
-        created_at=now - 90 * 86_400,
-    )
-
-
 def _tts_endpoint(now: float) -> SimEndpoint:
     return SimEndpoint(
         id=FLOOD_ENDPOINT_ID,
@@ -134,7 +119,7 @@ def install_demo(
 ) -> None:
     """The opening scene; with ``scheduled`` the two later acts are timed events of the simulator."""
     sim.options = replace(sim.options, billing_delay_s=max(sim.options.billing_delay_s, BILLING_DELAY_S))
-    sim.add_endpoint(_translation_endpoint(now))
+    sim.add_endpoint(steady_endpoint(now))
     sim.add_endpoint(_tts_endpoint(now))
     synthesize_month_history(
         sim, STEADY_ENDPOINT_ID, now=now - BILLING_DELAY_S, target_usd=history_target_usd()
