@@ -378,3 +378,15 @@ def test_session_rounding_is_half_a_second_of_the_workers_price() -> None:
     assert EXPECTED_SESSION_ROUNDING_S == 0.5
     assert session_rounding_usd(a6000, DEFAULT_PRICES) == pytest.approx(0.5 * 0.00034 * 2)
     assert session_rounding_usd(a6000, DEFAULT_PRICES, active=True) == pytest.approx(0.5 * 0.00024 * 2)
+
+
+@pytest.mark.parametrize(
+    ("free", "tiered", "expected"),
+    [(0, 0, (0.3, False)), (5, 19, (0.3, False)), (8, 20, (0.4, True)), (0, 40, (0.0, True))],
+)
+def test_free_share_is_measured_once_enough_requests_carry_a_tier(
+    free: int, tiered: int, expected: tuple[float, bool]
+) -> None:
+    from watchdog.money import measured_free_share
+
+    assert measured_free_share(free, tiered, 0.3) == expected

@@ -11,7 +11,7 @@ from watchdog.clock import ManualClock, from_iso
 from watchdog.errors import LedgerError
 from watchdog.ledger import Ledger
 from watchdog.simulator.faults import Faults
-from watchdog.simulator.scenarios import HUNG_ENDPOINT_ID, STEADY_ENDPOINT_ID, build_simulator
+from watchdog.simulator.scenarios import HUNG_ENDPOINT_ID, STEADY_ENDPOINT_ID, ScenarioParams, build_simulator
 from watchdog.status import DaemonStatus
 from watchdog.testing import build_daemon, daemon_against
 
@@ -237,3 +237,23 @@ async def test_an_alert_that_stays_true_appears_once_in_the_events_log(tmp_path:
     assert daemon.first_sightings([alert], clock.now()) == [alert]
     assert daemon.first_sightings([alert], clock.now() + 5) == []
     assert daemon.first_sightings([alert], clock.now() + 3 * 86_400) == [alert]  # forgotten after two days
+
+
+async def test_free_share_is_measured_from_the_logs_tier_field(tmp_path: Path) -> None:
+    """The steady scenario tags 30 % of its requests free in the access log; the daemon measures that
+    share instead of assuming the configured one once enough tiered requests arrived."""
+    clock = ManualClock(from_iso("2026-06-15T12:00:00Z"))
+    log = tmp_path / "access.log"
+    sim = build_simulator(
+        "steady", clock=clock, access_log_path=str(log), params=ScenarioParams(requests_per_month=300_000)
+    )
+    async with daemon_against(sim, tmp_path, log_path=log, budget={"free_share": 0.9}) as daemon:
+        for _ in range(120):
+            clock.advance(30)
+            sim.sync()
+            outcome = await daemon.tick()
+    budget = outcome.status.budget
+    assert budget is not None and budget.free_share_measured
+    assert daemon.tiers["tiered"] >= 20
+    assert budget.free_share == pytest.approx(daemon.tiers["free"] / daemon.tiers["tiered"])
+    assert 0.15 < budget.free_share < 0.45  # the scenario's 30 %, not the configured 90 %

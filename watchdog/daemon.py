@@ -34,6 +34,8 @@ import logging
 import signal
 import sys
 from collections import defaultdict, deque
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +49,7 @@ from watchdog.executor import Execution, Executor, brake_entry
 from watchdog.ledger import Alert, BrakeState, Ledger
 from watchdog.ledger import Decision as LedgerDecision
 from watchdog.logs import SecretRedactor, setup_logging
-from watchdog.logwatch import LogPosition, LogSourceSpec, LogTailer
+from watchdog.logwatch import LogEvent, LogPosition, LogSourceSpec, LogTailer
 from watchdog.models import EndpointConfig
 from watchdog.money import MonthToDate, usd_to_eur
 from watchdog.policy import (
@@ -71,6 +73,7 @@ META_LOG_POSITIONS = "log_positions"
 META_BRAKE_RULES = "brake_rules"
 META_RULE_OVERRIDES = "rule_overrides"
 META_MONEY = "money"
+META_TIERS = "tiers"
 
 
 class StartupError(Exception):
@@ -140,6 +143,8 @@ class Daemon:
         self.pending_brakes_set: list[BrakeState] = []
         self.pending_brakes_cleared: list[str] = []
         self.rule_overrides: dict[str, str] = {}
+        self.tiers: dict[str, Any] = {"month": "", "free": 0, "tiered": 0}
+        """This month's requests that carried a tier in the logs, and how many of them were free."""
         """``"rule"`` or ``"rule|endpoint_id"`` → mode, set through the control socket (not persisted)."""
         self.restored_open_workers: dict[str, str] = {}
         self.api_calls: defaultdict[str, int] = defaultdict(int)
@@ -222,6 +227,7 @@ class Daemon:
         self.brakes = dict(ledger.brake_states())
         self.brake_rules = _json_meta(ledger.meta(META_BRAKE_RULES), {})
         self.rule_overrides = _json_meta(ledger.meta(META_RULE_OVERRIDES), {})
+        self.tiers = _json_meta(ledger.meta(META_TIERS), self.tiers)
         positions = _json_meta(ledger.meta(META_LOG_POSITIONS), {})
         for tailer in self.tailers:
             saved = positions.get(tailer.spec.name)
@@ -386,6 +392,16 @@ class Daemon:
             return 0, 0
         return sum(1 for a in recent if a.state == "sent"), sum(1 for a in recent if a.state != "sent")
 
+    def count_tiers(self, events: Sequence[LogEvent], now: float) -> None:
+        """Count this month's requests by tier (logs that carry one), for the measured free share."""
+        month = datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m")
+        if self.tiers.get("month") != month:
+            self.tiers = {"month": month, "free": 0, "tiered": 0}
+        for event in events:
+            if event.kind == "request" and event.tier:
+                self.tiers["tiered"] += 1
+                self.tiers["free"] += event.tier.strip().lower() == "free"
+
     def meta_for_tick(self, status: DaemonStatus) -> dict[str, str]:
         positions = {}
         for tailer in self.tailers:
@@ -409,6 +425,7 @@ class Daemon:
             META_BRAKE_RULES: json.dumps(self.brake_rules, sort_keys=True),
             META_RULE_OVERRIDES: json.dumps(self.rule_overrides, sort_keys=True),
             META_MONEY: json.dumps(money, sort_keys=True),
+            META_TIERS: json.dumps(self.tiers, sort_keys=True),
         }
 
     def _on_call(self, route: str, status: int | None, seconds: float) -> None:

@@ -403,6 +403,21 @@ def free_share_cost(total_variable_usd: float, free_share: float) -> float:
     return total_variable_usd * free_share
 
 
+MIN_TIERED_REQUESTS = 20
+"""Below this many requests carrying a tier, the month's measured free share is too noisy to use."""
+
+
+def measured_free_share(free_requests: int, tiered_requests: int, default: float) -> tuple[float, bool]:
+    """The share of requests offered free: measured from the logs' tier field once at least
+    MIN_TIERED_REQUESTS requests this month carried one, else the configured ``default``.
+
+    Returns (share, measured).
+    """
+    if tiered_requests >= MIN_TIERED_REQUESTS:
+        return min(1.0, max(0.0, free_requests / tiered_requests)), True
+    return default, False
+
+
 @dataclass(frozen=True, slots=True)
 class ColdStartStats:
     """Cold starts (INITIALIZING durations and job ``delayTime``), nearest-rank percentiles, in seconds."""

@@ -36,6 +36,10 @@ class BudgetView:
     eur_per_day_allowed: float
     free_share_eur: float
     """What the requests offered free to learners cost this month."""
+    free_share: float = 0.3
+    """The share of requests offered free behind that figure."""
+    free_share_measured: bool = False
+    """True when the share was measured from the logs' tier field, False when it is the configured one."""
     thresholds: tuple[float, ...] = (0.5, 0.8, 1.0)
     thresholds_crossed: tuple[float, ...] = ()
     forecast_overrun: bool = False

@@ -65,6 +65,7 @@ from watchdog.money import (
     cold_start_stats,
     cost_per_1000_requests,
     free_share_cost,
+    measured_free_share,
     month_to_date,
     session_rounding_usd,
     usd_to_eur,
@@ -261,6 +262,7 @@ async def run_tick(d: Daemon) -> TickOutcome:
                 traffic_rows.append(
                     TrafficCount(endpoint.id, HEALTH_SOURCE, float(minute_of(now)), requests, 0)
                 )
+        d.count_tiers(events, now)
         log_requests: dict[str, int] = defaultdict(int)
         for event in events:
             if event.kind == "request":
@@ -850,6 +852,9 @@ def build_status(
     config = d.config
     usd_per_eur = config.budget.usd_per_eur
     d.last_budget = budget
+    free_share, free_measured = measured_free_share(
+        d.tiers["free"], d.tiers["tiered"], config.budget.free_share
+    )
     budget_view = BudgetView(
         month=_month_label(now),
         monthly_eur=config.budget.monthly_eur,
@@ -863,7 +868,9 @@ def build_status(
         forecast_eur=budget.forecast_eur,
         days_left=budget.days_left,
         eur_per_day_allowed=budget.allowed_eur_per_day,
-        free_share_eur=usd_to_eur(free_share_cost(mtd.counted_usd, config.budget.free_share), usd_per_eur),
+        free_share_eur=usd_to_eur(free_share_cost(mtd.counted_usd, free_share), usd_per_eur),
+        free_share=free_share,
+        free_share_measured=free_measured,
         thresholds=config.budget.alert_thresholds,
         thresholds_crossed=budget.thresholds_crossed,
         forecast_overrun=budget.forecast_overrun,

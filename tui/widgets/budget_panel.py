@@ -62,7 +62,9 @@ class BudgetPanel(Widget):
             return Text("No budget figures yet (the daemon has not completed a tick).", style="italic")
         compact = self.size.width >= COMPACT_WIDTH
         word, word_style = verdict(budget)
-        free = f"free share {eur(budget.free_share_eur)}"
+        # The share behind the free-requests figure, and whether the logs measured it or config assumed it.
+        basis = "logs" if budget.free_share_measured else "cfg"
+        free = f"free {eur(budget.free_share_eur)} ({percent(budget.free_share)} {basis})"
         text = Text()
         text.append(f"{budget.month}: ")
         text.append(eur(budget.spent_eur), style="bold")
@@ -80,7 +82,7 @@ class BudgetPanel(Widget):
         if compact:
             text.append(f"\n{parts} ({variable})")
         else:
-            text.append(f"\n{parts}\n{variable} · {free}")
+            text.append(f"\n{parts} · {free}\n{variable}")
         overruns = budget.forecast_overrun or budget.forecast_eur > budget.monthly_eur
         text.append(f"\nforecast {eur(budget.forecast_eur)} ")
         if overruns:
