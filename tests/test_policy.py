@@ -16,8 +16,8 @@ from watchdog.policy import (
     CancelledJob,
     CrashWindow,
     Decision,
+    EndpointFacts,
     EndpointLimits,
-    EndpointView,
     JobInProgress,
     PolicySettings,
     PolicyView,
@@ -59,7 +59,7 @@ def wv(worker_id: str, status: WorkerStatus, seconds_in_state: float) -> WorkerV
     return WorkerView(Worker(id=worker_id, status=status, gpu_type_id=A6000), NOW - seconds_in_state)
 
 
-def view(*endpoints: EndpointView, now: float = NOW, **changes: Any) -> PolicyView:
+def view(*endpoints: EndpointFacts, now: float = NOW, **changes: Any) -> PolicyView:
     fields: dict[str, Any] = {"settings": SETTINGS, "last_successful_poll": now - 10}
     fields.update(changes)
     return PolicyView(endpoints=tuple(endpoints), **fields)
@@ -80,9 +80,9 @@ def actions(decisions: list[Decision], rule: str | None = None) -> list[tuple[st
     return [(d.rule, d.action, d.endpoint_id, d.mode) for d in decisions if rule is None or d.rule == rule]
 
 
-def seed_incident(**limits: Any) -> EndpointView:
+def seed_incident(**limits: Any) -> EndpointFacts:
     """The incident: no execution timeout, a job in progress for 3 days, its worker kept alive by pings."""
-    return EndpointView(
+    return EndpointFacts(
         config=cfg(execution_timeout_ms=None),
         limits=EndpointLimits(**limits),
         workers=(wv("w1", WorkerStatus.RUNNING, 3 * DAY),),
@@ -111,7 +111,7 @@ def test_seed_incident_cancels_the_job_and_fixes_the_timeout() -> None:
 
 
 def test_healthy_steady_endpoints_give_no_decisions() -> None:
-    busy = EndpointView(
+    busy = EndpointFacts(
         config=cfg("busy"),
         workers=(wv("w1", WorkerStatus.RUNNING, 30),),
         jobs_in_progress=(JobInProgress("job-9", "w1", NOW - 25),),
@@ -119,10 +119,10 @@ def test_healthy_steady_endpoints_give_no_decisions() -> None:
         crash=CrashWindow(retries_delta=0, completed_delta=4, ticks=10),
         requests_per_month=3000,
     )
-    warm = EndpointView(
+    warm = EndpointFacts(
         config=cfg("warm"), workers=(wv("w2", WorkerStatus.IDLE, 3),), requests_per_month=3000
     )
-    quiet = EndpointView(config=cfg("quiet"))
+    quiet = EndpointFacts(config=cfg("quiet"))
     decisions = evaluate(view(busy, warm, quiet, budget=budget(2.0, last_24h=0.2)), NOW)
     assert decisions == []
 
@@ -144,7 +144,7 @@ def test_healthy_steady_endpoints_give_no_decisions() -> None:
 def test_runaway_job(
     job_age_s: float, timeout_ms: int | None, expected: list[str], saving_s: float | None
 ) -> None:
-    endpoint = EndpointView(
+    endpoint = EndpointFacts(
         config=cfg(execution_timeout_ms=timeout_ms),
         workers=(wv("w1", WorkerStatus.RUNNING, job_age_s),),
         jobs_in_progress=(JobInProgress("job-1", "w1", NOW - job_age_s),),
@@ -183,7 +183,7 @@ def test_runaway_without_job_id_scales_to_zero(
     unknown_since: float | None,
     expected_worker: str | None,
 ) -> None:
-    endpoint = EndpointView(
+    endpoint = EndpointFacts(
         config=cfg(workers_max=1),
         workers=tuple(workers),
         jobs_in_progress=tuple(jobs),
@@ -213,7 +213,7 @@ def test_restore_after_scale_to_zero_once_workers_are_gone(
     workers: list[WorkerView], expect_restore: bool, rule: str
 ) -> None:
     brake = BrakeEntry("ep1", rule, "scale_to_zero", NOW - 900, {"workers_max": 1})
-    endpoint = EndpointView(config=cfg(workers_max=0), workers=tuple(workers))
+    endpoint = EndpointFacts(config=cfg(workers_max=0), workers=tuple(workers))
     restores = [d for d in evaluate(view(endpoint, brakes=(brake,)), NOW) if d.action == "restore"]
     if not expect_restore:
         assert restores == []
@@ -241,7 +241,7 @@ def test_cancelled_job_is_not_cancelled_again() -> None:
 def test_escalate_when_cancel_did_not_stop_the_worker(
     worker: WorkerView | None, ticks: int, workers_max: int, expected: list[str]
 ) -> None:
-    endpoint = EndpointView(
+    endpoint = EndpointFacts(
         config=cfg(workers_max=workers_max),
         workers=(worker,) if worker else (),
         jobs_in_progress=(JobInProgress("job-1", "w1", NOW - 3 * DAY),),
@@ -278,7 +278,7 @@ def test_escalate_when_cancel_did_not_stop_the_worker(
 def test_config_drift(
     changes: dict[str, Any], patch: dict[str, Any], previous: Any, costs_money: bool
 ) -> None:
-    endpoint = EndpointView(config=cfg(**changes), requests_per_month=3000)
+    endpoint = EndpointFacts(config=cfg(**changes), requests_per_month=3000)
     decisions = [d for d in evaluate(view(endpoint), NOW) if d.rule == "config_drift"]
     (decision,) = decisions
     assert decision.action == "patch_config"
@@ -290,19 +290,19 @@ def test_config_drift(
 
 def test_active_worker_drift_reports_its_monthly_cost_in_euros() -> None:
     settings = PolicySettings(usd_per_eur=1.08)
-    (decision,) = evaluate(view(EndpointView(config=cfg(workers_min=1)), settings=settings), NOW)
+    (decision,) = evaluate(view(EndpointFacts(config=cfg(workers_min=1)), settings=settings), NOW)
     assert decision.estimated_saving_usd == pytest.approx(622.08)
     assert "€576.00 per month" in decision.reason
 
 
 def test_config_drift_does_not_fight_our_own_brake() -> None:
     brake = BrakeEntry("ep1", "budget_brake", "tighten", NOW - 60, {"workers_max": 3, "idle_timeout_s": 60})
-    endpoint = EndpointView(config=cfg(workers_max=3, idle_timeout_s=60))
+    endpoint = EndpointFacts(config=cfg(workers_max=3, idle_timeout_s=60))
     assert evaluate(view(endpoint, brakes=(brake,)), NOW) == []
 
 
 def test_config_drift_within_limits_is_silent() -> None:
-    endpoint = EndpointView(
+    endpoint = EndpointFacts(
         config=cfg(workers_max=3, idle_timeout_s=30, execution_timeout_ms=1_800_000),
         limits=EndpointLimits(max_workers=3, max_idle_timeout_s=30, required_execution_timeout_s=1800),
     )
@@ -323,7 +323,7 @@ def test_config_drift_within_limits_is_silent() -> None:
     ],
 )
 def test_idle_leak(idle_for_s: float, workers_min: int, expected: list[str]) -> None:
-    endpoint = EndpointView(
+    endpoint = EndpointFacts(
         config=cfg(workers_min=workers_min), workers=(wv("w1", WorkerStatus.IDLE, idle_for_s),)
     )
     decisions = [d for d in evaluate(view(endpoint), NOW) if d.rule == "idle_leak"]
@@ -362,8 +362,8 @@ MONTH_END_NOW = ts(2025, 3, 31, 12)  # half a day left: the forecast barely extr
 def test_budget_brake_ladder(
     used_eur: float, last_24h: float | None, alerted: frozenset[float], expected: list[tuple[str, str | None]]
 ) -> None:
-    regular = EndpointView(config=cfg("ep1", workers_max=1, idle_timeout_s=5), requests_per_month=3000)
-    allowed = EndpointView(
+    regular = EndpointFacts(config=cfg("ep1", workers_max=1, idle_timeout_s=5), requests_per_month=3000)
+    allowed = EndpointFacts(
         config=cfg("ep0-allowed"), limits=EndpointLimits(allowed=True, brake_idle_timeout_s=1)
     )
     state = view(
@@ -385,7 +385,7 @@ def test_budget_brake_ladder(
 
 def test_allow_list_exempts_from_the_brake_but_not_from_runaway() -> None:
     allowed = replace(seed_incident(allowed=True), config=cfg("ep-allowed"))
-    other = EndpointView(config=cfg("ep-other"))
+    other = EndpointFacts(config=cfg("ep-other"))
     state = view(
         allowed,
         other,
@@ -403,7 +403,7 @@ def test_allow_list_exempts_from_the_brake_but_not_from_runaway() -> None:
 
 def test_pause_over_a_tighten_keeps_the_original_config() -> None:
     brake = BrakeEntry("ep1", "budget_brake", "tighten", NOW - 3600, {"workers_max": 3, "idle_timeout_s": 60})
-    endpoint = EndpointView(config=cfg(workers_max=1, idle_timeout_s=1))
+    endpoint = EndpointFacts(config=cfg(workers_max=1, idle_timeout_s=1))
     state = view(endpoint, brakes=(brake,), budget=budget(19.5), alerted_thresholds=frozenset({0.5, 0.8}))
     (pause, _purge) = [d for d in evaluate(state, NOW) if d.rule == "budget_brake"]
     assert pause.patch == {"workers_max": 0}
@@ -419,7 +419,7 @@ def test_pause_over_a_tighten_keeps_the_original_config() -> None:
 )
 def test_month_change_restores_budget_brakes(braked_at: float, expect_restore: bool) -> None:
     brake = BrakeEntry("ep1", "budget_brake", "pause", braked_at, {"workers_max": 1, "idle_timeout_s": 5})
-    endpoint = EndpointView(config=cfg(workers_max=0))
+    endpoint = EndpointFacts(config=cfg(workers_max=0))
     decisions = evaluate(view(endpoint, brakes=(brake,), budget=budget(0.0)), NOW)
     restores = [d for d in decisions if d.action == "restore"]
     assert len(restores) == int(expect_restore)
@@ -453,7 +453,7 @@ def test_restore_on_command_filters_endpoints() -> None:
     ],
 )
 def test_crash_loop(retries: int, completed: int, unhealthy: int, queued: int, expected: list[str]) -> None:
-    endpoint = EndpointView(
+    endpoint = EndpointFacts(
         config=cfg(),
         health=Health(jobs_in_queue=queued, jobs_retried=40, workers_unhealthy=unhealthy),
         crash=CrashWindow(retries_delta=retries, completed_delta=completed, ticks=5),
@@ -465,7 +465,7 @@ def test_crash_loop(retries: int, completed: int, unhealthy: int, queued: int, e
 
 
 def test_crash_loop_counts_unhealthy_workers_from_the_worker_list() -> None:
-    endpoint = EndpointView(
+    endpoint = EndpointFacts(
         config=cfg(),
         workers=(wv("w1", WorkerStatus.UNHEALTHY, 30),),
         health=Health(jobs_in_queue=2),
@@ -475,7 +475,7 @@ def test_crash_loop_counts_unhealthy_workers_from_the_worker_list() -> None:
 
 
 def test_one_stop_per_endpoint_when_rules_overlap() -> None:
-    endpoint = EndpointView(
+    endpoint = EndpointFacts(
         config=cfg(),
         workers=(wv("w1", WorkerStatus.IDLE, 3600), wv("w2", WorkerStatus.UNHEALTHY, 30)),
         health=Health(jobs_in_queue=2),
@@ -506,7 +506,7 @@ PING_FINDING = TrafficFinding(
 def test_suspicious_traffic(cut: str, expected: list[tuple[str, str]]) -> None:
     settings = PolicySettings(usd_per_eur=1.0, traffic_cut=cut, cut_cooldown_s=900)  # type: ignore[arg-type]
     decisions = evaluate(
-        view(EndpointView(config=cfg()), traffic_findings=(FINDING,), settings=settings), NOW
+        view(EndpointFacts(config=cfg()), traffic_findings=(FINDING,), settings=settings), NOW
     )
     assert [(d.action, d.mode) for d in decisions] == expected
     cut_decision = decisions[0]
@@ -522,7 +522,7 @@ def test_suspicious_traffic(cut: str, expected: list[tuple[str, str]]) -> None:
 )
 def test_traffic_finding_without_source_is_never_deny_listed(cut: str, expected: list[str]) -> None:
     settings = PolicySettings(usd_per_eur=1.0, traffic_cut=cut)  # type: ignore[arg-type]
-    state = view(EndpointView(config=cfg()), traffic_findings=(PING_FINDING,), settings=settings)
+    state = view(EndpointFacts(config=cfg()), traffic_findings=(PING_FINDING,), settings=settings)
     assert [d.action for d in evaluate(state, NOW)] == expected
 
 
@@ -531,7 +531,7 @@ def test_traffic_cooldown_restores_when_time_is_up(until: float, expect_restore:
     brake = BrakeEntry(
         "ep1", "suspicious_traffic", "scale_to_zero", NOW - 900, {"workers_max": 1}, until=until
     )
-    decisions = evaluate(view(EndpointView(config=cfg(workers_max=0)), brakes=(brake,)), NOW)
+    decisions = evaluate(view(EndpointFacts(config=cfg(workers_max=0)), brakes=(brake,)), NOW)
     assert [d.action for d in decisions] == (["restore"] if expect_restore else [])
 
 
@@ -584,7 +584,7 @@ def test_action_cap_per_hour(cap: int, history: tuple[ActionRecord, ...], expect
 def test_cap_does_not_hold_alerts() -> None:
     settings = PolicySettings(usd_per_eur=1.0, max_actions_per_hour=0)
     state = view(
-        EndpointView(config=cfg()),
+        EndpointFacts(config=cfg()),
         now=MONTH_END_NOW,
         settings=settings,
         budget=budget(11.0, now=MONTH_END_NOW),
@@ -625,8 +625,8 @@ def test_fresh_enough_data_is_not_blind() -> None:
 def test_decision_order_is_deterministic() -> None:
     endpoints = [
         seed_incident(),
-        EndpointView(config=cfg("ep0", workers_min=1)),
-        EndpointView(config=cfg("ep2"), workers=(wv("w9", WorkerStatus.IDLE, 3600),)),
+        EndpointFacts(config=cfg("ep0", workers_min=1)),
+        EndpointFacts(config=cfg("ep2"), workers=(wv("w9", WorkerStatus.IDLE, 3600),)),
     ]
     settings = PolicySettings(usd_per_eur=1.0, max_actions_per_hour=100)
     forward = evaluate(view(*endpoints, settings=settings, traffic_findings=(FINDING,)), NOW)
@@ -657,7 +657,7 @@ def test_unknown_work_that_keeps_finishing_jobs_is_not_a_runaway(
     progress_ago_s: float | None, expected: list[str]
 ) -> None:
     """A worker serving back-to-back short jobs stays RUNNING between polls: not one hung job."""
-    endpoint = EndpointView(
+    endpoint = EndpointFacts(
         config=cfg(),
         workers=(wv("w1", WorkerStatus.RUNNING, 3600),),
         last_progress_at=None if progress_ago_s is None else NOW - progress_ago_s,
@@ -677,7 +677,7 @@ def test_a_worker_that_keeps_finishing_jobs_is_not_idle(
 ) -> None:
     """0.2 s jobs every 3 s look IDLE at every poll; finishing jobs shows the worker is in use (the
     keep-warm detector, not the idle-leak rule, judges whether that use is suspicious)."""
-    endpoint = EndpointView(
+    endpoint = EndpointFacts(
         config=cfg(),
         workers=(wv("w1", WorkerStatus.IDLE, 600),),
         last_progress_at=None if progress_ago_s is None else NOW - progress_ago_s,

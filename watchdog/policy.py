@@ -147,7 +147,10 @@ class CrashWindow:
 
 
 @dataclass(frozen=True, slots=True)
-class EndpointView:
+class EndpointFacts:
+    """What the policy knows of one endpoint at one tick (not to be confused with status.EndpointView,
+    the published view the dashboard shows)."""
+
     config: EndpointConfig
     limits: EndpointLimits = EndpointLimits()
     workers: tuple[WorkerView, ...] = ()
@@ -226,7 +229,7 @@ class PolicySettings:
 class PolicyView:
     """Everything the policy may know, frozen at one tick."""
 
-    endpoints: tuple[EndpointView, ...]
+    endpoints: tuple[EndpointFacts, ...]
     settings: PolicySettings
     last_successful_poll: float | None
     budget: BudgetStatus | None = None
@@ -290,7 +293,7 @@ def _worker_usd_per_s(worker: Worker | None, config: EndpointConfig, prices: Pri
     return prices.usd_per_s(worker.gpu_type_id) * worker.gpu_count
 
 
-def _stop_patch(ep: EndpointView, brake: BrakeEntry | None) -> tuple[dict[str, object], dict[str, object]]:
+def _stop_patch(ep: EndpointFacts, brake: BrakeEntry | None) -> tuple[dict[str, object], dict[str, object]]:
     return {"workers_max": 0}, _previous(ep.config, ("workers_max",), brake)
 
 
@@ -302,7 +305,7 @@ def _key(*parts: object) -> str:
 # Rules
 
 
-def _runaway(ep: EndpointView, view: PolicyView, now: float) -> list[Decision]:
+def _runaway(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decision]:
     """Work in progress beyond max_execution_s + grace_s.
 
     Saving: the worker's price × the seconds the job would still bill if left alone, i.e. until the
@@ -374,7 +377,7 @@ def _runaway(ep: EndpointView, view: PolicyView, now: float) -> list[Decision]:
     return decisions
 
 
-def _unknown_work(ep: EndpointView) -> tuple[float | None, str | None]:
+def _unknown_work(ep: EndpointFacts) -> tuple[float | None, str | None]:
     """(first seen, worker id) of in-progress work no known job accounts for."""
     claimed = {j.worker_id for j in ep.jobs_in_progress}
     running = sorted(
@@ -392,7 +395,7 @@ def _unknown_work(ep: EndpointView) -> tuple[float | None, str | None]:
     return since, worker_id
 
 
-def _escalations(ep: EndpointView, view: PolicyView, now: float) -> list[Decision]:
+def _escalations(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decision]:
     """A cancelled job's worker still billed N ticks later (a sync handler ignores /cancel, §5.4)."""
     config, limits = ep.config, ep.limits
     tail_s = config.idle_timeout_s + limits.grace_s
@@ -438,7 +441,7 @@ def _escalations(ep: EndpointView, view: PolicyView, now: float) -> list[Decisio
     return decisions
 
 
-def _crash_loop(ep: EndpointView, view: PolicyView, now: float) -> list[Decision]:
+def _crash_loop(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decision]:
     """Retries climbing, unhealthy workers, a queue, and nothing completing.
 
     Saving: one worker kept starting (billed while initializing) until the month ends, an upper bound.
@@ -488,7 +491,7 @@ def _crash_loop(ep: EndpointView, view: PolicyView, now: float) -> list[Decision
     ]
 
 
-def _idle_leak(ep: EndpointView, view: PolicyView, now: float) -> list[Decision]:
+def _idle_leak(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decision]:
     """A flex worker IDLE beyond idle_timeout + grace: something keeps it alive (e.g. pings).
 
     Saving: each leaking worker's price until the month ends (nothing else would stop it).
@@ -535,7 +538,7 @@ def _idle_leak(ep: EndpointView, view: PolicyView, now: float) -> list[Decision]
     ]
 
 
-def _config_drift(ep: EndpointView, view: PolicyView, now: float) -> list[Decision]:
+def _config_drift(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decision]:
     """Settings beyond the limits; each decision carries what the drift costs per month (its saving)."""
     config, limits, settings = ep.config, ep.limits, view.settings
     brake = _brake_for(view, config.id)
@@ -606,7 +609,7 @@ def _config_drift(ep: EndpointView, view: PolicyView, now: float) -> list[Decisi
     return decisions
 
 
-def _auto_restore(ep: EndpointView, view: PolicyView, now: float) -> list[Decision]:
+def _auto_restore(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decision]:
     """Undo our own temporary brakes once their reason is gone.
 
     Runaway and idle-leak brakes lift when the endpoint has no billed worker left; a traffic cool-down

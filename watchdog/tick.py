@@ -74,8 +74,8 @@ from watchdog.status import (
     COLD_START_BUCKETS_S,
     BudgetView,
     DaemonStatus,
+    EndpointView,
 )
-from watchdog.status import EndpointView as StatusEndpointView
 from watchdog.traffic import (
     EndpointContext,
     TrafficFinding,
@@ -245,7 +245,7 @@ async def run_tick(d: Daemon) -> TickOutcome:
     job_rows: list[JobUpdate] = []
     configs: list[ConfigObservation] = []
     interval: AccountingInterval | None = None
-    endpoint_views: list[policy.EndpointView] = []
+    endpoint_views: list[policy.EndpointFacts] = []
     crash_windows: dict[str, policy.CrashWindow] = {}
 
     # 2. track --------------------------------------------------------------------------------------------
@@ -342,7 +342,7 @@ async def run_tick(d: Daemon) -> TickOutcome:
             observed = tracker.observe_workers(endpoint.id, snap.workers[endpoint.id], now)
             requests_24h = tracker.traffic.endpoint_requests(endpoint.id, now - DAY_S, now + 60)
             endpoint_views.append(
-                policy.EndpointView(
+                policy.EndpointFacts(
                     config=endpoint,
                     limits=d.limits_for(endpoint),
                     workers=observed.views,
@@ -875,7 +875,7 @@ def build_status(
         thresholds_crossed=budget.thresholds_crossed,
         forecast_overrun=budget.forecast_overrun,
     )
-    endpoints: list[StatusEndpointView] = []
+    endpoints: list[EndpointView] = []
     previous = {e.id: e for e in (d.status_ref.get().endpoints if d.status_ref.get() else ())}
     if ok:
         mtd_by_endpoint = {e.endpoint_id: e.counted_usd for e in mtd.by_endpoint}
@@ -931,7 +931,7 @@ def _endpoint_status(  # noqa: PLR0917
     month_usd: float,
     endpoint_24h_usd: Mapping[str, float],
     findings: Sequence[TrafficFinding],
-) -> StatusEndpointView:
+) -> EndpointView:
     config = d.config
     effective = config.policy_for(endpoint.id, endpoint.name)
     tracker = d.tracker
@@ -967,7 +967,7 @@ def _endpoint_status(  # noqa: PLR0917
     )
     brake = d.brakes.get(endpoint.id)
     required_ms = effective.required_execution_timeout_s * 1000
-    return StatusEndpointView(
+    return EndpointView(
         id=endpoint.id,
         name=endpoint.name,
         mode=d.limits_for(endpoint).mode,
