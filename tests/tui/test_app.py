@@ -318,3 +318,17 @@ async def test_a_slow_daemon_never_stacks_reads_and_the_ui_stays_responsive() ->
         await settle(pilot)
     assert source.most_at_once == 1
     assert 2 <= source.reads <= 3  # at refresh_s=0.02 a stacking design would have started ~100
+
+
+@pytest.mark.parametrize(
+    ("slack_text", "terminal_text"),
+    [
+        (":white_check_mark: Did cancel job (saves 1.20 €)", "Did cancel job (saves 1.20 €)"),
+        (":rotating_light: Budget 80 % reached at 14:31:36", "Budget 80 % reached at 14:31:36"),
+        ("ratio 3:1:2 kept", "ratio 3:1:2 kept"),
+    ],
+)
+def test_events_log_shows_words_not_slack_emoji_codes(slack_text: str, terminal_text: str) -> None:
+    from tui.widgets.events_log import SLACK_EMOJI
+
+    assert SLACK_EMOJI.sub("", slack_text) == terminal_text

@@ -7,6 +7,8 @@ Alert rows carry their delivery state (PENDING, SENT, FAILED) so an undelivered 
 
 from __future__ import annotations
 
+import re
+
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -28,6 +30,9 @@ KIND_WORDS: dict[str, tuple[str, str]] = {
 
 STATE_STYLES: dict[str, str] = {"pending": "yellow", "failed": "bold red", "sent": "green"}
 
+SLACK_EMOJI = re.compile(r"(?<![\w:]):[a-z][a-z0-9_+-]*:(?![\w:])\s*")
+"""Alert texts are written for Slack (``:rotating_light: Budget 80 %``); a terminal shows the words only."""
+
 
 def events_table(events: tuple[EventView, ...]) -> Table:
     table = Table(expand=True, box=None, show_edge=False, pad_edge=False, header_style="bold")
@@ -41,7 +46,7 @@ def events_table(events: tuple[EventView, ...]) -> Table:
         what = Text()
         if event.endpoint_id:
             what.append(f"{event.endpoint_id}: ", style="bright_black")
-        what.append(event.text)
+        what.append(SLACK_EMOJI.sub("", event.text))
         state = (
             Text(event.state.upper(), style=STATE_STYLES.get(event.state, "")) if event.state else Text("")
         )
