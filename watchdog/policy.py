@@ -378,12 +378,16 @@ def _runaway(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decision]:
 
 
 def _unknown_work(ep: EndpointFacts) -> tuple[float | None, str | None]:
-    """(first seen, worker id) of in-progress work no known job accounts for."""
+    """(first seen, worker id) of in-progress work no known job accounts for.
+
+    A worker still running a job the daemon cancelled is not unknown work: :func:`_escalations` judges it,
+    after ``escalate_after_ticks`` (a cancel needs a moment to reach an async handler)."""
     claimed = {j.worker_id for j in ep.jobs_in_progress}
+    watched = {c.worker_id for c in ep.cancelled_jobs}
     running = sorted(
         (w.state_since, w.worker.id)
         for w in ep.workers
-        if w.worker.status == WorkerStatus.RUNNING and w.worker.id not in claimed
+        if w.worker.status == WorkerStatus.RUNNING and w.worker.id not in claimed | watched
     )
     if ep.unknown_work_since is not None:
         return ep.unknown_work_since, running[0][1] if running else None

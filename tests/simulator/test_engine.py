@@ -700,3 +700,145 @@ def test_in_memory_access_records_are_capped() -> None:
         sim.log_access(kind="request", job_id=str(number))
     assert 100 <= len(sim.access_records) <= 111
     assert sim.access_records[-1]["job_id"] == "999"
+
+
+# ------------------------------------------- SimOptions.cancelled_job_keeps_worker (runpod-api.md §5.4)
+def _job_pings(sim: Simulator, job_id: str) -> list[float]:
+    """Times (offsets from START) of the simulated heartbeats that list ``job_id``."""
+    return [
+        from_iso(r["ts"]) - START for r in sim.access_records if r["kind"] == "ping" and r["job_id"] == job_id
+    ]
+
+
+@pytest.mark.parametrize("keeps", [False, True])
+def test_cancelling_a_hung_simulated_job_frees_or_keeps_its_worker(keeps: bool) -> None:
+    sim, clock = make_sim(cancelled_job_keeps_worker=keeps)
+    sim.add_endpoint(endpoint(execution_timeout_ms=None))
+    job = sim.submit(EP, HANG)
+    at(sim, clock, 20)
+    [worker] = sim.workers(EP)
+    session = worker.session
+    assert session is not None
+    sim.cancel(EP, job.id)
+    assert job.status == "CANCELLED"
+    assert sim.stop_signals(EP, worker.id) == [job.id]  # the stop signal is sent either way
+    queued = sim.submit(EP, run(1.0))
+    if not keeps:
+        assert states(sim) == ["RUNNING"] and sim.job(EP, queued.id).status == "IN_PROGRESS"  # free at once
+        assert sim.stray_job_id(worker.id) is None
+        at(sim, clock, 26.0)  # the queued job ran 1 s, then the 5 s idle tail
+        assert sim.workers(EP) == [] and session.stopped_at == pytest.approx(START + 26)
+        assert _job_pings(sim, job.id) == []  # its first heartbeat (at 22 s) came after the cancel
+        return
+    # a blocking handler ignores the stop signal: the worker runs on, billed, and takes nothing else
+    assert states(sim) == ["RUNNING"] and worker.current_job_id is None
+    assert sim.stray_job_id(worker.id) == job.id
+    health = sim.health(EP)
+    assert (health.running, health.in_progress, health.in_queue) == (1, 0, 1)
+    at(sim, clock, 20 + 3600)
+    assert states(sim) == ["RUNNING"] and session.stopped_at is None  # never scaled down for idleness
+    assert sim.job(EP, queued.id).status == "IN_QUEUE"  # workers_max 1: nothing else starts
+    assert sim.session_billed_seconds(session) == 3620
+    pings = _job_pings(sim, job.id)
+    assert pings[0] == pytest.approx(22) and pings[-1] == pytest.approx(3612)  # heartbeats still list it
+    assert len(pings) == 360
+    # only stopping the worker ends the session
+    sim.update_endpoint(EP, {"workers_max": 0})
+    assert sim.workers(EP) == [] and sim.worker_stopped(worker.id)
+    assert session.stopped_at == pytest.approx(START + 3620)
+    assert sim.stray_job_id(worker.id) is None
+    billed = sim.billed_usd_total(EP)
+    assert billed == pytest.approx(3620 * A6000_FLEX)
+    at(sim, clock, 2 * 3600)
+    assert sim.billed_usd_total(EP) == pytest.approx(billed)
+    assert _job_pings(sim, job.id)[-1] == pytest.approx(3612)
+    assert job.status == "CANCELLED"
+
+
+def test_kept_worker_is_freed_when_its_cancelled_handler_returns() -> None:
+    """A blocking handler that does finish (here after its 30 s) frees the worker: IDLE, then scaled down."""
+    sim, clock = make_sim(cancelled_job_keeps_worker=True)
+    sim.add_endpoint(endpoint())
+    job = sim.submit(EP, run(30.0))
+    at(sim, clock, 20)
+    sim.cancel(EP, job.id)
+    [worker] = sim.workers(EP)
+    at(sim, clock, 41.9)
+    assert states(sim) == ["RUNNING"]
+    at(sim, clock, 42)
+    assert states(sim) == ["IDLE"] and sim.stray_job_id(worker.id) is None
+    assert job.status == "CANCELLED" and job.output is None  # the late result changes nothing
+    assert sim.health(EP).completed == 0
+    at(sim, clock, 47)
+    assert sim.workers(EP) == []
+    [session] = sim.sessions(EP)
+    assert session.stopped_at == pytest.approx(START + 47)
+    assert (session.initializing_s, session.busy_s, session.idle_s) == pytest.approx((12, 30, 5))
+
+
+def test_kept_worker_is_stopped_by_the_execution_timeout() -> None:
+    sim, clock = make_sim(cancelled_job_keeps_worker=True)
+    sim.add_endpoint(endpoint(execution_timeout_ms=60_000))
+    job = sim.submit(EP, HANG)
+    at(sim, clock, 20)
+    [worker] = sim.workers(EP)
+    sim.cancel(EP, job.id)
+    assert sim.stop_signals(EP, worker.id) == [job.id]
+    at(sim, clock, 71.9)
+    assert states(sim) == ["RUNNING"]
+    at(sim, clock, 72)  # started at 12 (after the cold start), timeout 60 s
+    assert sim.workers(EP) == [] and sim.worker_stopped(worker.id)
+    assert job.status == "CANCELLED"  # stays cancelled, not TIMED_OUT
+    assert sim.stop_signals(EP, worker.id) == [job.id]
+    assert sim.sessions(EP)[0].stopped_at == pytest.approx(START + 72)
+
+
+@pytest.mark.parametrize("keeps", [False, True])
+def test_external_worker_whose_heartbeat_lists_a_cancelled_job(keeps: bool) -> None:
+    sim, clock = make_sim(cancelled_job_keeps_worker=keeps)
+    sim.add_endpoint(endpoint(worker_kind="external", idle_timeout=5))
+    job = sim.submit(EP, {"hang": True})
+    second = sim.submit(EP, {"n": 2})
+    assert sim.take_job(EP, "pod-1") is job
+    advance(sim, clock, 10)
+    sim.ping(EP, "pod-1", job_ids=[job.id])
+    sim.cancel(EP, job.id)
+    assert sim.stop_signals(EP, "pod-1") == [job.id]
+    if not keeps:
+        assert states(sim) == ["IDLE"]
+        assert sim.take_job(EP, "pod-1") is second
+        return
+    assert states(sim) == ["RUNNING"] and sim.stray_job_id("pod-1") == job.id
+    for _ in range(6):  # the SDK's heartbeat process keeps naming the job: RUNNING, billed, no new job
+        advance(sim, clock, 10)
+        sim.ping(EP, "pod-1", job_ids=[job.id])
+        assert sim.take_job(EP, "pod-1") is None
+    assert states(sim) == ["RUNNING"]
+    [session] = sim.sessions(EP)
+    assert session.stopped_at is None and sim.session_billed_seconds(session) == 70
+    sim.job_done(EP, "pod-1", job.id, {"output": "late"}, is_stream=False)  # the handler returned after all
+    assert states(sim) == ["IDLE"] and job.status == "CANCELLED"
+    assert sim.take_job(EP, "pod-1") is second
+
+
+def test_external_kept_worker_freed_by_a_ping_without_the_job_or_lost_by_missed_pings() -> None:
+    sim, clock = make_sim(cancelled_job_keeps_worker=True, missed_pings_to_lose_worker=3, ping_interval_s=10)
+    sim.add_endpoint(endpoint(worker_kind="external"))
+    first = sim.submit(EP, {"hang": True})
+    sim.take_job(EP, "pod-1")
+    sim.cancel(EP, first.id)
+    advance(sim, clock, 10)
+    sim.ping(EP, "pod-1", job_ids=[])  # e.g. an async handler stopped through job-stop
+    assert states(sim) == ["IDLE"] and sim.stray_job_id("pod-1") is None
+
+    second = sim.submit(EP, {"hang": True})
+    assert sim.take_job(EP, "pod-1") is second
+    sim.cancel(EP, second.id)
+    sim.ping(EP, "pod-1", job_ids=[second.id])
+    assert states(sim) == ["RUNNING"]
+    at(sim, clock, 39.9)
+    assert states(sim) == ["RUNNING"]
+    at(sim, clock, 40)  # the process died: no ping for 3 intervals
+    assert sim.worker_stopped("pod-1") and sim.workers(EP) == []
+    assert second.status == "CANCELLED"
+    assert sim.sessions(EP)[0].stopped_at == pytest.approx(START + 40)

@@ -111,6 +111,23 @@ class SimOptions:
     worker_events_to_file: bool = False
     """Also write kind "worker" records (lifecycle changes) to the access-log file. Off by default: the
     daemon's log watch accepts only "request" and "ping" lines and would count these as malformed."""
+    cancelled_job_keeps_worker: bool = False
+    """What cancelling an in-progress job does to its worker (runpod-api.md §5.4 leaves it UNCERTAIN: a
+    synchronous, blocking handler cannot be interrupted by the job-stop channel, and the SDK's separate
+    heartbeat process keeps pinging with the job id; whether RunPod then keeps billing that worker or scales
+    it down as idle is not documented).
+
+    False: a cancelled job frees its worker at once (an async SDK handler stops on job-stop): the worker
+    becomes IDLE and is scaled down after the idle timeout.
+
+    True: while the worker's heartbeats still list the cancelled job (a blocking handler the stop signal
+    cannot interrupt), the worker stays RUNNING and billed, takes no other job and is not scaled down for
+    idleness; only stopping it (workers_max 0, the job's execution timeout as scheduled when it started,
+    missed pings, the endpoint's deletion) ends its session. A simulated worker's handler keeps running
+    until the job's simulated duration ends (a ``hang`` job never ends; its heartbeats keep listing the job);
+    an external worker is freed (IDLE) by a ping that no longer lists the job or by a job-done report for
+    it. The job itself stays CANCELLED either way. Default False, so scenarios keep their documented bills.
+    """
 
 
 _TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
@@ -284,6 +301,9 @@ class Simulator:
         self._stop_signals: dict[str, list[str]] = {}
         self._run_tokens: dict[str, int] = {}
         """Job id → token of its current run; finish/timeout events carry the token they belong to."""
+        self._stray_jobs: dict[str, tuple[str, int]] = {}
+        """Worker id → (job id, run token) of a cancelled job its handler still runs
+        (``options.cancelled_job_keeps_worker``): the worker stays RUNNING and billed until it is freed."""
         self._token_counter = itertools.count(1)
         self._counters: dict[str, dict[str, int]] = {}
         self._traffic: dict[str, TrafficSource] = {}
@@ -620,12 +640,28 @@ class Simulator:
             self._finish_job(job, "CANCELLED")
         elif job.status == "IN_PROGRESS":
             worker = self._worker_index.get(job.worker_id or "")
+            token = self._run_tokens.get(job_id)
             self._finish_job(job, "CANCELLED")
             if worker is not None and worker.current_job_id == job_id:
                 self._queue_stop_signal(worker.id, job_id)
-                self._release_worker(worker)
+                if self.options.cancelled_job_keeps_worker and token is not None:
+                    # A blocking handler ignores the stop signal: the worker keeps running (and billing).
+                    worker.current_job_id = None
+                    self._stray_jobs[worker.id] = (job_id, token)
+                    self._log_worker(worker, "RUNNING", reason=f"cancelled job {job_id} still running")
+                else:
+                    self._release_worker(worker)
             self._reconcile(endpoint_id)
         return job
+
+    def stray_job_id(self, worker_id: str) -> str | None:
+        """The cancelled job this worker still runs (``options.cancelled_job_keeps_worker``), if any."""
+        self.sync()
+        return self._stray_job_id(worker_id)
+
+    def _stray_job_id(self, worker_id: str) -> str | None:
+        stray = self._stray_jobs.get(worker_id)
+        return stray[0] if stray is not None else None
 
     def retry(self, endpoint_id: str, job_id: str) -> SimJob:
         """Only FAILED or TIMED_OUT (else SimInvalid); same id back to IN_QUEUE; retried counter +1."""
@@ -770,6 +806,7 @@ class Simulator:
         self, endpoint_id: str, job_id: str, token: int, duration_s: float, fail_message: str | None
     ) -> None:
         if self._run_tokens.get(job_id) != token:
+            self._free_stray_worker(self._stray_worker_of(job_id, token))  # a cancelled job's handler ends
             return
         job = self._jobs[endpoint_id][job_id]
         worker = self._worker_index.get(job.worker_id or "")
@@ -788,6 +825,11 @@ class Simulator:
 
     def _on_exec_timeout(self, endpoint_id: str, job_id: str, token: int) -> None:
         if self._run_tokens.get(job_id) != token:
+            stray_worker = self._worker_index.get(self._stray_worker_of(job_id, token) or "")
+            if stray_worker is not None:  # a cancelled job still running: the timeout stops its worker
+                self._queue_stop_signal(stray_worker.id, job_id)
+                self._stop_worker(stray_worker, reason="execution timeout (cancelled job still running)")
+                self._reconcile(endpoint_id)
             return
         job = self._jobs[endpoint_id][job_id]
         worker = self._worker_index.get(job.worker_id or "")
@@ -800,6 +842,20 @@ class Simulator:
 
     def _queue_stop_signal(self, worker_id: str, job_id: str) -> None:
         self._stop_signals.setdefault(worker_id, []).append(job_id)
+
+    def _stray_worker_of(self, job_id: str, token: int) -> str | None:
+        """The worker still running the cancelled job ``job_id`` of run ``token``, if any."""
+        return next((w for w, stray in self._stray_jobs.items() if stray == (job_id, token)), None)
+
+    def _free_stray_worker(self, worker_id: str | None) -> None:
+        """A worker's cancelled job ended after all (its handler returned): the worker becomes IDLE."""
+        if worker_id is None or self._stray_jobs.pop(worker_id, None) is None:
+            return
+        worker = self._worker_index.get(worker_id)
+        if worker is not None and worker.state == "RUNNING" and worker.current_job_id is None:
+            self._release_worker(worker)
+            self._log_worker(worker, "IDLE", reason="cancelled job ended")
+            self._reconcile(worker.endpoint_id)
 
     # =================================================== worker lifecycle
     def _transition(self, worker: SimWorker, state: str) -> None:
@@ -938,6 +994,7 @@ class Simulator:
 
     def _mark_unhealthy(self, worker: SimWorker, reason: str | None) -> None:
         self._fail_current_job(worker, f"worker unhealthy: {reason}" if reason else "worker unhealthy")
+        self._stray_jobs.pop(worker.id, None)
         self._close_session(worker)
         self._transition(worker, "UNHEALTHY")
         self._log_worker(worker, "UNHEALTHY", reason=reason)
@@ -976,6 +1033,7 @@ class Simulator:
         self._reconcile(endpoint.id)
 
     def _release_worker(self, worker: SimWorker) -> None:
+        self._stray_jobs.pop(worker.id, None)
         worker.current_job_id = None
         self._transition(worker, "IDLE")
         self._after_idle(worker, self._endpoints[worker.endpoint_id])
@@ -993,6 +1051,7 @@ class Simulator:
     def _stop_worker(self, worker: SimWorker, *, reason: str) -> None:
         """The platform stops the worker: its in-progress job fails, its session closes, it is gone."""
         self._fail_current_job(worker, "worker stopped")
+        self._stray_jobs.pop(worker.id, None)
         self._close_session(worker)
         worker.generation += 1
         self._workers.get(worker.endpoint_id, {}).pop(worker.id, None)
@@ -1013,7 +1072,7 @@ class Simulator:
             status=200,
             source=worker.id,
             worker_id=worker.id,
-            job_id=worker.current_job_id,
+            job_id=worker.current_job_id or self._stray_job_id(worker.id),
         )
         self._push(self._now + self.options.ping_interval_s, "ping", worker.id, incarnation)
 
@@ -1216,6 +1275,10 @@ class Simulator:
         A report for a job this worker no longer runs (cancelled, timed out, expired) is ignored."""
         self.sync()
         self._require_endpoint(endpoint_id)
+        stray = self._stray_jobs.get(worker_id)
+        if stray is not None and stray[0] == job_id:  # the cancelled job's handler returned after all
+            self._free_stray_worker(worker_id)
+            return
         job = self._jobs[endpoint_id].get(job_id)
         if job is None or job.status != "IN_PROGRESS" or job.worker_id != worker_id:
             return
@@ -1273,6 +1336,9 @@ class Simulator:
         if runpod_version:
             worker.runpod_version = runpod_version
         self._schedule_ping_check(worker)
+        stray = self._stray_jobs.get(worker_id)
+        if stray is not None and stray[0] not in job_ids:  # the heartbeat no longer lists it: handler ended
+            self._free_stray_worker(worker_id)
         if status == "unhealthy" and worker.state != "UNHEALTHY":
             self._mark_unhealthy(worker, reason)
             self._reconcile(endpoint_id)
