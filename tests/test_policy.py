@@ -103,7 +103,7 @@ def test_seed_incident_cancels_the_job_and_fixes_the_timeout() -> None:
     cancel, drift = decisions
     assert (cancel.job_id, cancel.worker_id) == ("job-1", "w1")
     assert cancel.estimated_saving_usd == pytest.approx(A6000_FLEX * TO_MONTH_END)
-    assert "72.0 h" in cancel.reason and "€" in cancel.reason
+    assert "in progress for 3.0 days" in cancel.reason and "€" in cancel.reason
     assert drift.patch == {"execution_timeout_ms": 600_000}
     assert drift.previous == {"execution_timeout_ms": None}
     assert drift.estimated_saving_usd > 0
@@ -683,3 +683,16 @@ def test_a_worker_that_keeps_finishing_jobs_is_not_idle(
         last_progress_at=None if progress_ago_s is None else NOW - progress_ago_s,
     )
     assert [d.action for d in evaluate(view(endpoint), NOW) if d.rule == "idle_leak"] == expected
+
+
+def test_a_cancelled_jobs_worker_still_running_is_left_to_escalation_not_unknown_work() -> None:
+    """After a cancel the job no longer claims its worker; the still-RUNNING worker is the escalation
+    rule's to judge (after escalate_after_ticks), not an unidentified job to scale to zero at once."""
+    endpoint = EndpointFacts(
+        config=cfg(),
+        workers=(wv("w1", WorkerStatus.RUNNING, 3 * DAY),),
+        cancelled_jobs=(CancelledJob("job-1", "w1", NOW - 20, 1),),
+    )
+    assert [d.action for d in evaluate(view(endpoint), NOW) if d.rule == "runaway_job"] == []
+    later = replace(endpoint, cancelled_jobs=(CancelledJob("job-1", "w1", NOW - 60, 5),))
+    assert [d.action for d in evaluate(view(later), NOW) if d.rule == "runaway_job"] == ["escalate"]

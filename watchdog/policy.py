@@ -273,6 +273,17 @@ class Decision:
 # Helpers
 
 
+def _duration(seconds: float) -> str:
+    """Plain words for a duration in a reason: 45 s, 12 min, 3.5 h, 2.1 days."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * HOUR_S:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86_400:
+        return f"{seconds / HOUR_S:.1f} h"
+    return f"{seconds / 86_400:.1f} days"
+
+
 def _eur(usd: float, settings: PolicySettings) -> str:
     return f"€{usd_to_eur(usd, settings.usd_per_eur):.2f}"
 
@@ -340,7 +351,7 @@ def _runaway(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decision]:
                 endpoint_id=config.id,
                 mode=mode,
                 reason=(
-                    f"job {job.job_id} in progress for {age / HOUR_S:.1f} h (limit {limit_s:.0f} s); "
+                    f"job {job.job_id} in progress for {_duration(age)} (limit {limit_s:.0f} s); "
                     f"left alone it would bill up to {_eur(saving, settings)} more"
                 ),
                 severity="critical",
@@ -363,7 +374,7 @@ def _runaway(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decision]:
                 endpoint_id=config.id,
                 mode=mode,
                 reason=(
-                    f"a worker has been running for {(now - since) / HOUR_S:.1f} h on a job we cannot "
+                    f"a worker has been running for {_duration(now - since)} on a job we cannot "
                     f"identify (limit {limit_s:.0f} s); scaling to zero saves up to {_eur(saving, settings)}"
                 ),
                 severity="critical",
@@ -425,7 +436,7 @@ def _escalations(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decisi
                 endpoint_id=config.id,
                 mode=limits.mode_for(RULE_RUNAWAY),
                 reason=(
-                    f"job {cancelled.job_id} was cancelled {(now - cancelled.cancelled_at) / 60:.0f} min ago "
+                    f"job {cancelled.job_id} was cancelled {_duration(now - cancelled.cancelled_at)} ago "
                     f"but worker {seen.worker.id} is still {seen.worker.status.value.lower()}"
                     + (
                         " although workers_max is 0: needs a human"
