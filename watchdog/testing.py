@@ -14,12 +14,14 @@ Everything is real except the network: the simulator's ASGI app answers the clie
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Iterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from watchdog.simulator.app import DEFAULT_API_KEY, RateLimits, create_app
 from watchdog.simulator.engine import Simulator
 from watchdog.simulator.faults import Faults
 from watchdog.simulator.serve import worker_env
+from watchdog.tick import TickOutcome
 
 SIM_BASE = "http://sim.test"
 GENEROUS_RUNTIME_LIMITS = {
@@ -154,3 +157,26 @@ def sdk_worker_process(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+
+
+async def tick_until(
+    daemon: Daemon,
+    until: Callable[[list[TickOutcome]], bool],
+    *,
+    timeout_s: float,
+    poll_s: float = 1.0,
+) -> list[TickOutcome]:
+    """Tick every ``poll_s`` real seconds (a daemon on a real clock, e.g. against real SDK workers) until
+    ``until(outcomes)`` holds; every tick must read RunPod fully. Raises AssertionError on timeout."""
+    outcomes: list[TickOutcome] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        outcome = await daemon.tick()
+        assert outcome.ok and not outcome.blind, outcome.error
+        outcomes.append(outcome)
+        if until(outcomes):
+            return outcomes
+        await asyncio.sleep(max(0.0, poll_s - (time.monotonic() - started)))
+    rows = [(row.action, row.outcome) for outcome in outcomes for row in outcome.rows]
+    raise AssertionError(f"gave up after {timeout_s:g}s; rows: {rows}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from watchdog.testing import (
     sdk_worker_process,
     sim_config,
     sim_secrets,
+    tick_until,
 )
 from watchdog.tick import TickOutcome
 
@@ -279,19 +281,10 @@ POLL_S = 1.0
 SDK_GRACE_S = 2.0
 
 
-async def _real_ticks(daemon: Daemon, until: Any, timeout_s: float) -> list[TickOutcome]:
-    outcomes: list[TickOutcome] = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        started = time.monotonic()
-        outcome = await daemon.tick()
-        assert outcome.ok and not outcome.blind, outcome.error
-        outcomes.append(outcome)
-        if until(outcomes):
-            return outcomes
-        await asyncio.sleep(max(0.0, POLL_S - (time.monotonic() - started)))
-    rows = [(r.action, r.outcome) for o in outcomes for r in o.rows]
-    raise AssertionError(f"gave up after {timeout_s:g}s; rows: {rows}")
+async def _real_ticks(
+    daemon: Daemon, until: Callable[[list[TickOutcome]], bool], timeout_s: float
+) -> list[TickOutcome]:
+    return await tick_until(daemon, until, timeout_s=timeout_s, poll_s=POLL_S)
 
 
 def _log_text(path: Path) -> str:

@@ -33,7 +33,7 @@ from watchdog.simulator.app import RateLimits
 from watchdog.simulator.engine import Simulator
 from watchdog.simulator.scenarios import HUNG_ENDPOINT_ID, build_simulator
 from watchdog.simulator.serve import serve_in_thread
-from watchdog.testing import GENEROUS_RUNTIME_LIMITS, sdk_worker_process, sim_config, sim_secrets
+from watchdog.testing import GENEROUS_RUNTIME_LIMITS, sdk_worker_process, sim_config, sim_secrets, tick_until
 from watchdog.tick import TickOutcome
 
 pytestmark = [pytest.mark.sdk, pytest.mark.slow]
@@ -104,20 +104,7 @@ def _daemon(base_url: str, tmp_path: Path, access_log: Path, mode: str) -> Daemo
 async def _ticks(
     daemon: Daemon, until: Callable[[list[TickOutcome]], bool], timeout_s: float
 ) -> list[TickOutcome]:
-    """Tick every POLL_S (real time) until ``until(outcomes)`` or the timeout."""
-    outcomes: list[TickOutcome] = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        started = time.monotonic()
-        outcome = await daemon.tick()
-        assert outcome.ok and not outcome.blind, outcome.error
-        outcomes.append(outcome)
-        if until(outcomes):
-            return outcomes
-        await asyncio.sleep(max(0.0, POLL_S - (time.monotonic() - started)))
-    raise AssertionError(
-        f"gave up after {timeout_s:g}s; rows: {[(r.action, r.outcome) for o in outcomes for r in o.rows]}"
-    )
+    return await tick_until(daemon, until, timeout_s=timeout_s, poll_s=POLL_S)
 
 
 @contextlib.contextmanager

@@ -194,23 +194,26 @@ def install_hung_job(
     )
 
 
+def tts_endpoint(now: float) -> SimEndpoint:
+    """The team's text-to-speech endpoint: one A5000, max 1 worker, 5 s idle, 60 s execution timeout."""
+    return SimEndpoint(
+        id=FLOOD_ENDPOINT_ID,
+        name="Text to speech",
+        gpu_ids="AMPERE_24",
+        gpu_type_ids=("NVIDIA RTX A5000",),
+        workers_max=1,
+        idle_timeout=5,
+        execution_timeout_ms=60_000,
+        cold_start_s=10.0,
+        default_duration_s=4.0,
+        created_at=now - 60 * 86_400,
+    )
+
+
 def install_ping_flood(
     sim: Simulator, *, now: float, rng: random.Random, params: ScenarioParams = DEFAULT_PARAMS
 ) -> None:
-    sim.add_endpoint(
-        SimEndpoint(
-            id=FLOOD_ENDPOINT_ID,
-            name="Text to speech",
-            gpu_ids="AMPERE_24",
-            gpu_type_ids=("NVIDIA RTX A5000",),
-            workers_max=1,
-            idle_timeout=5,
-            execution_timeout_ms=60_000,
-            cold_start_s=10.0,
-            default_duration_s=4.0,
-            created_at=now - 60 * 86_400,
-        )
-    )
+    sim.add_endpoint(tts_endpoint(now))
     sim.add_traffic(
         FLOOD_ENDPOINT_ID,
         actor="keepwarm-bot",

@@ -46,6 +46,7 @@ from watchdog.simulator.scenarios import (
     ScenarioParams,
     steady_endpoint,
     synthesize_month_history,
+    tts_endpoint,
 )
 from watchdog.simulator.state import BilledSession, JobPolicy, SimEndpoint
 
@@ -90,21 +91,6 @@ def history_target_usd(ratio: float = START_RATIO) -> float:
     return round(ratio * BUDGET_EUR * USD_PER_EUR - FIXED_USD, 4)
 
 
-def _tts_endpoint(now: float) -> SimEndpoint:
-    return SimEndpoint(
-        id=FLOOD_ENDPOINT_ID,
-        name="Text to speech",
-        gpu_ids="AMPERE_24",
-        gpu_type_ids=("NVIDIA RTX A5000",),
-        workers_max=1,
-        idle_timeout=5,
-        execution_timeout_ms=60_000,
-        cold_start_s=10.0,
-        default_duration_s=4.0,
-        created_at=now - 60 * 86_400,
-    )
-
-
 def _child_rng(rng: random.Random) -> random.Random:
     return random.Random(rng.getrandbits(64))
 
@@ -120,7 +106,7 @@ def install_demo(
     """The opening scene; with ``scheduled`` the two later acts are timed events of the simulator."""
     sim.options = replace(sim.options, billing_delay_s=max(sim.options.billing_delay_s, BILLING_DELAY_S))
     sim.add_endpoint(steady_endpoint(now))
-    sim.add_endpoint(_tts_endpoint(now))
+    sim.add_endpoint(tts_endpoint(now))
     synthesize_month_history(
         sim, STEADY_ENDPOINT_ID, now=now - BILLING_DELAY_S, target_usd=history_target_usd()
     )
