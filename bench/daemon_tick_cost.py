@@ -29,13 +29,13 @@ from typing import Any
 import httpx
 
 from bench import REPO, Result, Table, fmt, median, module_main, peak_rss_kb, percentile, quiet_logs, rss_kb
+from runpod_sim.app import RateLimits, create_app
+from runpod_sim.engine import Simulator
+from runpod_sim.scenarios import A6000
+from runpod_sim.state import SimEndpoint
+from sim_harness.wiring import sim_config, sim_secrets
 from watchdog.clock import ManualClock, from_iso
 from watchdog.daemon import Daemon
-from watchdog.simulator.app import RateLimits, create_app
-from watchdog.simulator.engine import Simulator
-from watchdog.simulator.scenarios import A6000
-from watchdog.simulator.state import SimEndpoint
-from watchdog.testing import sim_config, sim_secrets
 
 NAME = "daemon_tick_cost"
 TITLE = "daemon CPU/wall per tick and RSS, 10 vs 1,000 endpoints (in-process simulator)"

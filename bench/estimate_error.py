@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import Result, Stopwatch, Table, fmt, module_main, quiet_logs
+from runpod_sim.engine import Simulator, billed_seconds
+from runpod_sim.registry import build_simulator
+from runpod_sim.scenarios import A6000, ScenarioParams
+from sim_harness.wiring import daemon_against
 from watchdog.clock import ManualClock, from_iso
 from watchdog.money import EXPECTED_SESSION_ROUNDING_S
-from watchdog.simulator.engine import Simulator, billed_seconds
-from watchdog.simulator.scenarios import A6000, ScenarioParams, build_simulator
-from watchdog.testing import daemon_against
 
 NAME = "estimate_error"
 TITLE = "daemon live estimate vs simulator billing (steady scenario, 5 s ticks)"

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import Result, Table, fmt, median, module_main, quiet_logs
+from runpod_sim.registry import build_simulator
+from runpod_sim.scenarios import HUNG_ENDPOINT_ID
+from sim_harness.wiring import daemon_against
 from watchdog.clock import ManualClock, from_iso
-from watchdog.simulator.scenarios import HUNG_ENDPOINT_ID, build_simulator
-from watchdog.testing import daemon_against
 
 NAME = "limit_to_billing_stop"
 TITLE = "runaway limit crossed -> hung worker's billing stops (simulated s)"

@@ -11,8 +11,9 @@ from __future__ import annotations
 import sys
 
 from bench import Result, Stopwatch, Table, fmt, median, module_main, rss_kb
+from runpod_sim.registry import build_simulator
+from runpod_sim.scenarios import MONTH_S
 from watchdog.clock import ManualClock, from_iso
-from watchdog.simulator.scenarios import MONTH_S, build_simulator
 
 NAME = "simulator_month"
 TITLE = "CPU seconds to simulate a month (engine baseline)"

@@ -34,9 +34,10 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-extra=""
+# The demo needs the simulator (the `sim` extra); the tests need it too, plus the test tools.
+extra="[sim]"
 [ "$want_test" = 1 ] && extra="[test]"
-stamp=".venv/.installed${extra:+-test}"
+stamp=".venv/.installed-${want_test}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -e ".${extra}" 2>&1 | grep -v -E '^(WARNING: Location|  )' || true
   .venv/bin/python -c 'import httpx, starlette, uvicorn, graphql, prometheus_client, sqlite_utils, slack_sdk, textual' 

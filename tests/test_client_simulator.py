@@ -19,16 +19,16 @@ from typing import Any
 import httpx
 import pytest
 
+from runpod_sim.app import DEFAULT_API_KEY, create_app
+from runpod_sim.engine import SimNotFound, SimOptions, Simulator
+from runpod_sim.faults import Faults
+from runpod_sim.serve import serve_in_thread
+from runpod_sim.state import SimEndpoint
 from watchdog.client import RunPodClient
 from watchdog.clock import ManualClock, from_iso
 from watchdog.errors import RunPodAuthError, RunPodNotFound, RunPodProtocolError
 from watchdog.models import EndpointConfig, EndpointWorkers, Health, JobStatus, WorkerStatus
 from watchdog.prices import DEFAULT_PRICES
-from watchdog.simulator.app import DEFAULT_API_KEY, create_app
-from watchdog.simulator.engine import SimNotFound, SimOptions, Simulator
-from watchdog.simulator.faults import Faults
-from watchdog.simulator.serve import serve_in_thread
-from watchdog.simulator.state import SimEndpoint
 
 START = from_iso("2026-06-15T12:00:00Z")
 BASE = "http://127.0.0.1:8787"

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from runpod_sim.app import DEFAULT_API_KEY, RateLimits
+from runpod_sim.registry import build_simulator
+from runpod_sim.scenarios import HUNG_ENDPOINT_ID, STEADY_ENDPOINT_ID
+from runpod_sim.serve import serve_in_thread
+from sim_harness.wiring import GENEROUS_RUNTIME_LIMITS, daemon_against
 from watchdog.clock import ManualClock, SystemClock, from_iso
 from watchdog.control import ControlClient, ControlServer
 from watchdog.ledger import LedgerReader
-from watchdog.simulator.app import DEFAULT_API_KEY, RateLimits
-from watchdog.simulator.scenarios import HUNG_ENDPOINT_ID, STEADY_ENDPOINT_ID, build_simulator
-from watchdog.simulator.serve import serve_in_thread
-from watchdog.testing import GENEROUS_RUNTIME_LIMITS, daemon_against
 
 START = from_iso("2026-06-15T12:00:00Z")
 
@@ -239,8 +240,8 @@ def test_rejected_api_key_exits_2(tmp_path: Path) -> None:
 
 
 async def test_snapshot_prints_endpoints_workers_health_and_billing(tmp_path: Path) -> None:
+    from sim_harness.wiring import sim_config, sim_transport
     from watchdog.snapshot import snapshot_text
-    from watchdog.testing import sim_config, sim_transport
 
     clock = ManualClock(START)
     sim = build_simulator("hung-job", clock=clock)

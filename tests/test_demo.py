@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.simulator.app import DEFAULT_API_KEY
+from runpod_sim.app import DEFAULT_API_KEY
 
 BIN = Path(sys.executable).with_name("runpod-watchdog")
 HEADLESS_LIMIT_S = 120.0
@@ -151,12 +151,12 @@ def _leftovers(tmp_path: Path) -> list[str]:
 
 
 def test_demo_scenario_is_registered_and_opens_at_about_75_percent() -> None:
+    from runpod_sim import registry, story
     from watchdog.clock import ManualClock
-    from watchdog.simulator import scenarios, story
 
-    assert "demo" in scenarios.SCENARIOS
+    assert "demo" in registry.SCENARIOS
     clock = ManualClock(story.story_start(time.time()))
-    sim = scenarios.build_simulator("demo", clock=clock)
+    sim = registry.build_simulator("demo", clock=clock)
     month_start = clock.now() - 23 * 86_400 - 14 * 3600
     visible = sum(b.gpu_usd for b in sim.billing(start=month_start, end=clock.now() + 3600, bucket_s=3600))
     assert (10.0 + visible) / 23.2 == pytest.approx(story.START_RATIO, abs=0.01)

@@ -34,6 +34,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from runpod_sim.app import DEFAULT_API_KEY, RateLimits
+from runpod_sim.faults import Faults
+from runpod_sim.registry import build_simulator
+from runpod_sim.scenarios import HUNG_ENDPOINT_ID, STEADY_ENDPOINT_ID
+from runpod_sim.serve import serve_in_thread
+from sim_harness.wiring import GENEROUS_RUNTIME_LIMITS, daemon_against
 from watchdog import __version__
 from watchdog.clock import ManualClock, SystemClock, from_iso
 from watchdog.config import RuleModes
@@ -49,12 +55,7 @@ from watchdog.metrics import (
     build_registry,
     serve_metrics,
 )
-from watchdog.simulator.app import DEFAULT_API_KEY, RateLimits
-from watchdog.simulator.faults import Faults
-from watchdog.simulator.scenarios import HUNG_ENDPOINT_ID, STEADY_ENDPOINT_ID, build_simulator
-from watchdog.simulator.serve import serve_in_thread
 from watchdog.status import COLD_START_BUCKETS_S
-from watchdog.testing import GENEROUS_RUNTIME_LIMITS, daemon_against
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden" / "metrics.txt"

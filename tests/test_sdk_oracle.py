@@ -26,15 +26,15 @@ from typing import Any
 import httpx
 import pytest
 
+from runpod_sim.app import DEFAULT_API_KEY
+from runpod_sim.engine import SimNotFound, Simulator
+from runpod_sim.serialize import SIM_DATA_CENTER_ID
+from runpod_sim.serve import serve_in_thread
+from runpod_sim.state import SimEndpoint
+from tests.helpers import sdk_worker_process
 from watchdog.client import RunPodClient
 from watchdog.clock import SystemClock, to_iso
 from watchdog.models import JobStatus
-from watchdog.simulator.app import DEFAULT_API_KEY
-from watchdog.simulator.engine import SimNotFound, Simulator
-from watchdog.simulator.serialize import SIM_DATA_CENTER_ID
-from watchdog.simulator.serve import serve_in_thread
-from watchdog.simulator.state import SimEndpoint
-from watchdog.testing import sdk_worker_process
 
 pytestmark = pytest.mark.sdk
 

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from runpod_sim.faults import Faults
+from runpod_sim.registry import build_simulator
+from runpod_sim.scenarios import HUNG_ENDPOINT_ID, STEADY_ENDPOINT_ID, ScenarioParams
+from sim_harness.wiring import build_daemon, daemon_against
 from watchdog.clock import ManualClock, from_iso
 from watchdog.errors import LedgerError
 from watchdog.ledger import Ledger
-from watchdog.simulator.faults import Faults
-from watchdog.simulator.scenarios import HUNG_ENDPOINT_ID, STEADY_ENDPOINT_ID, ScenarioParams, build_simulator
 from watchdog.status import DaemonStatus
-from watchdog.testing import build_daemon, daemon_against
 
 START = from_iso("2026-06-15T12:00:00Z")
 TICK_S = 5.0

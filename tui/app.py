@@ -17,6 +17,7 @@ import dataclasses
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import ClassVar
 
 from textual import work
@@ -98,7 +99,8 @@ def describe_error(error: BaseException | None) -> str:
 class WatchdogApp(App[int]):
     """The dashboard. Build it with :func:`make_app`."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")
+    """Absolute, so apps built on this one elsewhere (the demo) find it too."""
     TITLE = "runpod-watchdog"
     ENABLE_COMMAND_PALETTE = (
         False  # every command is a visible key; the palette's hint would crowd 80 columns

@@ -65,10 +65,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         from watchdog.config import check_config_command
 
         return check_config_command(args.path)
-    if args.command == "simulate":
-        from watchdog.simulator.serve import simulate_command
-
-        return simulate_command(args)
     if args.command == "snapshot":
         from watchdog.snapshot import snapshot_command
 
@@ -77,20 +73,37 @@ def _dispatch(args: argparse.Namespace) -> int:
         from watchdog.daemon import run_command
 
         return run_command(args.config)
-    if args.command in ("tui", "demo"):
+    if args.command in PLUGIN_COMMANDS:
         return _run_plugin_command(args)
     print(f"runpod-watchdog: unknown command {args.command!r}", file=sys.stderr)
     return 2
 
 
+PLUGIN_COMMANDS: dict[str, str] = {
+    "tui": "",
+    "simulate": "sim",
+    "demo": "sim",
+}
+"""Commands that live outside the headless core (the dashboard in ``tui``, the simulator in ``runpod_sim``,
+the demo in ``sim_harness``), registered under the ``runpod_watchdog.commands`` entry-point group so the
+core never imports them by name; the value is the extra that installs what they need."""
+
+
 def _run_plugin_command(args: argparse.Namespace) -> int:
-    """Commands that need the dashboard live in the ``tui`` package, which registers them under the
-    ``runpod_watchdog.commands`` entry-point group; the headless core never imports it by name."""
     commands = {ep.name: ep for ep in entry_points(group="runpod_watchdog.commands")}
+    extra = PLUGIN_COMMANDS[args.command]
+    install = f"pip install 'runpod-watchdog[{extra}]'" if extra else "reinstall runpod-watchdog"
     if args.command not in commands:
-        print(f"runpod-watchdog: the {args.command!r} command is not installed", file=sys.stderr)
+        print(f"runpod-watchdog: the {args.command!r} command is not installed ({install})", file=sys.stderr)
         return 2
-    command: Callable[[argparse.Namespace], int] = commands[args.command].load()
+    try:
+        command: Callable[[argparse.Namespace], int] = commands[args.command].load()
+    except ImportError as exc:
+        print(
+            f"runpod-watchdog {args.command}: {exc.name or exc} is not installed; {install}",
+            file=sys.stderr,
+        )
+        return 2
     return command(args)
 
 

@@ -19,7 +19,7 @@ Driving the daemon in tests (no subprocess, no sockets, no real time)::
     ...
     await daemon.close()
 
-``watchdog.testing.daemon_against(sim, tmp_path, **overrides)`` builds exactly that (config URLs pointed
+``sim_harness.wiring.daemon_against(sim, tmp_path, **overrides)`` builds exactly that (config URLs pointed
 at ``http://sim.test``, generous simulator rate limits, no retries, ledger and socket in ``tmp_path``).
 :meth:`Daemon.command` runs a control command as the socket would; :meth:`Daemon.reload` re-reads the file.
 """

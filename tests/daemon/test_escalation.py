@@ -23,21 +23,16 @@ from typing import Any
 
 import pytest
 
+from runpod_sim.app import RateLimits
+from runpod_sim.engine import SimOptions, Simulator
+from runpod_sim.registry import build_simulator
+from runpod_sim.scenarios import HUNG_ENDPOINT_ID
+from runpod_sim.serve import serve_in_thread
+from sim_harness.wiring import GENEROUS_RUNTIME_LIMITS, daemon_against, sim_config, sim_secrets
+from tests.helpers import sdk_worker_process, tick_until
 from watchdog.clock import ManualClock, SystemClock, from_iso
 from watchdog.daemon import Daemon
 from watchdog.ledger import DecisionRow
-from watchdog.simulator.app import RateLimits
-from watchdog.simulator.engine import SimOptions, Simulator
-from watchdog.simulator.scenarios import HUNG_ENDPOINT_ID, build_simulator
-from watchdog.simulator.serve import serve_in_thread
-from watchdog.testing import (
-    GENEROUS_RUNTIME_LIMITS,
-    daemon_against,
-    sdk_worker_process,
-    sim_config,
-    sim_secrets,
-    tick_until,
-)
 from watchdog.tick import TickOutcome
 
 START = from_iso("2026-06-15T12:00:00Z")

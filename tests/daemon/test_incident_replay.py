@@ -27,13 +27,15 @@ from typing import Any
 
 import pytest
 
+from runpod_sim.app import RateLimits
+from runpod_sim.engine import Simulator
+from runpod_sim.registry import build_simulator
+from runpod_sim.scenarios import HUNG_ENDPOINT_ID
+from runpod_sim.serve import serve_in_thread
+from sim_harness.wiring import GENEROUS_RUNTIME_LIMITS, sim_config, sim_secrets
+from tests.helpers import sdk_worker_process, tick_until
 from watchdog.clock import SystemClock
 from watchdog.daemon import Daemon
-from watchdog.simulator.app import RateLimits
-from watchdog.simulator.engine import Simulator
-from watchdog.simulator.scenarios import HUNG_ENDPOINT_ID, build_simulator
-from watchdog.simulator.serve import serve_in_thread
-from watchdog.testing import GENEROUS_RUNTIME_LIMITS, sdk_worker_process, sim_config, sim_secrets, tick_until
 from watchdog.tick import TickOutcome
 
 pytestmark = [pytest.mark.sdk, pytest.mark.slow]

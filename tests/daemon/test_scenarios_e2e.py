@@ -18,14 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.clock import ManualClock, from_iso, month_start
-from watchdog.daemon import Daemon
-from watchdog.ledger import DecisionRow
-from watchdog.money import SECONDS_IN_30_DAYS
-from watchdog.prices import DEFAULT_PRICES
-from watchdog.simulator.engine import Simulator
-from watchdog.simulator.faults import Faults
-from watchdog.simulator.scenarios import (
+from runpod_sim.engine import Simulator
+from runpod_sim.faults import Faults
+from runpod_sim.registry import build_simulator
+from runpod_sim.scenarios import (
     A6000,
     CRASH_ENDPOINT_ID,
     DRIFT_ENDPOINT_ID,
@@ -33,10 +29,14 @@ from watchdog.simulator.scenarios import (
     HUNG_ENDPOINT_ID,
     STEADY_ENDPOINT_ID,
     ScenarioParams,
-    build_simulator,
 )
-from watchdog.simulator.state import BilledSession, SimEndpoint
-from watchdog.testing import build_daemon, daemon_against
+from runpod_sim.state import BilledSession, SimEndpoint
+from sim_harness.wiring import build_daemon, daemon_against
+from watchdog.clock import ManualClock, from_iso, month_start
+from watchdog.daemon import Daemon
+from watchdog.ledger import DecisionRow
+from watchdog.money import SECONDS_IN_30_DAYS
+from watchdog.prices import DEFAULT_PRICES
 from watchdog.tick import TickOutcome
 from watchdog.traffic import DenyList
 

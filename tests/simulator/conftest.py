@@ -19,11 +19,11 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from runpod_sim.app import DEFAULT_API_KEY, RateLimits, create_app
+from runpod_sim.engine import SimOptions, Simulator
+from runpod_sim.faults import Faults
+from runpod_sim.state import SimEndpoint
 from watchdog.clock import ManualClock, from_iso
-from watchdog.simulator.app import DEFAULT_API_KEY, RateLimits, create_app
-from watchdog.simulator.engine import SimOptions, Simulator
-from watchdog.simulator.faults import Faults
-from watchdog.simulator.state import SimEndpoint
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT = REPO / "tests" / "contracts" / "runpod-rest-v2.openapi.json"

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from watchdog.simulator.faults import Faults
+from runpod_sim.faults import Faults
 
 
 async def test_next_n_5xx_on_a_route_pattern_in_each_api_shape(

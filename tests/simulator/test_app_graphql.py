@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from watchdog.simulator.engine import Simulator
+from runpod_sim.engine import Simulator
 
 SDK_GET_ENDPOINTS = (
     "query { myself { endpoints { aiKey gpuIds id idleTimeout name networkVolumeId locations scalerType "

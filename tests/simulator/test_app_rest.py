@@ -8,11 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
+from runpod_sim.app import RateLimits, create_app
+from runpod_sim.engine import Simulator
+from runpod_sim.registry import SCENARIOS, build_simulator
+from runpod_sim.serialize import validate_update_endpoint
 from watchdog.clock import ManualClock, from_iso, to_iso
-from watchdog.simulator.app import RateLimits, create_app
-from watchdog.simulator.engine import Simulator
-from watchdog.simulator.scenarios import SCENARIOS, build_simulator
-from watchdog.simulator.serialize import validate_update_endpoint
 
 
 async def test_list_endpoints_matches_contract_and_wraps_the_list(

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
+from runpod_sim.engine import SimOptions, Simulator
 from watchdog.clock import ManualClock
-from watchdog.simulator.engine import SimOptions, Simulator
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
 

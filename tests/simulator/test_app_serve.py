@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from watchdog.simulator.engine import Simulator
-from watchdog.simulator.serve import is_loopback_host, parse_listen, serve_in_thread, simulate_command
+from runpod_sim.engine import Simulator
+from runpod_sim.serve import is_loopback_host, parse_listen, serve_in_thread, simulate_command
 
 CLI = [sys.executable, "-m", "watchdog"]
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from watchdog.simulator.engine import Simulator
+from runpod_sim.engine import Simulator
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 WORKER = "/v2/ep-ext"

@@ -10,9 +10,9 @@ import math
 
 import pytest
 
+from runpod_sim.engine import SimInvalid, SimNotFound, SimOptions, Simulator, billed_seconds
+from runpod_sim.state import JobPolicy, SimEndpoint
 from watchdog.clock import ManualClock, from_iso
-from watchdog.simulator.engine import SimInvalid, SimNotFound, SimOptions, Simulator, billed_seconds
-from watchdog.simulator.state import JobPolicy, SimEndpoint
 
 START = from_iso("2026-06-15T12:00:00Z")
 A6000_FLEX = 0.00034

@@ -13,21 +13,20 @@ import time
 
 import pytest
 
-from watchdog.clock import ManualClock, from_iso, month_start
-from watchdog.simulator.engine import SimNotFound
-from watchdog.simulator.scenarios import (
+from runpod_sim.engine import SimNotFound
+from runpod_sim.registry import SCENARIOS, build_simulator
+from runpod_sim.scenarios import (
     CRASH_ENDPOINT_ID,
     DRIFT_ENDPOINT_ID,
     FLOOD_ENDPOINT_ID,
     HUNG_ENDPOINT_ID,
     MONTH_S,
-    SCENARIOS,
     STEADY_ENDPOINT_ID,
     AntitheticDurations,
     ScenarioParams,
-    build_simulator,
 )
-from watchdog.simulator.state import SimJob
+from runpod_sim.state import SimJob
+from watchdog.clock import ManualClock, from_iso, month_start
 
 A6000_FLEX = 0.00034
 MONTH_START = from_iso("2026-06-01T00:00:00Z")

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import httpx
 
-from watchdog.client import RunPodClient
-from watchdog.clock import ManualClock, from_iso
-from watchdog.prices import DEFAULT_PRICES
-from watchdog.simulator.app import DEFAULT_API_KEY, create_app
-from watchdog.simulator.scenarios import (
+from runpod_sim.app import DEFAULT_API_KEY, create_app
+from runpod_sim.registry import build_simulator
+from runpod_sim.scenarios import (
     A6000,
     MONTH_S,
     STEADY_ENDPOINT_ID,
     STEADY_MEAN_SERVICE_S,
     STEADY_REQUESTS_PER_MONTH,
-    build_simulator,
 )
+from watchdog.client import RunPodClient
+from watchdog.clock import ManualClock, from_iso
+from watchdog.prices import DEFAULT_PRICES
 
 MONTH_START = from_iso("2026-06-01T00:00:00Z")
 BASE = "http://127.0.0.1:8787"

@@ -12,4 +12,10 @@ Two layers, one contract:
 
 The simulator is the ground truth the product is checked against; the official runpod SDK checks the
 simulator (tests/test_sdk_oracle.py).
+
+It lives outside the product's import package and ships as the ``sim`` extra
+(``pip install 'runpod-watchdog[sim]'``), so a production install carries no web server or GraphQL stack.
+It may import only the clock and the price table from the product (``watchdog.clock``,
+``watchdog.prices``: the simulator bills with the same table the daemon estimates with); an
+import-linter contract in ``pyproject.toml`` checks it.
 """

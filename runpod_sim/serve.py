@@ -26,11 +26,11 @@ from typing import Any
 
 import uvicorn
 
+from runpod_sim import registry
+from runpod_sim.app import DEFAULT_API_KEY, create_app
+from runpod_sim.engine import Simulator
 from watchdog.clock import ScaledClock
 from watchdog.prices import DEFAULT_PRICES
-from watchdog.simulator import scenarios
-from watchdog.simulator.app import DEFAULT_API_KEY, create_app
-from watchdog.simulator.engine import Simulator
 
 READY_PREFIX = "runpod-simulator ready: "
 
@@ -97,14 +97,14 @@ access log (and the logwatch tailing it) as it happens, not only when a client n
 
 
 def _scenario_names() -> list[str]:
-    return sorted(scenarios.SCENARIOS)
+    return sorted(registry.SCENARIOS)
 
 
 def simulate_command(args: argparse.Namespace) -> int:
     """``runpod-watchdog simulate``: 0 after a clean stop, 2 for bad usage (e.g. non-loopback listen)."""
     if args.list_scenarios:
         for name in _scenario_names():
-            print(f"{name}\t{scenarios.SCENARIOS[name].summary}")
+            print(f"{name}\t{registry.SCENARIOS[name].summary}")
         return 0
     try:
         host, port = parse_listen(args.listen)
@@ -122,13 +122,13 @@ def simulate_command(args: argparse.Namespace) -> int:
     if args.speed <= 0:
         print("runpod-watchdog simulate: --speed must be > 0", file=sys.stderr)
         return 2
-    if args.scenario not in scenarios.SCENARIOS:
+    if args.scenario not in registry.SCENARIOS:
         names = ", ".join(_scenario_names())
         print(
             f"runpod-watchdog simulate: unknown scenario {args.scenario!r}; known: {names}", file=sys.stderr
         )
         return 2
-    sim = scenarios.build_simulator(
+    sim = registry.build_simulator(
         args.scenario,
         clock=ScaledClock(speed=args.speed),
         prices=DEFAULT_PRICES,

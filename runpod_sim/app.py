@@ -62,13 +62,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from runpod_sim import serialize
+from runpod_sim.engine import SimError, SimInvalid, SimNotFound, Simulator
+from runpod_sim.faults import Faults
+from runpod_sim.graphql_api import GraphQLService, request_error
+from runpod_sim.state import JobPolicy, SimJob
 from watchdog.clock import from_iso, to_iso
 from watchdog.prices import DEFAULT_PRICES, PriceTable
-from watchdog.simulator import serialize
-from watchdog.simulator.engine import SimError, SimInvalid, SimNotFound, Simulator
-from watchdog.simulator.faults import Faults
-from watchdog.simulator.graphql_api import GraphQLService, request_error
-from watchdog.simulator.state import JobPolicy, SimJob
 
 DEFAULT_API_KEY = "sim-key-local-only"
 """The key the simulator accepts unless told otherwise. Not a secret: it only opens a loopback simulator."""

@@ -16,12 +16,12 @@ Then, in this order:
 The acts are functions of the simulator (:func:`deploy_hung_job`, :func:`start_keepwarm_bot`). The
 ``demo`` scenario (``runpod-watchdog simulate --scenario demo``) schedules them at fixed simulated times
 (:data:`HUNG_JOB_AT_S`, :data:`KEEPWARM_AT_S` after the start). ``runpod-watchdog demo`` instead installs the
-story with ``scheduled=False`` and plays each act right after the daemon's tick that closed the previous one
-(:mod:`tui.demo`): the newcomer then sees the beats in order, and the daemon meets the hung job only once it
-is already past its limit, so the same tick cancels it *then* patches the missing timeout (the runaway rule
-ranks before config drift), which is what the watchdog does to the seed incident.
+story with ``scheduled=False`` and plays each act right after the daemon's tick that closed the previous
+one (:mod:`sim_harness.demo`): the newcomer then sees the beats in order, and the daemon meets the hung job
+only once it is already past its limit, so the same tick cancels it *then* patches the missing timeout
+(the runaway rule ranks before config drift), which is what the watchdog does to the seed incident.
 
-Import side effect: the scenario registers itself in :data:`watchdog.simulator.scenarios.SCENARIOS`.
+The registry (:mod:`runpod_sim.registry`) lists it beside the built-in scenarios.
 """
 
 from __future__ import annotations
@@ -31,11 +31,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from watchdog.clock import Clock, ScaledClock
-from watchdog.prices import DEFAULT_PRICES, PriceTable
-from watchdog.simulator import scenarios
-from watchdog.simulator.engine import SimOptions, Simulator
-from watchdog.simulator.scenarios import (
+from runpod_sim.engine import SimOptions, Simulator
+from runpod_sim.scenarios import (
     A6000,
     DEFAULT_PARAMS,
     FLOOD_ENDPOINT_ID,
@@ -48,7 +45,9 @@ from watchdog.simulator.scenarios import (
     synthesize_month_history,
     tts_endpoint,
 )
-from watchdog.simulator.state import BilledSession, JobPolicy, SimEndpoint
+from runpod_sim.state import BilledSession, JobPolicy, SimEndpoint
+from watchdog.clock import Clock, ScaledClock
+from watchdog.prices import DEFAULT_PRICES, PriceTable
 
 NAME = "demo"
 BUDGET_EUR = 20.0
@@ -257,4 +256,3 @@ SCENARIO = Scenario(
     "about a minute.",
     _install,
 )
-scenarios.SCENARIOS.setdefault(NAME, SCENARIO)

@@ -34,9 +34,9 @@ from graphql import (
 )
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
+from runpod_sim.engine import SimError, Simulator
+from runpod_sim.serialize import graphql_endpoint
 from watchdog.prices import PriceTable
-from watchdog.simulator.engine import SimError, Simulator
-from watchdog.simulator.serialize import graphql_endpoint
 
 SCHEMA_SDL = """
 enum FlashBootType { OFF FLASHBOOT PRIORITY_FLASHBOOT }

@@ -2,7 +2,7 @@
 
 What runs, all in ONE process and ONE asyncio event loop (no thread, no child process):
 
-- the RunPod simulator with the story of :mod:`watchdog.simulator.story` (day 24, about 76 % of the 20 EUR
+- the RunPod simulator with the story of :mod:`runpod_sim.story` (day 24, about 76 % of the 20 EUR
   budget, a lunchtime batch landing on the lagging bill, then a hung job on an endpoint with no execution
   timeout, then a keep-warm bot),
   served by uvicorn on ``127.0.0.1`` (a free port) as a task, its access log in a temporary directory;
@@ -47,20 +47,20 @@ from typing import Any, ClassVar
 import uvicorn
 from textual.binding import Binding, BindingType
 
+from runpod_sim import story
+from runpod_sim.app import RateLimits, create_app
+from runpod_sim.engine import Simulator
+from runpod_sim.scenarios import FLOOD_ENDPOINT_ID, HUNG_ENDPOINT_ID
+from sim_harness.wiring import GENEROUS_RUNTIME_LIMITS, sim_config, sim_secrets
 from tui.app import WatchdogApp
 from tui.source import ControlActions, DaemonSource
 from watchdog.config import Config
 from watchdog.control import ControlServer
 from watchdog.daemon import Daemon
 from watchdog.ledger import DecisionRow
-from watchdog.simulator import story
-from watchdog.simulator.app import RateLimits, create_app
-from watchdog.simulator.engine import Simulator
-from watchdog.simulator.scenarios import FLOOD_ENDPOINT_ID, HUNG_ENDPOINT_ID
 from watchdog.status import DaemonStatus
-from watchdog.testing import GENEROUS_RUNTIME_LIMITS, sim_config, sim_secrets
 
-log = logging.getLogger("tui.demo")
+log = logging.getLogger("sim_harness.demo")
 
 DEFAULT_DURATION_S = 90.0
 """Headless: real seconds before giving up (the story takes about 40 s; it stops as soon as it is told)."""

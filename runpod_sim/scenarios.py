@@ -14,10 +14,9 @@ import random
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from watchdog.clock import Clock, month_start
-from watchdog.prices import DEFAULT_PRICES, PriceTable
-from watchdog.simulator.engine import SimOptions, Simulator
-from watchdog.simulator.state import BilledSession, JobPolicy, SimEndpoint
+from runpod_sim.engine import Simulator
+from runpod_sim.state import BilledSession, JobPolicy, SimEndpoint
+from watchdog.clock import month_start
 
 MONTH_S = 30 * 86_400
 """A billing month as the scenarios count it (30 days)."""
@@ -323,79 +322,49 @@ def install_budget_burn(
     _add_translation_traffic(sim, STEADY_ENDPOINT_ID, rng=rng, requests_per_month=params.requests_per_month)
 
 
-SCENARIOS: dict[str, Scenario] = {
-    scenario.name: scenario
-    for scenario in (
-        Scenario(
-            "steady",
-            "Normal life: one A6000 translation endpoint (workersMax 1, idle timeout 5 s, 12 s cold start, "
-            "execution timeout 120 s) receiving Poisson traffic of 3000 requests per 30 days, 30 % of them "
-            "free tier, each taking 8.5 s on average. Execution alone costs about $8.67 a month; the cold "
-            "start and the idle tail of every isolated request roughly triple the bill.",
-            install_steady,
-        ),
-        Scenario(
-            "hung-job",
-            "A speech-to-text endpoint with no execution timeout runs a job whose handler hangs: its "
-            "heartbeat keeps pinging with the job id, so the worker looks alive while it bills 24/7 "
-            "(about $29 a day on an A6000) until someone cancels the job. Light translation traffic runs "
-            "alongside. With external_workers the hung endpoint waits for a real runpod SDK worker.",
-            install_hung_job,
-        ),
-        Scenario(
-            "ping-flood",
-            "A 'keepwarm-bot' sends a tiny 0.2 s job every 3 s, shorter than the 5 s idle timeout, so the "
-            "text-to-speech worker never scales down and bills around the clock (about $490 a month on an "
-            "A5000) while the real users send a few dozen requests a day.",
-            install_ping_flood,
-        ),
-        Scenario(
-            "config-drift",
-            "Steady traffic on an image-captioning endpoint until, some minutes in, someone raises "
-            "workersMin to 1, idleTimeout to 300 s and workersMax to 3: an always-on active worker "
-            "(about $622 a month) appears without any traffic change.",
-            install_config_drift,
-        ),
-        Scenario(
-            "crash-loop",
-            "An OCR endpoint whose image fails its health check: every worker goes UNHEALTHY after its "
-            "cold start, is restarted after a while and fails again; jobs stay IN_QUEUE, the retried "
-            "counter climbs, and each restart's cold start is billed.",
-            install_crash_loop,
-        ),
-        Scenario(
-            "budget-burn",
-            "The month is already at about 75 % of the budget: closed sessions from the start of the UTC "
-            "month to now total 7.4 USD of A6000 time (with 10 USD fixed cost that is 17.4 of 23.2 USD), "
-            "and steady translation traffic keeps adding to it.",
-            install_budget_burn,
-        ),
-    )
-}
-
-
-def build_simulator(
-    name: str,
-    *,
-    clock: Clock,
-    prices: PriceTable = DEFAULT_PRICES,
-    options: SimOptions | None = None,
-    seed: int = 0,
-    access_log_path: str | None = None,
-    external_workers: bool = False,
-    params: ScenarioParams | None = None,
-) -> Simulator:
-    """A simulator with scenario ``name`` installed at ``clock.now()``. Same seed, same month."""
-    try:
-        scenario = SCENARIOS[name]
-    except KeyError:
-        raise ValueError(f"unknown scenario {name!r}; known: {', '.join(sorted(SCENARIOS))}") from None
-    params = params if params is not None else ScenarioParams()
-    if external_workers:
-        params = replace(params, external_workers=True)
-    sim = Simulator(clock=clock, prices=prices, options=options, seed=seed, access_log_path=access_log_path)
-    scenario.install(sim, now=sim.clock.now(), rng=random.Random(seed), params=params)
-    return sim
-
-
-from watchdog.simulator import story as _story  # noqa: E402, F401  (registers the "demo" scenario)
+BUILT_IN: tuple[Scenario, ...] = (
+    Scenario(
+        "steady",
+        "Normal life: one A6000 translation endpoint (workersMax 1, idle timeout 5 s, 12 s cold start, "
+        "execution timeout 120 s) receiving Poisson traffic of 3000 requests per 30 days, 30 % of them "
+        "free tier, each taking 8.5 s on average. Execution alone costs about $8.67 a month; the cold "
+        "start and the idle tail of every isolated request roughly triple the bill.",
+        install_steady,
+    ),
+    Scenario(
+        "hung-job",
+        "A speech-to-text endpoint with no execution timeout runs a job whose handler hangs: its "
+        "heartbeat keeps pinging with the job id, so the worker looks alive while it bills 24/7 "
+        "(about $29 a day on an A6000) until someone cancels the job. Light translation traffic runs "
+        "alongside. With external_workers the hung endpoint waits for a real runpod SDK worker.",
+        install_hung_job,
+    ),
+    Scenario(
+        "ping-flood",
+        "A 'keepwarm-bot' sends a tiny 0.2 s job every 3 s, shorter than the 5 s idle timeout, so the "
+        "text-to-speech worker never scales down and bills around the clock (about $490 a month on an "
+        "A5000) while the real users send a few dozen requests a day.",
+        install_ping_flood,
+    ),
+    Scenario(
+        "config-drift",
+        "Steady traffic on an image-captioning endpoint until, some minutes in, someone raises "
+        "workersMin to 1, idleTimeout to 300 s and workersMax to 3: an always-on active worker "
+        "(about $622 a month) appears without any traffic change.",
+        install_config_drift,
+    ),
+    Scenario(
+        "crash-loop",
+        "An OCR endpoint whose image fails its health check: every worker goes UNHEALTHY after its "
+        "cold start, is restarted after a while and fails again; jobs stay IN_QUEUE, the retried "
+        "counter climbs, and each restart's cold start is billed.",
+        install_crash_loop,
+    ),
+    Scenario(
+        "budget-burn",
+        "The month is already at about 75 % of the budget: closed sessions from the start of the UTC "
+        "month to now total 7.4 USD of A6000 time (with 10 USD fixed cost that is 17.4 of 23.2 USD), "
+        "and steady translation traffic keeps adding to it.",
+        install_budget_burn,
+    ),
+)

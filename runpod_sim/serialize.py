@@ -25,9 +25,9 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from runpod_sim.state import BillingBucket, HealthCounts, SimEndpoint, SimJob, SimWorker
 from watchdog.clock import to_iso
 from watchdog.prices import PriceTable
-from watchdog.simulator.state import BillingBucket, HealthCounts, SimEndpoint, SimJob, SimWorker
 
 SIM_DATA_CENTER_ID = "SIM-LOCAL-1"
 """Data center reported for placed simulated workers."""

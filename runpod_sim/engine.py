@@ -45,9 +45,7 @@ from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from typing import IO, Any, Literal
 
-from watchdog.clock import Clock
-from watchdog.prices import DEFAULT_PRICES, PriceTable
-from watchdog.simulator.state import (
+from runpod_sim.state import (
     BilledSession,
     BillingBucket,
     HealthCounts,
@@ -57,6 +55,8 @@ from watchdog.simulator.state import (
     SimJob,
     SimWorker,
 )
+from watchdog.clock import Clock
+from watchdog.prices import DEFAULT_PRICES, PriceTable
 
 
 class SimError(Exception):
