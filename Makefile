@@ -1,5 +1,6 @@
 # The README's two commands: `make demo` (the product on its built-in simulator, no API key) and
-# `make test` (every test, with the real Prometheus, promtool, systemd-analyze, tmux and runpod SDK).
+# `make test` (lint, architecture contracts, types, then every test with the real Prometheus, promtool,
+# systemd-analyze, tmux and runpod SDK).
 .PHONY: demo test lint bench clean
 
 demo:
@@ -8,13 +9,15 @@ demo:
 
 test:
 	@scripts/bootstrap.sh --test
-	.venv/bin/ruff check .
-	.venv/bin/ruff format --check .
+	$(MAKE) --no-print-directory lint
 	.venv/bin/python -m pytest -q -rs
 
+# Style, the architecture contracts (import-linter, in pyproject.toml) and the static types (mypy).
 lint:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports --no-cache
+	.venv/bin/mypy
 
 bench:
 	@scripts/bootstrap.sh --test

@@ -29,6 +29,7 @@ BENCHMARKS = (
     "daemon_tick_cost",
     "tui_first_paint",
     "simulator_month",
+    "install_size",
 )
 """Run order of ``python -m bench``."""
 

@@ -35,7 +35,7 @@ from runpod_sim.scenarios import A6000
 from runpod_sim.state import SimEndpoint
 from sim_harness.wiring import sim_config, sim_secrets
 from watchdog.clock import ManualClock, from_iso
-from watchdog.daemon import Daemon
+from watchdog.daemon.service import Daemon
 
 NAME = "daemon_tick_cost"
 TITLE = "daemon CPU/wall per tick and RSS, 10 vs 1,000 endpoints (in-process simulator)"
@@ -112,7 +112,7 @@ async def measure(endpoints: int, warmup: int, ticks: int) -> dict[str, Any]:
                 clock.advance(TICK_S)
             rss_warm = rss_kb()
             cpu_ms, wall_ms, sim_ms = [], [], []
-            calls_before = sum(daemon.api_calls.values())
+            calls_before = sum(daemon.state.counters.api_calls.values())
             not_ok = 0
             actions = 0
             for _ in range(ticks):
@@ -125,7 +125,7 @@ async def measure(endpoints: int, warmup: int, ticks: int) -> dict[str, Any]:
                 not_ok += 0 if outcome.ok else 1
                 actions += len(outcome.actions)
                 clock.advance(TICK_S)
-            calls = sum(daemon.api_calls.values()) - calls_before
+            calls = sum(daemon.state.counters.api_calls.values()) - calls_before
             ledger_bytes = ledger_size(Path(tmp))
         finally:
             await daemon.close()

@@ -32,7 +32,8 @@ from runpod_sim.engine import Simulator, billed_seconds
 from runpod_sim.registry import build_simulator
 from runpod_sim.scenarios import A6000, ScenarioParams
 from sim_harness.wiring import daemon_against
-from watchdog.clock import ManualClock, from_iso
+from watchdog.clock import ManualClock, from_iso, month_start
+from watchdog.daemon.accounting import month_money
 from watchdog.money import EXPECTED_SESSION_ROUNDING_S
 
 NAME = "estimate_error"
@@ -96,8 +97,8 @@ async def live_month(span_s: float, *, fast_forward: bool, params: ScenarioParam
                     step = max(1, math.floor((next_event_at(sim) - clock.now()) / TICK_S))
                 k = min(last_k, k + step)
             cpu, wall = watch.cpu, watch.wall
-            mtd = daemon.last_mtd
-            assert mtd is not None
+            now = clock.now()
+            mtd = month_money(daemon.ledger.month_spend_by_hour(month_start(now)), (), (), now).month
             ledger_path = daemon.config.ledger.resolved_path
             seen: dict[str, tuple[float, float, float, float, float | None]] = {}
             with sqlite3.connect(f"file:{ledger_path}?mode=ro", uri=True) as db:

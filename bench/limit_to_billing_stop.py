@@ -31,6 +31,7 @@ from runpod_sim.registry import build_simulator
 from runpod_sim.scenarios import HUNG_ENDPOINT_ID
 from sim_harness.wiring import daemon_against
 from watchdog.clock import ManualClock, from_iso
+from watchdog.daemon.evaluate import endpoint_limits
 
 NAME = "limit_to_billing_stop"
 TITLE = "runaway limit crossed -> hung worker's billing stops (simulated s)"
@@ -57,7 +58,8 @@ async def one_run(
         jobs = list(sim._jobs[HUNG_ENDPOINT_ID].values())  # the scenario's one hung job
         assert len(jobs) == 1
         job = jobs[0]
-        limits = daemon.limits_for(await daemon.client.get_endpoint(HUNG_ENDPOINT_ID))
+        endpoint = await daemon.ports.client.get_endpoint(HUNG_ENDPOINT_ID)
+        limits = endpoint_limits(daemon.config, endpoint, daemon.state.rule_overrides)
         cancelled_at = None
         deadline = clock.now() + 3600.0
         while clock.now() < deadline:

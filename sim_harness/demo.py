@@ -6,8 +6,8 @@ What runs, all in ONE process and ONE asyncio event loop (no thread, no child pr
   budget, a lunchtime batch landing on the lagging bill, then a hung job on an endpoint with no execution
   timeout, then a keep-warm bot),
   served by uvicorn on ``127.0.0.1`` (a free port) as a task, its access log in a temporary directory;
-- the daemon (:meth:`watchdog.daemon.Daemon.run`) as a task, in enforce mode, against that URL with the
-  simulator's published local key, its ledger and control socket in the temporary directory, the access
+- the daemon (:meth:`watchdog.daemon.service.Daemon.run`) as a task, in enforce mode, against that URL with
+  the simulator's published local key, its ledger and control socket in the temporary directory, the access
   log as its ``[[pings.source]]``, metrics off, limits short enough for the story to fit;
 - the :class:`StoryDriver` task: after each tick it reads the daemon's new decisions from the ledger, turns
   the story's beats into one line each, and plays the next act right after the tick that closed the
@@ -56,9 +56,10 @@ from tui.app import WatchdogApp
 from tui.source import ControlActions, DaemonSource
 from watchdog.config import Config
 from watchdog.control import ControlServer
-from watchdog.daemon import Daemon
+from watchdog.daemon.service import Daemon
 from watchdog.ledger import DecisionRow
 from watchdog.status import DaemonStatus
+from watchdog.vocabulary import BILLED_BY_DEFAULT
 
 log = logging.getLogger("sim_harness.demo")
 
@@ -93,7 +94,6 @@ BEAT_TITLES = {
     FLOOD_FLAGGED: "Flood flagged",
 }
 """Notification titles on the dashboard: one short line each, so a screen reader (or a test) finds them."""
-BILLED_WORKER_STATES = ("RUNNING", "IDLE", "INITIALIZING", "UNHEALTHY")
 
 
 def demo_config(tmp: Path, base_url: str, access_log: Path) -> Config:
@@ -464,7 +464,7 @@ class StoryDriver:
         endpoint = next((e for e in status.endpoints if e.id == HUNG_ENDPOINT_ID), None)
         if endpoint is None:
             return
-        if sum(endpoint.workers.get(state, 0) for state in BILLED_WORKER_STATES) == 0:
+        if sum(endpoint.workers.get(state, 0) for state in BILLED_BY_DEFAULT) == 0:
             worker = f"worker {self.hung_worker_id}" if self.hung_worker_id else "its worker"
             self._tell(
                 WORKER_STOPPED,

@@ -26,8 +26,8 @@ import httpx
 from runpod_sim.app import DEFAULT_API_KEY, RateLimits, create_app
 from runpod_sim.engine import Simulator
 from runpod_sim.faults import Faults
-from watchdog.config import Config, PingSource, Secret, Secrets, default_config
-from watchdog.daemon import Daemon
+from watchdog.config import Config, LogSource, Secret, Secrets, default_config
+from watchdog.daemon.service import Daemon
 
 SIM_BASE = "http://sim.test"
 GENEROUS_RUNTIME_LIMITS = {
@@ -62,7 +62,7 @@ def sim_config(tmp_path: Path, *, log_path: str | Path | None = None, **override
     metrics = dataclasses.replace(config.metrics, enabled=False, listen="127.0.0.1:0")
     config = dataclasses.replace(config, runpod=runpod, ledger=ledger, control=control, metrics=metrics)
     if log_path is not None:
-        pings = dataclasses.replace(config.pings, source=(PingSource(name="gateway", path=str(log_path)),))
+        pings = dataclasses.replace(config.pings, source=(LogSource(name="gateway", path=str(log_path)),))
         config = dataclasses.replace(config, pings=pings)
     for section, changes in overrides.items():
         current = getattr(config, section)

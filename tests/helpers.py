@@ -14,8 +14,8 @@ from pathlib import Path
 
 from runpod_sim.app import DEFAULT_API_KEY
 from runpod_sim.serve import worker_env
-from watchdog.daemon import Daemon
-from watchdog.tick import TickOutcome
+from watchdog.daemon.service import Daemon
+from watchdog.daemon.tick import TickOutcome
 
 
 @contextlib.contextmanager

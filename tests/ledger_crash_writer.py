@@ -15,7 +15,7 @@ import sys
 from watchdog.ledger import (
     AccountingInterval,
     Alert,
-    Decision,
+    DecisionStep,
     JobUpdate,
     Ledger,
     SpendAccrual,
@@ -64,7 +64,7 @@ def build_tick(start: float, end: float) -> TickRecord:
         traffic=(TrafficCount("ep-a", "log", end - end % 60, requests=1),),
         decisions=(
             (
-                Decision(
+                DecisionStep(
                     at=end, rule="crash-test", action="none", mode="dry-run", outcome="proposed", reason="x"
                 ),
             )

@@ -1137,3 +1137,19 @@ async def test_context_manager_closes_the_connection_pool() -> None:
         assert await client.list_endpoints() == []
     with pytest.raises(RuntimeError):  # httpx refuses to send on a closed client
         await client.list_endpoints()
+
+
+def test_every_command_builds_the_client_with_every_retry_setting() -> None:
+    """``RunPodClient.from_config`` is the one way to build the client: the snapshot command used to drop
+    the backoff ceiling and the Retry-After cap."""
+    from watchdog.config import RunPodConfig, Secret
+
+    runpod = RunPodConfig(max_retries=7, backoff_max_s=3.5, retry_after_cap_s=9.0, request_timeout_s=4.0)
+    client = RunPodClient.from_config(runpod, Secret("rpa_" + "k" * 20))
+    assert (client._max_retries, client._backoff_max_s, client._retry_after_cap_s, client._timeout_s) == (
+        7,
+        3.5,
+        9.0,
+        4.0,
+    )
+    assert "k" * 20 not in repr(client)

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from watchdog.config import (
-    RULES,
     SECRET_MESSAGE,
     Config,
     ConfigError,
@@ -31,6 +30,7 @@ from watchdog.config import (
     parse_listen,
 )
 from watchdog.prices import DEFAULT_PRICES, GpuPrice
+from watchdog.vocabulary import CONFIGURABLE_RULES
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "config.toml"
@@ -197,6 +197,7 @@ BAD_CASES = [
     ("syntax_error.toml", "4: syntax: Illegal character '\\n' (at line 4, column 17)"),
     ("missing_required.toml", "6: budget.fixed_costs[1].usd_per_month: missing required key"),
     ("duplicate_gpu.toml", "9: prices.gpu[1].gpu_type_id: duplicate GPU type id 'NVIDIA RTX A6000'"),
+    ("regex_without_kind.toml", "6: pings.source[0].regex: needs named groups for (?P<kind>...)"),
 ]
 
 
@@ -294,7 +295,7 @@ def test_line_numbers_skip_multiline_values_and_find_the_nth_array_entry(tmp_pat
     )
     path = write(tmp_path, text)
     assert problems_of(path) == [
-        f"{path}:13: pings.source[1].regex: needs named groups for (?P<endpoint_id>...)",
+        f"{path}:13: pings.source[1].regex: needs named groups for (?P<endpoint_id>...), (?P<kind>...)",
         f"{path}:17: pings.jump_factor: must be > 1, got 0.5",
     ]
 
@@ -343,7 +344,7 @@ def test_regex_source_needs_its_regex(tmp_path: Path) -> None:
     assert problems_of(path) == [f'{path}:1: pings.source[0].regex: is required when format = "regex"']
     good = (
         '[[pings.source]]\nname = "g"\npath = "/x"\nformat = "regex"\n'
-        "regex = '^(?P<ts>\\S+) (?P<endpoint_id>\\w+)'\n"
+        "regex = '^(?P<ts>\\S+) (?P<endpoint_id>\\w+) (?P<kind>\\w+)'\n"
     )
     assert load_config(write(tmp_path, good), env={}).pings.source[0].format == "regex"
 
@@ -534,7 +535,7 @@ def test_global_dry_run_is_one_key_away(tmp_path: Path) -> None:
     assert config == dataclasses.replace(
         default_config(env={}), policy=dataclasses.replace(default_config(env={}).policy, mode="dry-run")
     )
-    assert {config.rule_mode(rule, "ep-1", "anything") for rule in RULES} == {"dry-run"}
+    assert {config.rule_mode(rule, "ep-1", "anything") for rule in CONFIGURABLE_RULES} == {"dry-run"}
 
 
 def test_override_workers_min_above_resolved_max_is_rejected(tmp_path: Path) -> None:
@@ -549,3 +550,21 @@ def test_endpoint_override_matches_id_or_name_with_patterns() -> None:
     assert override.matches("abc", "demo-fr")
     assert override.matches("demo-1", "x")
     assert not override.matches("abc", "prod")
+
+
+def test_run_refuses_what_check_config_refuses_with_the_same_line(tmp_path: Path) -> None:
+    """One validator for a log source: a regex source without a kind group used to pass check-config's
+    rules and make `run` die with a traceback; now `run` exits 2 with the same FILE:LINE line."""
+    path = BAD / "regex_without_kind.toml"
+    result = subprocess.run(
+        [sys.executable, "-m", "watchdog", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "RUNPOD_API_KEY": "rpa_" + "x" * 20},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"{path}:6: pings.source[0].regex: needs named groups for (?P<kind>...)" in result.stderr
+    assert "Traceback" not in result.stderr

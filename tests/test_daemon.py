@@ -22,6 +22,7 @@ from runpod_sim.serve import serve_in_thread
 from sim_harness.wiring import GENEROUS_RUNTIME_LIMITS, daemon_against
 from watchdog.clock import ManualClock, SystemClock, from_iso
 from watchdog.control import ControlClient, ControlServer
+from watchdog.daemon.evaluate import endpoint_limits
 from watchdog.ledger import LedgerReader
 
 START = from_iso("2026-06-15T12:00:00Z")
@@ -62,7 +63,12 @@ async def test_control_socket_pause_and_restore(tmp_path: Path) -> None:
                 client.command, "set_rule_mode", rule="runaway_job", mode="dry-run"
             )
             assert result["mode"] == "dry-run"
-            assert daemon.limits_for(sim_endpoint_config(daemon)).mode_for("runaway_job") == "dry-run"
+            assert (
+                endpoint_limits(
+                    daemon.config, sim_endpoint_config(daemon), daemon.state.rule_overrides
+                ).mode_for("runaway_job")
+                == "dry-run"
+            )
             from watchdog.control import ControlError
 
             with pytest.raises(ControlError, match="not held"):
@@ -241,13 +247,14 @@ def test_rejected_api_key_exits_2(tmp_path: Path) -> None:
 
 async def test_snapshot_prints_endpoints_workers_health_and_billing(tmp_path: Path) -> None:
     from sim_harness.wiring import sim_config, sim_transport
+    from watchdog.config import Secret
     from watchdog.snapshot import snapshot_text
 
     clock = ManualClock(START)
     sim = build_simulator("hung-job", clock=clock)
     clock.advance(120)
     text = await snapshot_text(
-        sim_config(tmp_path), DEFAULT_API_KEY, transport=sim_transport(sim), now=clock.now()
+        sim_config(tmp_path), Secret(DEFAULT_API_KEY), transport=sim_transport(sim), now=clock.now()
     )
     assert HUNG_ENDPOINT_ID in text and "execution timeout NONE" in text
     assert "1 running" in text and "1 in progress" in text

@@ -29,9 +29,10 @@ from watchdog.ledger import (
     Alert,
     BilledSpend,
     BrakeState,
+    CommandRecord,
     ConfigChange,
     ConfigObservation,
-    Decision,
+    DecisionStep,
     JobUpdate,
     Ledger,
     LedgerReader,
@@ -103,7 +104,7 @@ def full_tick(at: float, accounted_from: float) -> TickRecord:
         jobs=(JobUpdate(f"job-{at}", "ep-1", "IN_PROGRESS", "status"),),
         traffic=(TrafficCount("ep-1", "log", at - at % 60, requests=3),),
         brakes_set=(BrakeState("ep-1", "brake", since=at),),
-        decisions=(Decision(at, "budget", "brake", "enforce", "applied", "over budget"),),
+        decisions=(DecisionStep(at, "budget", "brake", "enforce", "applied", "over budget"),),
         alerts=(Alert(f"alert-{at}", "budget", "warning", "over budget", 20.0),),
     )
 
@@ -200,7 +201,7 @@ def test_a_tick_that_fails_half_way_leaves_no_trace(ledger: Ledger, ledger_path:
     broken = full_tick(T0 + 5, accounted_from=T0)
     # The decisions are written after the tick row, spend, configs, workers, jobs and traffic: a CHECK
     # constraint failing there must take all of them back.
-    bad_decision = Decision(T0 + 5, "budget", "brake", "enforce", "exploded", "x")  # type: ignore[arg-type]
+    bad_decision = DecisionStep(T0 + 5, "budget", "brake", "enforce", "exploded", "x")  # type: ignore[arg-type]
     broken = TickRecord(**{**_fields(broken), "decisions": (bad_decision,)})
 
     with pytest.raises(LedgerError, match="CHECK constraint failed"):
@@ -404,15 +405,17 @@ def test_brake_states_are_set_replaced_and_cleared(ledger: Ledger) -> None:
 
 
 def test_decisions_are_an_audit_log_newest_first(ledger: Ledger) -> None:
-    proposed = Decision(
+    proposed = DecisionStep(
         T0, "max_execution", "cancel", "enforce", "proposed", "ran 900 s", job_id="j", dedupe_key="k"
     )
-    applied = Decision(T0 + 5, "max_execution", "cancel", "enforce", "applied", "ran 900 s", dedupe_key="k")
+    applied = DecisionStep(
+        T0 + 5, "max_execution", "cancel", "enforce", "applied", "ran 900 s", dedupe_key="k"
+    )
     first = ledger.record_tick(tick(T0, decisions=(proposed,)))
     ledger.record_tick(tick(T0 + 5, decisions=(applied,)))
-    ledger.record_decisions(
-        [Decision(T0 + 7, "max_execution", "cancel", "enforce", "verified", "gone", dedupe_key="k")]
-    )
+    command = ledger.enqueue_command("cancel_job", {"job_id": "j"}, T0 + 6)
+    verified = DecisionStep(T0 + 7, "max_execution", "cancel", "enforce", "verified", "gone", dedupe_key="k")
+    ledger.record_command(CommandRecord(command, T0 + 7, "done", {"ok": True}, decisions=(verified,)))
 
     assert [row.outcome for row in ledger.recent_decisions(10)] == ["verified", "applied", "proposed"]
     assert [row.outcome for row in ledger.recent_decisions(1)] == ["verified"]
@@ -705,7 +708,7 @@ def test_retention_forgets_raw_rows_folds_spend_into_days_and_keeps_month_totals
                     WorkerUpdate(f"gone-{number}", "ep-1", "IDLE", ended_at=at),
                     WorkerUpdate("forever", "ep-1", "RUNNING", running_s=HOUR),
                 ),
-                decisions=(Decision(at, "r", "a", "dry-run", "proposed", "why"),),
+                decisions=(DecisionStep(at, "r", "a", "dry-run", "proposed", "why"),),
             )
         )
     before_totals = ledger.month_totals(MARCH)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from watchdog.config import LogSource
 from watchdog.errors import ConfigError
-from watchdog.logwatch import LogEvent, LogPosition, LogSourceSpec, LogTailer, parse_timestamp
+from watchdog.logwatch import LogEvent, LogPosition, LogTailer, parse_timestamp
 
 
 def line(ts: float | str, kind: str = "request", **extra: object) -> str:
@@ -28,7 +29,7 @@ def log_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tailer(log_path: Path) -> LogTailer:
-    with LogTailer(LogSourceSpec(name="gateway", path=log_path)) as t:
+    with LogTailer(LogSource(name="gateway", path=str(log_path))) as t:
         yield t
 
 
@@ -106,7 +107,7 @@ def test_malformed_lines_are_reported_with_file_and_line_and_cost_nothing_else(
 def test_error_list_is_bounded_per_call(tmp_path: Path) -> None:
     path = tmp_path / "noisy.log"
     append(path, "garbage\n" * 50 + line(7))
-    with LogTailer(LogSourceSpec(name="noisy", path=path, max_errors_per_read=3)) as tailer:
+    with LogTailer(LogSource(name="noisy", path=str(path)), max_errors_per_read=3) as tailer:
         result = tailer.read_new()
     assert result.malformed_lines == 50
     assert len(result.errors) == 4
@@ -135,7 +136,7 @@ def test_regex_format_with_named_groups(tmp_path: Path) -> None:
         "1772323205.5 - ping /v2/epA/ping job=j9 worker=w3\n"
         "this line is not in the format\n",
     )
-    with LogTailer(LogSourceSpec(name="nginx", path=path, format="regex", regex=regex)) as tailer:
+    with LogTailer(LogSource(name="nginx", path=str(path), format="regex", regex=regex)) as tailer:
         result = tailer.read_new()
     assert result.events == [
         LogEvent(1772323200.0, "epA", "request", source="10.0.0.7"),
@@ -145,16 +146,16 @@ def test_regex_format_with_named_groups(tmp_path: Path) -> None:
 
 
 def test_regex_without_required_groups_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="lacks the named group"):
-        LogSourceSpec(name="bad", path=tmp_path / "x", format="regex", regex=r"(?P<ts>\S+)")
+    with pytest.raises(ConfigError, match="needs named groups for"):
+        LogTailer(LogSource(name="bad", path=str(tmp_path / "x"), format="regex", regex=r"(?P<ts>\S+)"))
 
 
 def test_custom_json_field_names_including_nested(tmp_path: Path) -> None:
     path = tmp_path / "custom.log"
     append(path, json.dumps({"time": 1000, "ctx": {"endpoint": "epZ"}, "type": "PING", "pod": "w9"}) + "\n")
-    spec = LogSourceSpec(
-        name="custom", path=path, ts_field="time", endpoint_field="ctx.endpoint", kind_field="type",
-        worker_id_field="pod",
+    spec = LogSource(
+        name="custom", path=str(path), time_field="time", endpoint_field="ctx.endpoint", kind_field="type",
+        worker_field="pod",
     )  # fmt: skip
     with LogTailer(spec) as tailer:
         assert tailer.read_new().events == [LogEvent(1000.0, "epZ", "ping", worker_id="w9")]
@@ -162,7 +163,7 @@ def test_custom_json_field_names_including_nested(tmp_path: Path) -> None:
 
 def test_resume_from_saved_position(log_path: Path) -> None:
     append(log_path, line(1) + line(2) + line(3)[:10])
-    spec = LogSourceSpec(name="gateway", path=log_path)
+    spec = LogSource(name="gateway", path=str(log_path))
     with LogTailer(spec) as first:
         assert len(first.read_new().events) == 2
         saved = first.position()
@@ -177,7 +178,7 @@ def test_resume_from_saved_position(log_path: Path) -> None:
 
 def test_resume_after_rotation_while_down_reads_new_file_from_start(log_path: Path) -> None:
     append(log_path, line(1))
-    spec = LogSourceSpec(name="gateway", path=log_path)
+    spec = LogSource(name="gateway", path=str(log_path))
     with LogTailer(spec) as first:
         first.read_new()
         saved = first.position()
@@ -191,7 +192,7 @@ def test_resume_after_rotation_while_down_reads_new_file_from_start(log_path: Pa
 def test_bounded_read_works_off_a_backlog_over_several_calls(tmp_path: Path) -> None:
     path = tmp_path / "backlog.log"
     append(path, "".join(line(i) for i in range(2000)))
-    with LogTailer(LogSourceSpec(name="big", path=path, max_read_bytes=16 * 1024)) as tailer:
+    with LogTailer(LogSource(name="big", path=str(path)), max_read_bytes=16 * 1024) as tailer:
         seen: list[float] = []
         calls = 0
         while True:
@@ -207,7 +208,7 @@ def test_bounded_read_works_off_a_backlog_over_several_calls(tmp_path: Path) -> 
 
 def test_overlong_line_is_reported_and_skipped(tmp_path: Path) -> None:
     path = tmp_path / "long.log"
-    with LogTailer(LogSourceSpec(name="long", path=path, max_line_bytes=100)) as tailer:
+    with LogTailer(LogSource(name="long", path=str(path)), max_line_bytes=100) as tailer:
         append(path, line(1) + "x" * 150)
         first = tailer.read_new()
         append(path, "y" * 150 + "\n" + line(2))
@@ -238,6 +239,6 @@ def test_management_calls_are_skipped_not_reported(tmp_path: Path) -> None:
         '{"ts": 1764000001, "endpoint_id": "ep", "kind": "request", "source": "app"}\n'
         '{"ts": 1764000002, "endpoint_id": "ep", "kind": "requets"}\n'
     )
-    result = LogTailer(LogSourceSpec(name="sim", path=log)).read_new()
+    result = LogTailer(LogSource(name="sim", path=str(log))).read_new()
     assert [event.kind for event in result.events] == ["request"]
     assert len(result.errors) == 1 and ":3:" in result.errors[0] and "requets" in result.errors[0]

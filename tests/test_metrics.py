@@ -37,6 +37,9 @@ def sample_status() -> DaemonStatus:
         days_left=4.5,
         eur_per_day_allowed=0.84,
         free_share_eur=2.27,
+        free_share=0.3,
+        free_share_measured=False,
+        thresholds=(0.5, 0.8, 1.0),
         thresholds_crossed=(0.5, 0.8),
     )
     endpoint = EndpointView(
@@ -188,3 +191,19 @@ def test_exporter_serves_tls_when_given_a_certificate(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         thread.join(timeout=5)
+
+
+def test_targets_are_the_configured_ones_not_copies() -> None:
+    """The cost and cold-start limits used to be written into the help texts (3 USD, 15 s); they are
+    gauges of the configured values, which the shipped alert rules compare against."""
+    from dataclasses import replace
+
+    from watchdog.status import StatusTargets
+
+    status = replace(sample_status(), targets=StatusTargets(5.0, 20.0, (0.6, 0.9), 0.9))
+    ref = StatusRef(status)
+    text = generate_latest(build_registry(ref)).decode()
+    assert _sample(text, "runpod_watchdog_cost_per_1000_requests_target_usd") == 5.0
+    assert _sample(text, "runpod_watchdog_cold_start_target_seconds") == 20.0
+    assert _sample(text, "runpod_watchdog_budget_brake_ratio") == 0.9
+    assert "15 s" not in text and "above 3" not in text

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from watchdog.models import EndpointConfig, Health, Worker, WorkerStatus
+from watchdog.config import CutAction, default_config
+from watchdog.daemon.evaluate import endpoint_limits, policy_settings, traffic_thresholds
+from watchdog.models import EndpointConfig, Health, Worker
 from watchdog.money import BudgetStatus, budget_status
 from watchdog.policy import (
     ActionRecord,
@@ -25,7 +28,8 @@ from watchdog.policy import (
     evaluate,
     restore_decisions,
 )
-from watchdog.traffic import TrafficFinding
+from watchdog.traffic import UNKNOWN_SOURCE, TrafficCounter, TrafficFinding, detect_rate
+from watchdog.vocabulary import RULE_ACTIONS, Action, Mode, Rule, WorkerStatus
 
 A6000 = "NVIDIA RTX A6000"
 A6000_FLEX = 0.00034
@@ -38,21 +42,36 @@ def ts(year: int, month: int, day: int, hour: int = 0) -> float:
 
 NOW = ts(2025, 3, 10, 12)
 TO_MONTH_END = ts(2025, 4, 1) - NOW
-SETTINGS = PolicySettings(usd_per_eur=1.0)
+
+# The numbers users get: the built-in configuration is the one source of the policy's inputs.
+CONFIG = default_config(env={})
+SETTINGS = replace(policy_settings(CONFIG), usd_per_eur=1.0)  # a round rate: € figures equal $ figures
 
 
 def cfg(endpoint_id: str = "ep1", **changes: Any) -> EndpointConfig:
+    """An endpoint within the configured limits (execution timeout = the required 120 s)."""
     fields: dict[str, Any] = {
         "id": endpoint_id,
         "name": endpoint_id,
         "workers_min": 0,
         "workers_max": 1,
         "idle_timeout_s": 5,
-        "execution_timeout_ms": 600_000,
+        "execution_timeout_ms": 120_000,
         "gpu_pools": ("AMPERE_48",),
     }
     fields.update(changes)
     return EndpointConfig(**fields)
+
+
+LIMITS = endpoint_limits(CONFIG, cfg(), {})
+"""The configured limits (the built-in configuration has no per-endpoint entries: every endpoint's)."""
+
+
+def facts(config: EndpointConfig, *, limits: EndpointLimits | None = None, **fields: Any) -> EndpointFacts:
+    """An endpoint's facts, with its limits from the configuration unless a test gives its own."""
+    return EndpointFacts(
+        config=config, limits=endpoint_limits(CONFIG, config, {}) if limits is None else limits, **fields
+    )
 
 
 def wv(worker_id: str, status: WorkerStatus, seconds_in_state: float) -> WorkerView:
@@ -60,7 +79,11 @@ def wv(worker_id: str, status: WorkerStatus, seconds_in_state: float) -> WorkerV
 
 
 def view(*endpoints: EndpointFacts, now: float = NOW, **changes: Any) -> PolicyView:
-    fields: dict[str, Any] = {"settings": SETTINGS, "last_successful_poll": now - 10}
+    fields: dict[str, Any] = {
+        "settings": SETTINGS,
+        "last_successful_poll": now - 10,
+        "prices": CONFIG.price_table,
+    }
     fields.update(changes)
     return PolicyView(endpoints=tuple(endpoints), **fields)
 
@@ -80,11 +103,11 @@ def actions(decisions: list[Decision], rule: str | None = None) -> list[tuple[st
     return [(d.rule, d.action, d.endpoint_id, d.mode) for d in decisions if rule is None or d.rule == rule]
 
 
-def seed_incident(**limits: Any) -> EndpointFacts:
+def seed_incident(limits: EndpointLimits = LIMITS) -> EndpointFacts:
     """The incident: no execution timeout, a job in progress for 3 days, its worker kept alive by pings."""
     return EndpointFacts(
         config=cfg(execution_timeout_ms=None),
-        limits=EndpointLimits(**limits),
+        limits=limits,
         workers=(wv("w1", WorkerStatus.RUNNING, 3 * DAY),),
         jobs_in_progress=(JobInProgress("job-1", "w1", NOW - 3 * DAY),),
         health=Health(jobs_in_progress=1, workers_running=1),
@@ -104,25 +127,23 @@ def test_seed_incident_cancels_the_job_and_fixes_the_timeout() -> None:
     assert (cancel.job_id, cancel.worker_id) == ("job-1", "w1")
     assert cancel.estimated_saving_usd == pytest.approx(A6000_FLEX * TO_MONTH_END)
     assert "in progress for 3.0 days" in cancel.reason and "€" in cancel.reason
-    assert drift.patch == {"execution_timeout_ms": 600_000}
+    assert drift.patch == {"execution_timeout_ms": 120_000}  # policy.required_execution_timeout_s
     assert drift.previous == {"execution_timeout_ms": None}
     assert drift.estimated_saving_usd > 0
     assert cancel.dedupe_key != drift.dedupe_key
 
 
 def test_healthy_steady_endpoints_give_no_decisions() -> None:
-    busy = EndpointFacts(
-        config=cfg("busy"),
+    busy = facts(
+        cfg("busy"),
         workers=(wv("w1", WorkerStatus.RUNNING, 30),),
         jobs_in_progress=(JobInProgress("job-9", "w1", NOW - 25),),
         health=Health(jobs_completed=40, jobs_in_progress=1, jobs_in_queue=1, workers_running=1),
         crash=CrashWindow(retries_delta=0, completed_delta=4, ticks=10),
         requests_per_month=3000,
     )
-    warm = EndpointFacts(
-        config=cfg("warm"), workers=(wv("w2", WorkerStatus.IDLE, 3),), requests_per_month=3000
-    )
-    quiet = EndpointFacts(config=cfg("quiet"))
+    warm = facts(cfg("warm"), workers=(wv("w2", WorkerStatus.IDLE, 3),), requests_per_month=3000)
+    quiet = facts(cfg("quiet"))
     decisions = evaluate(view(busy, warm, quiet, budget=budget(2.0, last_24h=0.2)), NOW)
     assert decisions == []
 
@@ -130,12 +151,16 @@ def test_healthy_steady_endpoints_give_no_decisions() -> None:
 # --- runaway_job ----------------------------------------------------------------------------------------
 
 
+# The configured limit is max_execution_s 120 + grace_s 30 = 150 s.
 @pytest.mark.parametrize(
     ("job_age_s", "timeout_ms", "expected", "saving_s"),
     [
-        pytest.param(500, 600_000, [], None, id="within-limit"),
-        pytest.param(570, 600_000, [], None, id="at-limit-plus-grace"),
-        pytest.param(580, 600_000, ["cancel_job"], 20, id="beyond-grace-endpoint-stops-at-600"),
+        pytest.param(100, 600_000, [], None, id="within-limit"),
+        pytest.param(150, 600_000, [], None, id="at-limit-plus-grace"),
+        pytest.param(160, 600_000, ["cancel_job"], 440, id="beyond-grace-endpoint-stops-at-600"),
+        # The required 120 s timeout is below the 150 s limit: a job still running at 160 s has outlived
+        # its endpoint's own timeout, so nothing else will stop it before the month ends.
+        pytest.param(160, 120_000, ["cancel_job"], TO_MONTH_END, id="past-its-own-timeout-until-month-end"),
         pytest.param(7200, 86_400_000, ["cancel_job"], DAY - 7200, id="endpoint-timeout-1-day"),
         pytest.param(3 * DAY, None, ["cancel_job"], TO_MONTH_END, id="no-timeout-until-month-end"),
         pytest.param(3 * DAY, 0, ["cancel_job"], TO_MONTH_END, id="zero-timeout-until-month-end"),
@@ -144,8 +169,8 @@ def test_healthy_steady_endpoints_give_no_decisions() -> None:
 def test_runaway_job(
     job_age_s: float, timeout_ms: int | None, expected: list[str], saving_s: float | None
 ) -> None:
-    endpoint = EndpointFacts(
-        config=cfg(execution_timeout_ms=timeout_ms),
+    endpoint = facts(
+        cfg(execution_timeout_ms=timeout_ms),
         workers=(wv("w1", WorkerStatus.RUNNING, job_age_s),),
         jobs_in_progress=(JobInProgress("job-1", "w1", NOW - job_age_s),),
     )
@@ -183,8 +208,8 @@ def test_runaway_without_job_id_scales_to_zero(
     unknown_since: float | None,
     expected_worker: str | None,
 ) -> None:
-    endpoint = EndpointFacts(
-        config=cfg(workers_max=1),
+    endpoint = facts(
+        cfg(workers_max=1),
         workers=tuple(workers),
         jobs_in_progress=tuple(jobs),
         unknown_work_since=unknown_since,
@@ -208,12 +233,12 @@ def test_runaway_without_job_id_scales_to_zero(
         pytest.param([wv("w1", WorkerStatus.RUNNING, 10)], False, id="still-running"),
     ],
 )
-@pytest.mark.parametrize("rule", ["runaway_job", "idle_leak"])
+@pytest.mark.parametrize("rule", [Rule.RUNAWAY_JOB, Rule.IDLE_LEAK])
 def test_restore_after_scale_to_zero_once_workers_are_gone(
-    workers: list[WorkerView], expect_restore: bool, rule: str
+    workers: list[WorkerView], expect_restore: bool, rule: Rule
 ) -> None:
-    brake = BrakeEntry("ep1", rule, "scale_to_zero", NOW - 900, {"workers_max": 1})
-    endpoint = EndpointFacts(config=cfg(workers_max=0), workers=tuple(workers))
+    brake = BrakeEntry("ep1", rule, Action.SCALE_TO_ZERO, NOW - 900, {"workers_max": 1})
+    endpoint = facts(cfg(workers_max=0), workers=tuple(workers))
     restores = [d for d in evaluate(view(endpoint, brakes=(brake,)), NOW) if d.action == "restore"]
     if not expect_restore:
         assert restores == []
@@ -241,8 +266,8 @@ def test_cancelled_job_is_not_cancelled_again() -> None:
 def test_escalate_when_cancel_did_not_stop_the_worker(
     worker: WorkerView | None, ticks: int, workers_max: int, expected: list[str]
 ) -> None:
-    endpoint = EndpointFacts(
-        config=cfg(workers_max=workers_max),
+    endpoint = facts(
+        cfg(workers_max=workers_max),
         workers=(worker,) if worker else (),
         jobs_in_progress=(JobInProgress("job-1", "w1", NOW - 3 * DAY),),
         cancelled_jobs=(CancelledJob("job-1", "w1", NOW - 300, ticks),),
@@ -261,15 +286,22 @@ def test_escalate_when_cancel_did_not_stop_the_worker(
     ("changes", "patch", "previous", "costs_money"),
     [
         pytest.param(
-            {"execution_timeout_ms": None}, {"execution_timeout_ms": 600_000}, None, True, id="no-timeout"
+            {"execution_timeout_ms": None}, {"execution_timeout_ms": 120_000}, None, True, id="no-timeout"
         ),
         pytest.param(
-            {"execution_timeout_ms": 0}, {"execution_timeout_ms": 600_000}, 0, True, id="zero-timeout"
+            {"execution_timeout_ms": 0}, {"execution_timeout_ms": 120_000}, 0, True, id="zero-timeout"
         ),
         pytest.param(
-            {"execution_timeout_ms": 3_600_000}, {"execution_timeout_ms": 600_000}, 3_600_000, True, id="long"
+            {"execution_timeout_ms": 3_600_000}, {"execution_timeout_ms": 120_000}, 3_600_000, True, id="long"
         ),
-        pytest.param({"idle_timeout_s": 60}, {"idle_timeout_s": 5}, 60, True, id="idle-timeout"),
+        pytest.param(
+            {"execution_timeout_ms": 121_000},
+            {"execution_timeout_ms": 120_000},
+            121_000,
+            True,
+            id="just-over",
+        ),
+        pytest.param({"idle_timeout_s": 60}, {"idle_timeout_s": 10}, 60, True, id="idle-timeout"),
         pytest.param({"workers_max": 3}, {"workers_max": 1}, 3, False, id="workers-max-risk"),
         pytest.param({"workers_min": 1}, {"workers_min": 0}, 1, True, id="workers-min"),
         pytest.param({"workers_standby": 1}, {"workers_standby": 0}, 1, True, id="standby"),
@@ -278,7 +310,7 @@ def test_escalate_when_cancel_did_not_stop_the_worker(
 def test_config_drift(
     changes: dict[str, Any], patch: dict[str, Any], previous: Any, costs_money: bool
 ) -> None:
-    endpoint = EndpointFacts(config=cfg(**changes), requests_per_month=3000)
+    endpoint = facts(cfg(**changes), requests_per_month=3000)
     decisions = [d for d in evaluate(view(endpoint), NOW) if d.rule == "config_drift"]
     (decision,) = decisions
     assert decision.action == "patch_config"
@@ -289,22 +321,24 @@ def test_config_drift(
 
 
 def test_active_worker_drift_reports_its_monthly_cost_in_euros() -> None:
-    settings = PolicySettings(usd_per_eur=1.08)
-    (decision,) = evaluate(view(EndpointFacts(config=cfg(workers_min=1)), settings=settings), NOW)
-    assert decision.estimated_saving_usd == pytest.approx(622.08)
-    assert "€576.00 per month" in decision.reason
+    settings = policy_settings(CONFIG)  # the configured rate, budget.usd_per_eur = 1.16
+    (decision,) = evaluate(view(facts(cfg(workers_min=1)), settings=settings), NOW)
+    assert decision.estimated_saving_usd == pytest.approx(622.08)  # an active A6000 for 30 days
+    assert "€536.28 per month" in decision.reason  # 622.08 / 1.16
 
 
 def test_config_drift_does_not_fight_our_own_brake() -> None:
-    brake = BrakeEntry("ep1", "budget_brake", "tighten", NOW - 60, {"workers_max": 3, "idle_timeout_s": 60})
-    endpoint = EndpointFacts(config=cfg(workers_max=3, idle_timeout_s=60))
+    brake = BrakeEntry(
+        "ep1", Rule.BUDGET_BRAKE, Action.TIGHTEN, NOW - 60, {"workers_max": 3, "idle_timeout_s": 60}
+    )
+    endpoint = facts(cfg(workers_max=3, idle_timeout_s=60))
     assert evaluate(view(endpoint, brakes=(brake,)), NOW) == []
 
 
 def test_config_drift_within_limits_is_silent() -> None:
-    endpoint = EndpointFacts(
-        config=cfg(workers_max=3, idle_timeout_s=30, execution_timeout_ms=1_800_000),
-        limits=EndpointLimits(max_workers=3, max_idle_timeout_s=30, required_execution_timeout_s=1800),
+    endpoint = facts(
+        cfg(workers_max=3, idle_timeout_s=30, execution_timeout_ms=1_800_000),
+        limits=replace(LIMITS, max_workers=3, max_idle_timeout_s=30, required_execution_timeout_s=1800),
     )
     assert evaluate(view(endpoint), NOW) == []
 
@@ -323,9 +357,7 @@ def test_config_drift_within_limits_is_silent() -> None:
     ],
 )
 def test_idle_leak(idle_for_s: float, workers_min: int, expected: list[str]) -> None:
-    endpoint = EndpointFacts(
-        config=cfg(workers_min=workers_min), workers=(wv("w1", WorkerStatus.IDLE, idle_for_s),)
-    )
+    endpoint = facts(cfg(workers_min=workers_min), workers=(wv("w1", WorkerStatus.IDLE, idle_for_s),))
     decisions = [d for d in evaluate(view(endpoint), NOW) if d.rule == "idle_leak"]
     assert [d.action for d in decisions] == expected
     if expected:
@@ -346,7 +378,7 @@ MONTH_END_NOW = ts(2025, 3, 31, 12)  # half a day left: the forecast barely extr
         pytest.param(11.0, None, frozenset(), [("alert", None)], id="55pct-alert"),
         pytest.param(17.0, None, frozenset(), [("alert", None), ("alert", None)], id="85pct-two-alerts"),
         pytest.param(17.0, None, frozenset({0.5}), [("alert", None)], id="50pct-already-alerted"),
-        pytest.param(17.0, None, frozenset({0.5, 0.8}), [], id="all-alerted"),
+        pytest.param(17.0, None, frozenset({0.5, 0.8}), [], id="all-reached-alerted"),
         pytest.param(
             12.0, 20.0, frozenset({0.5}), [("tighten", "ep1")], id="forecast-overrun-tightens-not-allowed"
         ),
@@ -357,15 +389,22 @@ MONTH_END_NOW = ts(2025, 3, 31, 12)  # half a day left: the forecast barely extr
             [("pause", "ep1"), ("purge_queue", "ep1")],
             id="95pct-pause-and-purge-not-allowed",
         ),
+        pytest.param(
+            20.5,
+            None,
+            frozenset({0.5, 0.8}),
+            [("alert", None), ("pause", "ep1"), ("purge_queue", "ep1")],
+            id="100pct-alert-and-pause",
+        ),
     ],
 )
 def test_budget_brake_ladder(
     used_eur: float, last_24h: float | None, alerted: frozenset[float], expected: list[tuple[str, str | None]]
 ) -> None:
-    regular = EndpointFacts(config=cfg("ep1", workers_max=1, idle_timeout_s=5), requests_per_month=3000)
-    allowed = EndpointFacts(
-        config=cfg("ep0-allowed"), limits=EndpointLimits(allowed=True, brake_idle_timeout_s=1)
-    )
+    # At the allowed 10 s idle timeout, so the tighten has something to cut (to brake_idle_timeout_s, 5 s).
+    regular = facts(cfg("ep1", workers_max=1, idle_timeout_s=10), requests_per_month=3000)
+    # Its 5 s idle timeout is above this brake timeout: only the allow-list keeps it from a tighten.
+    allowed = facts(cfg("ep0-allowed"), limits=replace(LIMITS, allowed=True, brake_idle_timeout_s=1))
     state = view(
         regular,
         allowed,
@@ -379,13 +418,13 @@ def test_budget_brake_ladder(
         if decision.action in ("pause", "tighten"):
             assert decision.previous == {k: getattr(regular.config, k) for k in decision.patch}
     if ("tighten", "ep1") in expected:
-        assert decisions[0].patch == {"workers_max": 1, "idle_timeout_s": 1}
+        assert decisions[0].patch == {"workers_max": 1, "idle_timeout_s": 5}
         assert decisions[0].estimated_saving_usd > 0
 
 
 def test_allow_list_exempts_from_the_brake_but_not_from_runaway() -> None:
-    allowed = replace(seed_incident(allowed=True), config=cfg("ep-allowed"))
-    other = EndpointFacts(config=cfg("ep-other"))
+    allowed = replace(seed_incident(replace(LIMITS, allowed=True)), config=cfg("ep-allowed"))
+    other = facts(cfg("ep-other"))
     state = view(
         allowed,
         other,
@@ -402,8 +441,10 @@ def test_allow_list_exempts_from_the_brake_but_not_from_runaway() -> None:
 
 
 def test_pause_over_a_tighten_keeps_the_original_config() -> None:
-    brake = BrakeEntry("ep1", "budget_brake", "tighten", NOW - 3600, {"workers_max": 3, "idle_timeout_s": 60})
-    endpoint = EndpointFacts(config=cfg(workers_max=1, idle_timeout_s=1))
+    brake = BrakeEntry(
+        "ep1", Rule.BUDGET_BRAKE, Action.TIGHTEN, NOW - 3600, {"workers_max": 3, "idle_timeout_s": 60}
+    )
+    endpoint = facts(cfg(workers_max=1, idle_timeout_s=1))
     state = view(endpoint, brakes=(brake,), budget=budget(19.5), alerted_thresholds=frozenset({0.5, 0.8}))
     (pause, _purge) = [d for d in evaluate(state, NOW) if d.rule == "budget_brake"]
     assert pause.patch == {"workers_max": 0}
@@ -418,8 +459,10 @@ def test_pause_over_a_tighten_keeps_the_original_config() -> None:
     ],
 )
 def test_month_change_restores_budget_brakes(braked_at: float, expect_restore: bool) -> None:
-    brake = BrakeEntry("ep1", "budget_brake", "pause", braked_at, {"workers_max": 1, "idle_timeout_s": 5})
-    endpoint = EndpointFacts(config=cfg(workers_max=0))
+    brake = BrakeEntry(
+        "ep1", Rule.BUDGET_BRAKE, Action.PAUSE, braked_at, {"workers_max": 1, "idle_timeout_s": 5}
+    )
+    endpoint = facts(cfg(workers_max=0))
     decisions = evaluate(view(endpoint, brakes=(brake,), budget=budget(0.0)), NOW)
     restores = [d for d in decisions if d.action == "restore"]
     assert len(restores) == int(expect_restore)
@@ -431,8 +474,8 @@ def test_month_change_restores_budget_brakes(braked_at: float, expect_restore: b
 
 def test_restore_on_command_filters_endpoints() -> None:
     brakes = [
-        BrakeEntry("ep2", "crash_loop", "scale_to_zero", NOW - 60, {"workers_max": 1}),
-        BrakeEntry("ep1", "budget_brake", "pause", NOW - 60, {"workers_max": 1}),
+        BrakeEntry("ep2", Rule.CRASH_LOOP, Action.SCALE_TO_ZERO, NOW - 60, {"workers_max": 1}),
+        BrakeEntry("ep1", Rule.BUDGET_BRAKE, Action.PAUSE, NOW - 60, {"workers_max": 1}),
     ]
     assert [d.endpoint_id for d in restore_decisions(brakes, NOW)] == ["ep1", "ep2"]
     (only,) = restore_decisions(brakes, NOW, endpoint_ids={"ep2"})
@@ -453,8 +496,8 @@ def test_restore_on_command_filters_endpoints() -> None:
     ],
 )
 def test_crash_loop(retries: int, completed: int, unhealthy: int, queued: int, expected: list[str]) -> None:
-    endpoint = EndpointFacts(
-        config=cfg(),
+    endpoint = facts(
+        cfg(),
         health=Health(jobs_in_queue=queued, jobs_retried=40, workers_unhealthy=unhealthy),
         crash=CrashWindow(retries_delta=retries, completed_delta=completed, ticks=5),
     )
@@ -465,8 +508,8 @@ def test_crash_loop(retries: int, completed: int, unhealthy: int, queued: int, e
 
 
 def test_crash_loop_counts_unhealthy_workers_from_the_worker_list() -> None:
-    endpoint = EndpointFacts(
-        config=cfg(),
+    endpoint = facts(
+        cfg(),
         workers=(wv("w1", WorkerStatus.UNHEALTHY, 30),),
         health=Health(jobs_in_queue=2),
         crash=CrashWindow(retries_delta=3, completed_delta=0, ticks=5),
@@ -475,8 +518,8 @@ def test_crash_loop_counts_unhealthy_workers_from_the_worker_list() -> None:
 
 
 def test_one_stop_per_endpoint_when_rules_overlap() -> None:
-    endpoint = EndpointFacts(
-        config=cfg(),
+    endpoint = facts(
+        cfg(),
         workers=(wv("w1", WorkerStatus.IDLE, 3600), wv("w2", WorkerStatus.UNHEALTHY, 30)),
         health=Health(jobs_in_queue=2),
         crash=CrashWindow(retries_delta=3, completed_delta=0, ticks=5),
@@ -496,42 +539,45 @@ PING_FINDING = TrafficFinding(
 )
 
 
+def cut_settings(cut: CutAction) -> PolicySettings:
+    """The settings of a configuration whose ``pings.cut`` is ``cut`` ("deny-list" or "cooldown")."""
+    return replace(policy_settings(replace(CONFIG, pings=replace(CONFIG.pings, cut=cut))), usd_per_eur=1.0)
+
+
 @pytest.mark.parametrize(
     ("cut", "expected"),
     [
-        pytest.param("deny_list", [("deny_list", "enforce"), ("alert", "enforce")], id="deny-list"),
+        pytest.param("deny-list", [("deny_list", "enforce"), ("alert", "enforce")], id="deny-list"),
         pytest.param("cooldown", [("scale_to_zero", "enforce"), ("alert", "enforce")], id="cooldown"),
     ],
 )
-def test_suspicious_traffic(cut: str, expected: list[tuple[str, str]]) -> None:
-    settings = PolicySettings(usd_per_eur=1.0, traffic_cut=cut, cut_cooldown_s=900)  # type: ignore[arg-type]
-    decisions = evaluate(
-        view(EndpointFacts(config=cfg()), traffic_findings=(FINDING,), settings=settings), NOW
-    )
+def test_suspicious_traffic(cut: CutAction, expected: list[tuple[str, str]]) -> None:
+    decisions = evaluate(view(facts(cfg()), traffic_findings=(FINDING,), settings=cut_settings(cut)), NOW)
     assert [(d.action, d.mode) for d in decisions] == expected
     cut_decision = decisions[0]
-    if cut == "deny_list":
+    if cut == "deny-list":
         assert cut_decision.source == "203.0.113.9"
     else:
+        # pings.cut_cooldown_s, 900 s by default
         assert (cut_decision.patch, cut_decision.until) == ({"workers_max": 0}, NOW + 900)
 
 
 @pytest.mark.parametrize(
     ("cut", "expected"),
-    [("deny_list", ["alert"]), ("cooldown", ["scale_to_zero", "alert"])],
+    [("deny-list", ["alert"]), ("cooldown", ["scale_to_zero", "alert"])],
 )
-def test_traffic_finding_without_source_is_never_deny_listed(cut: str, expected: list[str]) -> None:
-    settings = PolicySettings(usd_per_eur=1.0, traffic_cut=cut)  # type: ignore[arg-type]
-    state = view(EndpointFacts(config=cfg()), traffic_findings=(PING_FINDING,), settings=settings)
+def test_traffic_finding_without_source_is_never_deny_listed(cut: CutAction, expected: list[str]) -> None:
+    settings = cut_settings(cut)
+    state = view(facts(cfg()), traffic_findings=(PING_FINDING,), settings=settings)
     assert [d.action for d in evaluate(state, NOW)] == expected
 
 
 @pytest.mark.parametrize(("until", "expect_restore"), [(NOW - 1, True), (NOW + 60, False)])
 def test_traffic_cooldown_restores_when_time_is_up(until: float, expect_restore: bool) -> None:
     brake = BrakeEntry(
-        "ep1", "suspicious_traffic", "scale_to_zero", NOW - 900, {"workers_max": 1}, until=until
+        "ep1", Rule.SUSPICIOUS_TRAFFIC, Action.SCALE_TO_ZERO, NOW - 900, {"workers_max": 1}, until=until
     )
-    decisions = evaluate(view(EndpointFacts(config=cfg(workers_max=0)), brakes=(brake,)), NOW)
+    decisions = evaluate(view(facts(cfg(workers_max=0)), brakes=(brake,)), NOW)
     assert [d.action for d in decisions] == (["restore"] if expect_restore else [])
 
 
@@ -539,7 +585,9 @@ def test_traffic_cooldown_restores_when_time_is_up(until: float, expect_restore:
 
 
 def test_dry_run_rule_still_reports_the_saving() -> None:
-    decisions = evaluate(view(seed_incident(rule_modes={"runaway_job": "dry-run"})), NOW)
+    # runaway_job set to dry-run from the dashboard (a rule-mode override); the rest as configured.
+    limits = endpoint_limits(CONFIG, cfg(), {Rule.RUNAWAY_JOB: Mode.DRY_RUN})
+    decisions = evaluate(view(seed_incident(limits)), NOW)
     assert actions(decisions) == [
         ("runaway_job", "cancel_job", "ep1", "dry-run"),
         ("config_drift", "patch_config", "ep1", "enforce"),
@@ -548,14 +596,16 @@ def test_dry_run_rule_still_reports_the_saving() -> None:
 
 
 def test_endpoint_mode_dry_run_with_a_rule_enforced() -> None:
-    decisions = evaluate(view(seed_incident(mode="dry-run", rule_modes={"runaway_job": "enforce"})), NOW)
+    dry_run = replace(CONFIG, policy=replace(CONFIG.policy, mode=Mode.DRY_RUN))
+    limits = endpoint_limits(dry_run, cfg(), {Rule.RUNAWAY_JOB: Mode.ENFORCE})
+    decisions = evaluate(view(seed_incident(limits)), NOW)
     assert [d.mode for d in decisions] == ["enforce", "dry-run"]
 
 
 @pytest.mark.parametrize(
     ("cap", "history", "expected_modes"),
     [
-        pytest.param(6, (), ["enforce", "enforce"], id="room"),
+        pytest.param(CONFIG.policy.max_actions_per_hour, (), ["enforce", "enforce"], id="room"),
         pytest.param(1, (), ["enforce", "dry-run"], id="cap-1"),
         # The cap is per endpoint: another endpoint's actions leave ep1's allowance alone.
         pytest.param(
@@ -573,7 +623,7 @@ def test_endpoint_mode_dry_run_with_a_rule_enforced() -> None:
     ],
 )
 def test_action_cap_per_hour(cap: int, history: tuple[ActionRecord, ...], expected_modes: list[str]) -> None:
-    settings = PolicySettings(usd_per_eur=1.0, max_actions_per_hour=cap)
+    settings = replace(SETTINGS, max_actions_per_hour=cap)
     decisions = evaluate(view(seed_incident(), settings=settings, actions=history), NOW)
     assert [d.mode for d in decisions] == expected_modes
     held = [d for d in decisions if d.mode == "dry-run"]
@@ -582,9 +632,9 @@ def test_action_cap_per_hour(cap: int, history: tuple[ActionRecord, ...], expect
 
 
 def test_cap_does_not_hold_alerts() -> None:
-    settings = PolicySettings(usd_per_eur=1.0, max_actions_per_hour=0)
+    settings = replace(SETTINGS, max_actions_per_hour=0)
     state = view(
-        EndpointFacts(config=cfg()),
+        facts(cfg()),
         now=MONTH_END_NOW,
         settings=settings,
         budget=budget(11.0, now=MONTH_END_NOW),
@@ -604,7 +654,8 @@ def test_cool_down_per_endpoint(last_action_ago: float, endpoint: str, held: boo
     assert ["cool-down" in d.reason for d in decisions] == [False, held]
 
 
-@pytest.mark.parametrize("last_poll", [NOW - 181, NOW - 3 * DAY, None])
+# policy.stale_after_s is 30 s.
+@pytest.mark.parametrize("last_poll", [NOW - 31, NOW - 3 * DAY, None])
 def test_stale_data_gives_one_blind_decision_and_no_action(last_poll: float | None) -> None:
     state = view(
         seed_incident(),
@@ -618,17 +669,17 @@ def test_stale_data_gives_one_blind_decision_and_no_action(last_poll: float | No
 
 
 def test_fresh_enough_data_is_not_blind() -> None:
-    decisions = evaluate(view(seed_incident(), last_successful_poll=NOW - 180), NOW)
+    decisions = evaluate(view(seed_incident(), last_successful_poll=NOW - 30), NOW)
     assert "blind" not in {d.rule for d in decisions}
 
 
 def test_decision_order_is_deterministic() -> None:
     endpoints = [
         seed_incident(),
-        EndpointFacts(config=cfg("ep0", workers_min=1)),
-        EndpointFacts(config=cfg("ep2"), workers=(wv("w9", WorkerStatus.IDLE, 3600),)),
+        facts(cfg("ep0", workers_min=1)),
+        facts(cfg("ep2"), workers=(wv("w9", WorkerStatus.IDLE, 3600),)),
     ]
-    settings = PolicySettings(usd_per_eur=1.0, max_actions_per_hour=100)
+    settings = replace(SETTINGS, max_actions_per_hour=100)
     forward = evaluate(view(*endpoints, settings=settings, traffic_findings=(FINDING,)), NOW)
     backward = evaluate(view(*reversed(endpoints), settings=settings, traffic_findings=(FINDING,)), NOW)
     assert forward == backward
@@ -657,8 +708,8 @@ def test_unknown_work_that_keeps_finishing_jobs_is_not_a_runaway(
     progress_ago_s: float | None, expected: list[str]
 ) -> None:
     """A worker serving back-to-back short jobs stays RUNNING between polls: not one hung job."""
-    endpoint = EndpointFacts(
-        config=cfg(),
+    endpoint = facts(
+        cfg(),
         workers=(wv("w1", WorkerStatus.RUNNING, 3600),),
         last_progress_at=None if progress_ago_s is None else NOW - progress_ago_s,
     )
@@ -677,8 +728,8 @@ def test_a_worker_that_keeps_finishing_jobs_is_not_idle(
 ) -> None:
     """0.2 s jobs every 3 s look IDLE at every poll; finishing jobs shows the worker is in use (the
     keep-warm detector, not the idle-leak rule, judges whether that use is suspicious)."""
-    endpoint = EndpointFacts(
-        config=cfg(),
+    endpoint = facts(
+        cfg(),
         workers=(wv("w1", WorkerStatus.IDLE, 600),),
         last_progress_at=None if progress_ago_s is None else NOW - progress_ago_s,
     )
@@ -688,11 +739,145 @@ def test_a_worker_that_keeps_finishing_jobs_is_not_idle(
 def test_a_cancelled_jobs_worker_still_running_is_left_to_escalation_not_unknown_work() -> None:
     """After a cancel the job no longer claims its worker; the still-RUNNING worker is the escalation
     rule's to judge (after escalate_after_ticks), not an unidentified job to scale to zero at once."""
-    endpoint = EndpointFacts(
-        config=cfg(),
+    endpoint = facts(
+        cfg(),
         workers=(wv("w1", WorkerStatus.RUNNING, 3 * DAY),),
         cancelled_jobs=(CancelledJob("job-1", "w1", NOW - 20, 1),),
     )
     assert [d.action for d in evaluate(view(endpoint), NOW) if d.rule == "runaway_job"] == []
     later = replace(endpoint, cancelled_jobs=(CancelledJob("job-1", "w1", NOW - 60, 5),))
     assert [d.action for d in evaluate(view(later), NOW) if d.rule == "runaway_job"] == ["escalate"]
+
+
+# --- the vocabulary's table of (rule, action) pairs ---------------------------------------------------------
+
+
+def _cancelled(worker: WorkerView, workers_max: int) -> EndpointFacts:
+    return facts(
+        cfg(workers_max=workers_max),
+        workers=(worker,),
+        jobs_in_progress=(JobInProgress("job-1", "w1", NOW - 3 * DAY),),
+        cancelled_jobs=(CancelledJob("job-1", "w1", NOW - 300, 5),),
+    )
+
+
+def _crash_loop() -> EndpointFacts:
+    return facts(
+        cfg(),
+        health=Health(jobs_in_queue=3, workers_unhealthy=1),
+        crash=CrashWindow(retries_delta=5, completed_delta=0, ticks=5),
+    )
+
+
+def _braked(rule: Rule, kind: Action, **changes: Any) -> BrakeEntry:
+    return BrakeEntry("ep1", rule, kind, NOW - 900, {"workers_max": 1}, **changes)
+
+
+def _month_end_budget(used_eur: float, last_24h: float | None = None, **changes: Any) -> list[Decision]:
+    endpoint = facts(cfg(idle_timeout_s=10), requests_per_month=3000)
+    state = view(endpoint, now=MONTH_END_NOW, budget=budget(used_eur, now=MONTH_END_NOW, last_24h=last_24h))
+    return evaluate(replace(state, **changes), MONTH_END_NOW)
+
+
+POLICY_SCENARIOS: dict[str, Callable[[], list[Decision]]] = {
+    "seed-incident": lambda: evaluate(view(seed_incident()), NOW),
+    "runaway-without-job-id": lambda: evaluate(
+        view(facts(cfg(), workers=(wv("w1", WorkerStatus.RUNNING, 7200),))), NOW
+    ),
+    "escalation": lambda: evaluate(view(_cancelled(wv("w1", WorkerStatus.RUNNING, 3 * DAY), 1)), NOW),
+    "escalation-needs-a-human": lambda: evaluate(
+        view(_cancelled(wv("w1", WorkerStatus.RUNNING, 3 * DAY), 0)), NOW
+    ),
+    "idle-leak": lambda: evaluate(view(facts(cfg(), workers=(wv("w1", WorkerStatus.IDLE, 600),))), NOW),
+    "crash-loop": lambda: evaluate(view(_crash_loop()), NOW),
+    "budget-alerts": lambda: _month_end_budget(17.0),
+    "budget-tighten": lambda: _month_end_budget(12.0, 20.0, alerted_thresholds=frozenset({0.5})),
+    "budget-pause": lambda: _month_end_budget(20.5),
+    "traffic-deny-list": lambda: evaluate(
+        view(facts(cfg()), traffic_findings=(FINDING, PING_FINDING), settings=cut_settings("deny-list")), NOW
+    ),
+    "traffic-cooldown": lambda: evaluate(
+        view(facts(cfg()), traffic_findings=(FINDING, PING_FINDING), settings=cut_settings("cooldown")), NOW
+    ),
+    "config-drift": lambda: evaluate(
+        view(
+            facts(
+                cfg(
+                    execution_timeout_ms=None,
+                    idle_timeout_s=60,
+                    workers_max=3,
+                    workers_min=1,
+                    workers_standby=1,
+                ),
+                requests_per_month=3000,
+            )
+        ),
+        NOW,
+    ),
+    "restore-runaway": lambda: evaluate(
+        view(facts(cfg(workers_max=0)), brakes=(_braked(Rule.RUNAWAY_JOB, Action.SCALE_TO_ZERO),)), NOW
+    ),
+    "restore-idle-leak": lambda: evaluate(
+        view(facts(cfg(workers_max=0)), brakes=(_braked(Rule.IDLE_LEAK, Action.SCALE_TO_ZERO),)), NOW
+    ),
+    "restore-traffic-cooldown": lambda: evaluate(
+        view(
+            facts(cfg(workers_max=0)),
+            brakes=(_braked(Rule.SUSPICIOUS_TRAFFIC, Action.SCALE_TO_ZERO, until=NOW - 1),),
+        ),
+        NOW,
+    ),
+    "restore-budget-next-month": lambda: evaluate(
+        view(
+            facts(cfg(workers_max=0)),
+            brakes=(replace(_braked(Rule.BUDGET_BRAKE, Action.PAUSE), since=ts(2025, 2, 27)),),
+            budget=budget(0.0),
+        ),
+        NOW,
+    ),
+    # What the daemon does with an operator's restore command: the policy builds those decisions too.
+    "restore-on-command": lambda: restore_decisions(
+        [
+            replace(_braked(Rule.CRASH_LOOP, Action.SCALE_TO_ZERO), endpoint_id="ep2"),
+            _braked(Rule.MANUAL, Action.PAUSE),
+        ],
+        NOW,
+    ),
+    "blind": lambda: evaluate(view(seed_incident(), last_successful_poll=NOW - 3 * DAY), NOW),
+}
+
+
+@pytest.mark.parametrize("scenario", list(POLICY_SCENARIOS))
+def test_every_decision_is_in_the_vocabularys_rule_actions(scenario: str) -> None:
+    """The metrics pre-seed one series per RULE_ACTIONS pair: a rule deciding outside its row would make
+    a series nobody pre-seeded (and a dashboard nobody drew)."""
+    decisions = POLICY_SCENARIOS[scenario]()
+    assert decisions, "a scenario that decides nothing checks nothing"
+    outside = [(d.rule, d.action) for d in decisions if d.action not in RULE_ACTIONS.get(d.rule, ())]
+    assert outside == []
+
+
+def test_the_scenarios_reach_every_pair_the_policy_owns() -> None:
+    """The other direction: every pair of the table is one the policy can decide (the scenarios above reach
+    it), except the operator's commands, which the daemon decides without the policy."""
+    reached = {(d.rule, d.action) for make in POLICY_SCENARIOS.values() for d in make()}
+    table = {(rule, action) for rule, row in RULE_ACTIONS.items() for action in row}
+    commands_only = {
+        (Rule.MANUAL, Action.CANCEL_JOB),
+        (Rule.MANUAL, Action.PAUSE),
+        (Rule.MANUAL, Action.SET_RULE_MODE),
+    }
+    assert reached == table - commands_only
+
+
+def test_an_unnamed_source_is_never_deny_listed() -> None:
+    """A flood seen only in /health (or in lines that name no caller) reports the source "(unknown)";
+    with the deny-list cut the policy used to decide a deny entry that DenyList always refuses."""
+    counter = TrafficCounter()
+    counter.add_health_delta("ep1", NOW - 31, requests=100)
+    (finding,) = detect_rate(counter, NOW, traffic_thresholds(CONFIG))
+    assert finding.source == UNKNOWN_SOURCE
+    decisions = evaluate(
+        view(facts(cfg()), traffic_findings=(finding,), settings=cut_settings("deny-list")), NOW
+    )
+    assert [d.action for d in decisions] == [Action.ALERT]

@@ -213,15 +213,15 @@ async def test_a_second_daemon_on_the_same_ledger_is_refused(tmp_path: Path) -> 
 
 def test_queueing_behind_a_brake_is_not_a_cold_start() -> None:
     """A job that waited while the daemon held its endpoint at zero did not wait for a cold start."""
+    from watchdog.daemon.tracker import Tracker
     from watchdog.models import JobStatus
-    from watchdog.tracker import Tracker
 
     tracker = Tracker()
     tracker.note_held("ep", 1100.0)  # held while the first job (submitted at 1022) was queued
-    tracker.update_job(
+    tracker.observe_job(
         "ep", "held", JobStatus.COMPLETED, 1200.0, worker_id="w", delay_ms=170_000, execution_ms=8_000
     )
-    tracker.update_job(
+    tracker.observe_job(
         "ep", "fresh", JobStatus.COMPLETED, 1300.0, worker_id="w", delay_ms=12_000, execution_ms=8_000
     )
     assert tracker.cold_start_samples("ep", 0.0) == [12.0]
@@ -229,15 +229,15 @@ def test_queueing_behind_a_brake_is_not_a_cold_start() -> None:
 
 async def test_an_alert_that_stays_true_appears_once_in_the_events_log(tmp_path: Path) -> None:
     """Alerts are rebuilt every tick from what is true; the dashboard's events log shows each key once."""
+    from watchdog.daemon.notices import first_sightings
     from watchdog.ledger import Alert
 
-    clock = ManualClock(from_iso("2026-06-15T12:00:00Z"))
-    sim = build_simulator("steady", clock=clock)
-    daemon = build_daemon(sim, tmp_path)
+    now = from_iso("2026-06-15T12:00:00Z")
     alert = Alert("cost1000:ep:2026-06-15", "cost", "warning", "costs $4.10 per 1,000 requests", 0.5)
-    assert daemon.first_sightings([alert], clock.now()) == [alert]
-    assert daemon.first_sightings([alert], clock.now() + 5) == []
-    assert daemon.first_sightings([alert], clock.now() + 3 * 86_400) == [alert]  # forgotten after two days
+    assert first_sightings([alert], {}, now) == [alert]
+    raised = {alert.key: now}
+    assert first_sightings([alert], raised, now + 5) == []
+    assert first_sightings([alert], raised, now + 3 * 86_400) == [alert]  # forgotten after two days
 
 
 async def test_free_share_is_measured_from_the_logs_tier_field(tmp_path: Path) -> None:
@@ -255,6 +255,7 @@ async def test_free_share_is_measured_from_the_logs_tier_field(tmp_path: Path) -
             outcome = await daemon.tick()
     budget = outcome.status.budget
     assert budget is not None and budget.free_share_measured
-    assert daemon.tiers["tiered"] >= 20
-    assert budget.free_share == pytest.approx(daemon.tiers["free"] / daemon.tiers["tiered"])
+    calendar = daemon.state.calendar
+    assert calendar.tiered_requests >= 20
+    assert budget.free_share == pytest.approx(calendar.free_requests / calendar.tiered_requests)
     assert 0.15 < budget.free_share < 0.45  # the scenario's 30 %, not the configured 90 %

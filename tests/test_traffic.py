@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from watchdog.config import default_config
+from watchdog.daemon.evaluate import traffic_thresholds
 from watchdog.logwatch import LogEvent
 from watchdog.models import Health
 from watchdog.traffic import (
@@ -16,7 +19,6 @@ from watchdog.traffic import (
     EndpointContext,
     MinuteCount,
     TrafficCounter,
-    TrafficThresholds,
     detect_jump,
     detect_keep_warm,
     detect_ping_rate,
@@ -27,7 +29,8 @@ from watchdog.traffic import (
 
 T0 = 1_772_323_200.0  # 2026-03-01T00:00:00Z, a minute boundary
 DAY = 86_400.0
-LIMITS = TrafficThresholds()
+THRESHOLDS = traffic_thresholds(default_config(env={}))
+"""The thresholds users get: ``[pings]`` of the built-in configuration, plus the detectors' constants."""
 
 
 def request(ts: float, source: str = "10.0.0.1", endpoint: str = "ep1") -> LogEvent:
@@ -124,7 +127,7 @@ def test_request_flood_over_the_last_full_minute_is_flagged_with_its_source() ->
     for i in range(300):
         counter.add(request(T0 + i * 0.2, source="203.0.113.9"))
     counter.add(request(T0 + 30, source="10.0.0.1"))
-    findings = detect_rate(counter, now=T0 + 61, thresholds=LIMITS)
+    findings = detect_rate(counter, now=T0 + 61, thresholds=THRESHOLDS)
     assert len(findings) == 1
     finding = findings[0]
     assert (finding.kind, finding.endpoint_id, finding.source, finding.since) == (
@@ -133,9 +136,9 @@ def test_request_flood_over_the_last_full_minute_is_flagged_with_its_source() ->
         "203.0.113.9",
         T0,
     )
-    assert "301 requests in the last full minute (limit 120/min)" in finding.detail
+    assert "301 requests in the last full minute (limit 30/min)" in finding.detail
     # The minute is not full yet at T0 + 59: nothing to say.
-    assert detect_rate(counter, now=T0 + 59, thresholds=LIMITS) == []
+    assert detect_rate(counter, now=T0 + 59, thresholds=THRESHOLDS) == []
 
 
 def test_a_burst_in_one_minute_is_not_sustained_over_three() -> None:
@@ -145,9 +148,9 @@ def test_a_burst_in_one_minute_is_not_sustained_over_three() -> None:
     for minute in (0, 1):
         for i in range(10):
             counter.add(request(T0 + minute * 60 + i))
-    strict = TrafficThresholds(rate_sustain_minutes=3)
+    strict = replace(THRESHOLDS, rate_sustain_minutes=3)
     assert detect_rate(counter, now=T0 + 181, thresholds=strict) == []
-    assert [f.kind for f in detect_rate(counter, now=T0 + 181, thresholds=LIMITS)] == ["rate"]
+    assert [f.kind for f in detect_rate(counter, now=T0 + 181, thresholds=THRESHOLDS)] == ["rate"]
 
 
 def test_a_heartbeat_every_10_s_is_not_a_flood() -> None:
@@ -155,15 +158,15 @@ def test_a_heartbeat_every_10_s_is_not_a_flood() -> None:
     for worker in ("w1", "w2", "w3"):
         heartbeat(counter, T0, T0 + DAY, 10.0, worker=worker)
     now = T0 + DAY
-    assert detect_rate(counter, now, LIMITS) == []
-    assert detect_ping_rate(counter, now, LIMITS) == []
+    assert detect_rate(counter, now, THRESHOLDS) == []
+    assert detect_ping_rate(counter, now, THRESHOLDS) == []
 
 
 def test_a_worker_in_a_busy_ping_loop_is_flagged() -> None:
     counter = TrafficCounter()
     heartbeat(counter, T0, T0 + 120, 0.5, worker="w-broken")  # RUNPOD_PING_INTERVAL=500 → sleeps 0 s
     heartbeat(counter, T0, T0 + 120, 10.0, worker="w-ok")
-    findings = detect_ping_rate(counter, now=T0 + 120, thresholds=LIMITS)
+    findings = detect_ping_rate(counter, now=T0 + 120, thresholds=THRESHOLDS)
     assert [(f.kind, f.worker_id) for f in findings] == [("ping_rate", "w-broken")]
     assert "sent 120 heartbeat pings in the last full minute (one every 0.5 s" in findings[0].detail
 
@@ -171,7 +174,7 @@ def test_a_worker_in_a_busy_ping_loop_is_flagged() -> None:
 def test_endpoint_wide_ping_rate_limit() -> None:
     counter = TrafficCounter()
     heartbeat(counter, T0, T0 + 60, 0.25, worker="w1")
-    findings = detect_rate(counter, now=T0 + 60, thresholds=LIMITS)
+    findings = detect_rate(counter, now=T0 + 60, thresholds=THRESHOLDS)
     assert [(f.kind, f.source) for f in findings] == [("ping_rate", "w1")]
     assert "240 heartbeat pings" in findings[0].detail
 
@@ -182,7 +185,7 @@ def test_endpoint_wide_ping_rate_limit() -> None:
 def test_5000_pings_a_day_on_one_job_is_flagged() -> None:
     counter = TrafficCounter()
     heartbeat(counter, T0, T0 + DAY, DAY / 5000, worker="w7", jobs="job-hung")
-    findings = detect_ping_rate(counter, now=T0 + DAY, thresholds=LIMITS)
+    findings = detect_ping_rate(counter, now=T0 + DAY, thresholds=THRESHOLDS)
     assert len(findings) == 1
     finding = findings[0]
     assert (finding.kind, finding.job_id, finding.worker_id, finding.since) == (
@@ -199,15 +202,17 @@ def test_many_short_jobs_on_a_normal_heartbeat_are_not_flagged() -> None:
     counter = TrafficCounter()
     for i in range(int(DAY / 10)):
         counter.add(ping(T0 + i * 10, worker="w1", jobs=f"job-{i // 6}"))  # each job lasts a minute
-    assert detect_ping_rate(counter, now=T0 + DAY, thresholds=LIMITS) == []
+    assert detect_ping_rate(counter, now=T0 + DAY, thresholds=THRESHOLDS) == []
 
 
 def test_a_long_job_that_already_ended_is_not_flagged() -> None:
     counter = TrafficCounter()
     heartbeat(counter, T0, T0 + 3 * 3600, 10.0, worker="w1", jobs="job-long")  # 1080 pings, then done
     heartbeat(counter, T0 + 3 * 3600, T0 + 4 * 3600, 10.0, worker="w1")
-    assert detect_ping_rate(counter, now=T0 + 4 * 3600, thresholds=LIMITS) == []
-    assert [f.job_id for f in detect_ping_rate(counter, now=T0 + 3 * 3600, thresholds=LIMITS)] == ["job-long"]
+    assert detect_ping_rate(counter, now=T0 + 4 * 3600, thresholds=THRESHOLDS) == []
+    assert [f.job_id for f in detect_ping_rate(counter, now=T0 + 3 * 3600, thresholds=THRESHOLDS)] == [
+        "job-long"
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- keep-warm
@@ -219,15 +224,15 @@ def test_keep_warm_bot_every_3_s_with_tiny_jobs_for_40_min_is_flagged() -> None:
         counter.add(request(T0 + i * 3.0, source="bot.example"))
     context = {"ep1": EndpointContext(idle_timeout_s=5, mean_execution_s=0.2)}
     now = T0 + 800 * 3.0
-    findings = detect_keep_warm(counter, now, LIMITS, context)
+    findings = detect_keep_warm(counter, now, THRESHOLDS, context)
     assert len(findings) == 1
     finding = findings[0]
     assert (finding.kind, finding.source, finding.since) == ("keep_warm", "bot.example", T0)
     assert "800 requests over 40 min, one every 3.0 s" in finding.detail
     assert "busy 6.7%" in finding.detail
     # The same bot seen at the 20-minute mark: not long enough yet (later arrivals are not looked at).
-    assert detect_keep_warm(counter, T0 + 20 * 60, LIMITS, context) == []
-    assert len(detect_keep_warm(counter, T0 + 31 * 60, LIMITS, context)) == 1
+    assert detect_keep_warm(counter, T0 + 20 * 60, THRESHOLDS, context) == []
+    assert len(detect_keep_warm(counter, T0 + 31 * 60, THRESHOLDS, context)) == 1
 
 
 def test_keep_warm_not_flagged_for_steady_real_work_or_spaced_requests() -> None:
@@ -235,13 +240,13 @@ def test_keep_warm_not_flagged_for_steady_real_work_or_spaced_requests() -> None
     for i in range(800):
         counter.add(request(T0 + i * 3.0, source="busy-app"))
     busy_context = {"ep1": EndpointContext(idle_timeout_s=5, mean_execution_s=2.5)}
-    assert detect_keep_warm(counter, T0 + 2400, LIMITS, busy_context) == []
+    assert detect_keep_warm(counter, T0 + 2400, THRESHOLDS, busy_context) == []
 
     spaced = TrafficCounter()
     for i in range(100):  # steady traffic, but each gap lets the worker scale down
         spaced.add(request(T0 + i * 30.0, source="cron"))
     tiny_jobs = {"ep1": EndpointContext(idle_timeout_s=5, mean_execution_s=0.2)}
-    assert detect_keep_warm(spaced, T0 + 2990, LIMITS, tiny_jobs) == []
+    assert detect_keep_warm(spaced, T0 + 2990, THRESHOLDS, tiny_jobs) == []
 
 
 def test_keep_warm_uses_a_given_busy_ratio_and_stays_silent_without_context() -> None:
@@ -249,14 +254,14 @@ def test_keep_warm_uses_a_given_busy_ratio_and_stays_silent_without_context() ->
     for i in range(800):
         counter.add(request(T0 + i * 3.0, source="bot"))
     now = T0 + 2400
-    assert detect_keep_warm(counter, now, LIMITS, {}) == []
-    assert detect_keep_warm(counter, now, LIMITS, {"ep1": EndpointContext(idle_timeout_s=5)}) == []
+    assert detect_keep_warm(counter, now, THRESHOLDS, {}) == []
+    assert detect_keep_warm(counter, now, THRESHOLDS, {"ep1": EndpointContext(idle_timeout_s=5)}) == []
     flagged = detect_keep_warm(
-        counter, now, LIMITS, {"ep1": EndpointContext(idle_timeout_s=5, busy_ratio=0.05)}
+        counter, now, THRESHOLDS, {"ep1": EndpointContext(idle_timeout_s=5, busy_ratio=0.05)}
     )
     assert [f.source for f in flagged] == ["bot"]
     # The bot stopped more than one idle timeout ago: the worker has scaled down, nothing to cut.
-    assert detect_keep_warm(counter, now + 10, LIMITS, {"ep1": EndpointContext(5, busy_ratio=0.05)}) == []
+    assert detect_keep_warm(counter, now + 10, THRESHOLDS, {"ep1": EndpointContext(5, busy_ratio=0.05)}) == []
 
 
 # ---------------------------------------------------------------------------------------------- jump
@@ -295,7 +300,7 @@ def test_jump_at_tiny_volume_40_in_an_hour_against_100_a_day_is_flagged() -> Non
     hour_start = steady_baseline(counter, per_day=100, days=7)
     for i in range(40):
         counter.add(request(hour_start + i * 60, source="198.51.100.4"))
-    findings = detect_jump(counter, now=hour_start + 3600, thresholds=LIMITS)
+    findings = detect_jump(counter, now=hour_start + 3600, thresholds=THRESHOLDS)
     assert len(findings) == 1
     finding = findings[0]
     assert (finding.kind, finding.source, finding.since) == ("jump", "198.51.100.4", hour_start)
@@ -307,9 +312,11 @@ def test_jump_at_tiny_volume_6_in_an_hour_is_normal() -> None:
     hour_start = steady_baseline(counter, per_day=100, days=7)
     for i in range(6):
         counter.add(request(hour_start + i * 600))
-    assert detect_jump(counter, hour_start + 3600, LIMITS) == []
-    # Not just the minimum-count guard: the Poisson test itself finds 6 against 4.2/h unremarkable.
-    assert detect_jump(counter, hour_start + 3600, TrafficThresholds(jump_min_count=1)) == []
+    assert detect_jump(counter, hour_start + 3600, THRESHOLDS) == []
+    # Not just the guards (jump_min_count, and jump_factor: 6 is under 4 × 4.2): with both out of the way,
+    # the Poisson test itself finds 6 against 4.2/h unremarkable.
+    unguarded = replace(THRESHOLDS, jump_min_count=1, jump_factor=1.0)
+    assert detect_jump(counter, hour_start + 3600, unguarded) == []
 
 
 def test_jump_needs_enough_history() -> None:
@@ -317,7 +324,41 @@ def test_jump_needs_enough_history() -> None:
     hour_start = steady_baseline(counter, per_day=100, days=1) - 3 * 3600  # under 24 h of history
     for i in range(40):
         counter.add(request(hour_start + i * 60))
-    assert detect_jump(counter, hour_start + 3600, LIMITS) == []
+    assert detect_jump(counter, hour_start + 3600, THRESHOLDS) == []
+
+
+def test_jump_factor_keeps_a_busy_endpoints_certain_but_small_rise_quiet() -> None:
+    """Regression: ``pings.jump_factor`` was configured but read by no code."""
+    counter = TrafficCounter()
+    hour_start = steady_baseline(counter, per_day=1200, days=7)  # λ = 50 requests an hour
+    for i in range(120):  # 2.4 × λ
+        counter.add(request(hour_start + i * 30, source="app"))
+    now = hour_start + 3600
+    # Both other tests pass: far beyond chance, and well over the minimum count...
+    assert poisson_tail(120, 50.0) < THRESHOLDS.jump_p_value
+    assert THRESHOLDS.jump_min_count <= 120
+    # ...but 120 is under the configured jump_factor (4) × 50: not a jump.
+    assert THRESHOLDS.jump_factor * 50 > 120
+    assert detect_jump(counter, now, THRESHOLDS) == []
+    # With a factor the hour does reach, it is one.
+    findings = detect_jump(counter, now, replace(THRESHOLDS, jump_factor=2.0))
+    assert [(f.kind, f.source) for f in findings] == [("jump", "app")]
+    assert "120 requests in the last hour against a usual 50.0 per hour" in findings[0].detail
+
+
+@pytest.mark.parametrize(("k", "expected"), [(9, []), (10, ["jump"])])
+def test_jump_min_count_is_per_hour(k: int, expected: list[str]) -> None:
+    """``pings.jump_min_count`` (10) counts the hour's requests: here one every 6 min, never more than one
+    a minute. Against a quiet 10 a day (λ ≈ 0.42/h) both 9 and 10 pass the Poisson test and the factor;
+    only the count guard tells them apart."""
+    counter = TrafficCounter()
+    hour_start = steady_baseline(counter, per_day=10, days=7)
+    for i in range(k):
+        counter.add(request(hour_start + i * 360))
+    assert [f.kind for f in detect_jump(counter, hour_start + 3600, THRESHOLDS)] == expected
+    assert [
+        f.kind for f in detect_jump(counter, hour_start + 3600, replace(THRESHOLDS, jump_min_count=k))
+    ] == ["jump"]
 
 
 # ---------------------------------------------------------------------------------------------- deny list

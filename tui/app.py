@@ -39,12 +39,13 @@ from tui.widgets.events_log import EventsLog
 from tui.widgets.state import DashboardState, duration, eur, mode_word
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.traffic_panel import TrafficPanel
-from watchdog.config import RULES, load_config
+from watchdog.config import load_config
 from watchdog.control import ControlError
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.status import EndpointView
+from watchdog.vocabulary import CONFIGURABLE_RULES
 
-ENDPOINT_ACTIONS = frozenset({"pause", "restore", "cancel_job", "switch_mode"})
+ENDPOINT_ACTIONS = frozenset({"pause", "restore", "cancel_job", "rule_mode"})
 """Actions that act on the selected endpoint (the table's cursor, or the endpoint on the detail screen)."""
 COMMAND_ACTIONS = ENDPOINT_ACTIONS | {"ack_alert"}
 
@@ -105,14 +106,14 @@ class WatchdogApp(App[int]):
     ENABLE_COMMAND_PALETTE = (
         False  # every command is a visible key; the palette's hint would crowd 80 columns
     )
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-narrow"), (110, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012  # textual types it as it does
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit_dashboard", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("p", "pause", "Pause"),
         Binding("r", "restore", "Restore"),
         Binding("c", "cancel_job", "Cancel job"),
-        Binding("m", "switch_mode", "Rule mode"),
+        Binding("m", "rule_mode", "Rule mode"),
         Binding("a", "ack_alert", "Ack alert"),
     ]
 
@@ -213,7 +214,7 @@ class WatchdogApp(App[int]):
     def target_endpoint(self) -> EndpointView | None:
         if isinstance(self.screen, DetailScreen):
             return self.state.endpoint(self.screen.endpoint_id)
-        if not self.is_mounted or not hasattr(self, "endpoints_table"):
+        if not hasattr(self, "endpoints_table"):  # not composed yet
             return None
         endpoint_id = self.endpoints_table.selected_endpoint_id
         return self.state.endpoint(endpoint_id) if endpoint_id else None
@@ -256,7 +257,7 @@ class WatchdogApp(App[int]):
             )
         )
 
-    def action_switch_mode(self) -> None:
+    def action_rule_mode(self) -> None:
         endpoint = self.target_endpoint()
         if endpoint is None:
             return
@@ -271,7 +272,12 @@ class WatchdogApp(App[int]):
                 ),
                 args={"endpoint_id": endpoint.id},
                 fields=(
-                    ChoiceField("rule", "Rule", tuple((rule, rule) for rule in RULES), RULES[0]),
+                    ChoiceField(
+                        "rule",
+                        "Rule",
+                        tuple((rule, rule) for rule in CONFIGURABLE_RULES),
+                        CONFIGURABLE_RULES[0],
+                    ),
                     ChoiceField(
                         "mode",
                         "New mode",

@@ -29,8 +29,7 @@ from watchdog.control import ControlClient, ControlError
 from watchdog.errors import LedgerError
 from watchdog.ledger import ConfigRow, LedgerReader, OpenJobRow, WorkerSessionRow
 from watchdog.status import DaemonStatus
-
-"""``meta`` key under which the daemon stores its latest DaemonStatus JSON every tick."""
+from watchdog.vocabulary import SpendSource
 
 _HISTORY_LIMIT = 50
 
@@ -212,8 +211,9 @@ def describe_result(kind: str, result: Mapping[str, Any] | None) -> str:
     """One line out of the daemon's answer: its own ``message`` if it gave one, else its fields."""
     if not result:
         return f"{kind}: accepted by the daemon"
-    if isinstance(result.get("message"), str):
-        return result["message"]
+    message = result.get("message")
+    if isinstance(message, str):
+        return message
     fields = ", ".join(f"{key}={value}" for key, value in sorted(result.items()))
     return f"{kind}: {fields}"
 
@@ -234,7 +234,9 @@ def read_open_jobs(ledger_path: str | Path, endpoint_id: str, limit: int = 20) -
         return tuple(reader.open_jobs(endpoint_id, limit))
 
 
-def hourly_spend(spend: Mapping[tuple[str, float, str], float], endpoint_id: str) -> tuple[HourSpend, ...]:
+def hourly_spend(
+    spend: Mapping[tuple[str, float, SpendSource], float], endpoint_id: str
+) -> tuple[HourSpend, ...]:
     """Fold ``LedgerReader.month_spend_by_hour`` rows for one endpoint into one row per hour."""
     estimates: dict[float, float] = {}
     billed: dict[float, float] = {}

@@ -473,8 +473,8 @@ class AlertDispatcher:
 
     def _backoff(self, outcome: SendOutcome) -> float:
         if outcome.retry_after_s is not None:
-            return min(outcome.retry_after_s, self.retry_after_cap_s)
-        return min(self.retry_base_s * (2**self._consecutive_failures), self.retry_max_s)
+            return min(float(outcome.retry_after_s), self.retry_after_cap_s)
+        return min(self.retry_base_s * 2.0**self._consecutive_failures, self.retry_max_s)
 
     async def _respect_min_interval(self) -> None:
         if self._last_post_at is None:

@@ -1,18 +1,33 @@
-"""``runpod-watchdog``: one command, several subcommands.
+"""``runpod-watchdog``: one command, several subcommands, and the bodies of the core ones.
 
-Each subcommand imports its module lazily, so ``check-config`` on a small VPS does not pay for uvicorn,
-and a broken optional part cannot stop the others from running. Exit codes: 0 success, 1 runtime failure,
-2 bad usage or bad configuration (as argparse and systemd's ExecStartPre expect).
+The modules under ``watchdog/`` are libraries; what a command does with them (load the configuration or
+exit 2, print, choose an exit code) lives here. Subcommands import their modules lazily, so
+``check-config`` on a small VPS does not pay for the daemon, and a broken optional part cannot stop the
+others. The dashboard, the simulator and the demo live outside the headless core and register themselves
+as entry points (:data:`PLUGIN_COMMANDS`). Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad
+configuration (as argparse and systemd's ExecStartPre expect).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
 from watchdog import __version__
+from watchdog.config import Config, Secrets, load_config, load_secrets
+from watchdog.errors import ConfigError
+
+PLUGIN_COMMANDS: dict[str, str] = {
+    "tui": "",
+    "simulate": "sim",
+    "demo": "sim",
+}
+"""Commands that live outside the headless core (the dashboard in ``tui``, the simulator in ``runpod_sim``,
+the demo in ``sim_harness``), registered under the ``runpod_watchdog.commands`` entry-point group so the
+core never imports them by name; the value is the extra that installs what they need."""
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -62,31 +77,94 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check-config":
-        from watchdog.config import check_config_command
-
-        return check_config_command(args.path)
+        return check_config(args.path)
     if args.command == "snapshot":
-        from watchdog.snapshot import snapshot_command
-
-        return snapshot_command(args.config)
+        return snapshot(args.config)
     if args.command == "run":
-        from watchdog.daemon import run_command
-
-        return run_command(args.config)
+        return run(args.config)
     if args.command in PLUGIN_COMMANDS:
         return _run_plugin_command(args)
     print(f"runpod-watchdog: unknown command {args.command!r}", file=sys.stderr)
     return 2
 
 
-PLUGIN_COMMANDS: dict[str, str] = {
-    "tui": "",
-    "simulate": "sim",
-    "demo": "sim",
-}
-"""Commands that live outside the headless core (the dashboard in ``tui``, the simulator in ``runpod_sim``,
-the demo in ``sim_harness``), registered under the ``runpod_watchdog.commands`` entry-point group so the
-core never imports them by name; the value is the extra that installs what they need."""
+class ExitCode(Exception):
+    """Leave the command with this exit code (the message is already printed)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def load_or_exit(path: str | None) -> tuple[Config, Secrets]:
+    """The configuration and secrets, or every problem as ``FILE:LINE: key: message`` on stderr and
+    :class:`ExitCode` 2: the one way every command starts."""
+    try:
+        return load_config(path), load_secrets()
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        raise ExitCode(2) from None
+
+
+def check_config(path: str | None) -> int:
+    """``runpod-watchdog check-config [PATH]``: 0 and a summary on stdout, or 2 and the problems on stderr."""
+    try:
+        config, secrets = load_or_exit(path)
+    except ExitCode as exit_code:
+        return exit_code.code
+    print(f"{config.summary()}, RunPod API key: {secrets.runpod_api_key_origin}")
+    return 0
+
+
+def snapshot(config_path: str | None) -> int:
+    """``runpod-watchdog snapshot``: one read-only look at the account. 0, 1 if RunPod could not be read,
+    2 for a bad config or a missing/rejected key."""
+    from watchdog.errors import RunPodAuthError, RunPodError
+    from watchdog.snapshot import snapshot_text
+
+    try:
+        config, secrets = load_or_exit(config_path)
+    except ExitCode as exit_code:
+        return exit_code.code
+    if secrets.runpod_api_key is None:
+        print("runpod-watchdog snapshot: RUNPOD_API_KEY is not set", file=sys.stderr)
+        return 2
+    try:
+        text = asyncio.run(snapshot_text(config, secrets.runpod_api_key))
+    except RunPodAuthError as exc:
+        print(f"runpod-watchdog snapshot: RunPod rejected the API key: {exc}", file=sys.stderr)
+        return 2
+    except RunPodError as exc:
+        print(f"runpod-watchdog snapshot: {exc.title}: {exc}", file=sys.stderr)
+        return 1
+    print(text)
+    return 0
+
+
+def run(config_path: str | None) -> int:
+    """``runpod-watchdog run``: the daemon until SIGTERM (0); 2 for a bad config, a rejected key or a
+    ledger held by another instance."""
+    import logging
+
+    from watchdog.daemon.service import StartupError, serve
+    from watchdog.logs import SecretRedactor, setup_logging
+
+    redactor = setup_logging("INFO", SecretRedactor())
+    try:
+        config, secrets = load_or_exit(config_path)
+    except ExitCode as exit_code:
+        return exit_code.code
+    for secret in (secrets.runpod_api_key, secrets.slack_webhook_url):
+        if secret is not None:
+            redactor.add(secret.reveal())
+    try:
+        return asyncio.run(serve(config, secrets, config_path))
+    except (StartupError, ConfigError) as exc:
+        logging.getLogger("watchdog.daemon").error("cannot start: %s", exc)
+        return 2
+    except KeyboardInterrupt:
+        return 0
 
 
 def _run_plugin_command(args: argparse.Namespace) -> int:

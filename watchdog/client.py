@@ -55,6 +55,7 @@ import httpx
 
 from watchdog import __version__
 from watchdog.clock import from_iso, to_iso
+from watchdog.config import RunPodConfig, Secret
 from watchdog.errors import (
     ConfigError,
     RunPodAuthError,
@@ -75,9 +76,9 @@ from watchdog.models import (
     JobStatus,
     PurgeResult,
     Worker,
-    WorkerStatus,
     WorkerSummary,
 )
+from watchdog.vocabulary import WorkerStatus
 
 __all__ = ["BUCKET_SIZES", "RunPodClient"]
 
@@ -198,6 +199,29 @@ class RunPodClient:
                 "User-Agent": user_agent,
                 "Accept": "application/json",
             },
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        runpod: RunPodConfig,
+        api_key: Secret,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        on_call: OnCall | None = None,
+    ) -> RunPodClient:
+        """The client as ``[runpod]`` configures it: the one way every command builds it."""
+        return cls(
+            api_key=api_key.reveal(),
+            graphql_url=runpod.graphql_url,
+            rest_url=runpod.rest_url,
+            runtime_url=runpod.runtime_url,
+            timeout_s=runpod.request_timeout_s,
+            max_retries=runpod.max_retries,
+            backoff_max_s=runpod.backoff_max_s,
+            retry_after_cap_s=runpod.retry_after_cap_s,
+            transport=transport,
+            on_call=on_call,
         )
 
     def __repr__(self) -> str:
@@ -666,8 +690,9 @@ def _problem_text(response: httpx.Response) -> str:
 
 
 def _graphql_message(item: object) -> str:
-    if isinstance(item, dict) and isinstance(item.get("message"), str):
-        return item["message"]
+    message = item.get("message") if isinstance(item, dict) else None
+    if isinstance(message, str):
+        return message
     return item if isinstance(item, str) else json.dumps(item)
 
 

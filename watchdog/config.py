@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import fnmatch
 import hmac
 import itertools
 import math
 import os
 import re
-import sys
 import tomllib
 import types
 import typing
@@ -41,21 +41,10 @@ from urllib.parse import urlsplit
 
 from watchdog.errors import ConfigError
 from watchdog.prices import DEFAULT_PRICES, GpuPrice, PriceTable
+from watchdog.vocabulary import CONFIGURABLE_RULES, Mode, RuleMode
 
-Mode = Literal["enforce", "dry-run"]
-RuleMode = Literal["inherit", "enforce", "dry-run"]
 LogFormat = Literal["json", "regex"]
 CutAction = Literal["alert", "deny-list", "cooldown"]
-
-RULES: tuple[str, ...] = (
-    "runaway_job",
-    "config_drift",
-    "idle_leak",
-    "budget_brake",
-    "crash_loop",
-    "suspicious_traffic",
-)
-"""The policy rules whose mode ``[policy.rules]`` can override, in the order the daemon evaluates them."""
 
 CONFIG_ENV_VAR = "RUNPOD_WATCHDOG_CONFIG"
 """Environment variable naming the config file when no path is given."""
@@ -288,26 +277,31 @@ class RunPodConfig:
 @dataclass(frozen=True, slots=True)
 class RuleModes:
     """``[policy.rules]``: per-rule mode. ``"inherit"`` follows the endpoint's mode; ``"dry-run"`` always
-    wins (trial one rule); ``"enforce"`` overrides ``policy.mode`` but not an endpoint's own ``mode``."""
+    wins (trial one rule); ``"enforce"`` overrides ``policy.mode`` but not an endpoint's own ``mode``.
+    One field per rule of :data:`watchdog.vocabulary.CONFIGURABLE_RULES`, in its order (checked below)."""
 
-    runaway_job: RuleMode = "inherit"
+    runaway_job: RuleMode = RuleMode.INHERIT
     """Cancel work in progress longer than max_execution_s + grace_s. Default "inherit"."""
-    config_drift: RuleMode = "inherit"
-    """Patch endpoints whose settings exceed the policy (timeouts, workers). Default "inherit"."""
-    idle_leak: RuleMode = "inherit"
+    crash_loop: RuleMode = RuleMode.INHERIT
+    """Pause endpoints whose workers keep failing (each restart is a billed cold start). Default "inherit"."""
+    idle_leak: RuleMode = RuleMode.INHERIT
     """Stop workers kept alive with no work. Default "inherit"."""
-    budget_brake: RuleMode = "inherit"
+    budget_brake: RuleMode = RuleMode.INHERIT
     """Set workers max to 0 on non-allow-listed endpoints once spend reaches budget.brake_at.
     Default "inherit"."""
-    crash_loop: RuleMode = "inherit"
-    """Pause endpoints whose workers keep failing (each restart is a billed cold start). Default "inherit"."""
-    suspicious_traffic: RuleMode = "inherit"
+    suspicious_traffic: RuleMode = RuleMode.INHERIT
     """Act on request/ping floods found in the logs (see pings.cut). Default "inherit"."""
+    config_drift: RuleMode = RuleMode.INHERIT
+    """Patch endpoints whose settings exceed the policy (timeouts, workers). Default "inherit"."""
 
     def get(self, rule: str) -> RuleMode:
-        if rule not in RULES:
-            raise KeyError(f"unknown rule {rule!r}; rules are {', '.join(RULES)}")
+        if rule not in CONFIGURABLE_RULES:
+            raise KeyError(f"unknown rule {rule!r}; rules are {', '.join(CONFIGURABLE_RULES)}")
         return typing.cast(RuleMode, getattr(self, rule))
+
+
+if tuple(f.name for f in dataclasses.fields(RuleModes)) != CONFIGURABLE_RULES:  # pragma: no cover
+    raise TypeError("RuleModes must have one field per watchdog.vocabulary.CONFIGURABLE_RULES, in order")
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,7 +373,7 @@ class EffectivePolicy:
 class PolicyConfig:
     """``[policy]``: the defaults every endpoint gets, and what the daemon may do about them."""
 
-    mode: Mode = "enforce"
+    mode: Mode = Mode.ENFORCE
     """"enforce" acts (cancel, patch, pause); "dry-run" only records what it would have done and the money
     that would have saved. Default "enforce"."""
     watch: tuple[str, ...] = field(default=("*",), metadata=_limits())
@@ -437,8 +431,10 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class PingSource:
-    """``[[pings.source]]``: one access log to watch for pings and request floods."""
+class LogSource:
+    """``[[pings.source]]``: one access log to watch for pings and request floods, and how its lines map
+    to events. The one log-source type: the configuration builds it and the log tailer
+    (:class:`watchdog.logwatch.LogTailer`) reads with it, and :meth:`problems` is its one validator."""
 
     name: str = field(metadata=_limits(nonempty=True))
     """Label used in alerts and the ledger. Required, unique."""
@@ -447,8 +443,8 @@ class PingSource:
     format: LogFormat = "json"
     """"json" (one object per line) or "regex". Default "json"."""
     regex: str = field(default="", metadata=_limits(check=_regex_problem))
-    """Python regular expression with named groups named like the *_field keys (at least time_field and
-    endpoint_field); required when format = "regex". Default ""."""
+    """Python regular expression whose named groups are named like the *_field keys (at least the time,
+    endpoint and kind ones); required when format = "regex". Default ""."""
     time_field: str = field(default="ts", metadata=_limits(nonempty=True))
     """Field (or group) holding the time: epoch seconds or ISO-8601. Default "ts"."""
     endpoint_field: str = field(default="endpoint_id", metadata=_limits(nonempty=True))
@@ -464,20 +460,46 @@ class PingSource:
     worker_field: str = field(default="worker_id", metadata=_limits(nonempty=True))
     """Field holding the worker id. Default "worker_id"."""
 
+    @property
+    def field_names(self) -> dict[str, str]:
+        """Event field → the key (JSON) or group (regex) holding it in a line."""
+        return {
+            "ts": self.time_field,
+            "endpoint_id": self.endpoint_field,
+            "kind": self.kind_field,
+            "source": self.source_field,
+            "job_id": self.job_field,
+            "tier": self.tier_field,
+            "worker_id": self.worker_field,
+        }
+
+    def problems(self) -> list[str]:
+        """Every problem of this source, each ``key: message`` (empty when it is usable)."""
+        found = [f"{_dotted(path)}: {message}" for path, message in self._problems()]
+        if not self.name:
+            found.insert(0, "name: must not be empty")
+        if not self.path:
+            found.insert(0, "path: must not be empty")
+        return found
+
     def _problems(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
         if self.format == "regex":
             if not self.regex:
                 yield ("regex",), 'is required when format = "regex"'
                 return
             if _regex_problem(self.regex) is not None:
-                return  # already reported by the field check
+                yield ("regex",), str(_regex_problem(self.regex))
+                return
             groups = set(re.compile(self.regex).groupindex)
-            missing = [name for name in (self.time_field, self.endpoint_field) if name not in groups]
+            required = (self.time_field, self.endpoint_field, self.kind_field)
+            missing = [name for name in required if name not in groups]
             if missing:
                 yield (
                     ("regex",),
                     "needs named groups for " + ", ".join(f"(?P<{name}>...)" for name in missing),
                 )
+        elif self.format != "json":  # a source built in code can hold anything
+            yield ("format",), f'must be "json" or "regex", got {self.format!r}'  # type: ignore[unreachable]
         elif self.regex:
             yield ("regex",), 'is only used when format = "regex"'
 
@@ -486,7 +508,7 @@ class PingSource:
 class PingsConfig:
     """``[pings]``: the seed's third rule, "watch the ping rate in our logs and cut suspicious traffic"."""
 
-    source: tuple[PingSource, ...] = field(default=(), metadata=_limits())
+    source: tuple[LogSource, ...] = field(default=(), metadata=_limits())
     """``[[pings.source]]``: access logs to follow. Default: none."""
     max_requests_per_min: int = field(default=30, metadata=_limits(ge=1))
     """Requests per minute per endpoint above which traffic is suspicious (>= 1). Default 30."""
@@ -499,9 +521,10 @@ class PingsConfig:
     """Steady pings while workers are busy less than this share of the window = keep-warm pinging
     (in [0, 1]). Default 0.2."""
     jump_min_count: int = field(default=10, metadata=_limits(ge=1))
-    """Fewest requests in a minute before a jump counts (>= 1). Default 10."""
+    """Fewest requests in an hour before a jump counts (>= 1). Default 10."""
     jump_factor: float = field(default=4.0, metadata=_limits(gt=1))
-    """A minute with more than this many times the usual rate is a jump (> 1). Default 4.0."""
+    """An hour with at least this many times the usual hourly rate (and implausible by chance) is a jump
+    (> 1). Default 4.0."""
     cut: CutAction = "alert"
     """What to do about suspicious traffic: "alert" only, "deny-list" (append the source to deny_list_path),
     or "cooldown" (pause the endpoint for cut_cooldown_s). Default "alert"."""
@@ -528,8 +551,9 @@ class LedgerConfig:
     """SQLite file. "" = "$STATE_DIRECTORY/ledger.sqlite3" when systemd sets STATE_DIRECTORY, else
     "./runpod-watchdog.sqlite3". A relative path is taken from STATE_DIRECTORY (or the current directory).
     Default ""."""
-    raw_retention_days: int = field(default=35, metadata=_limits(ge=1))
-    """Days per-tick rows are kept (>= 1). Default 35."""
+    raw_retention_days: int = field(default=35, metadata=_limits(ge=32))
+    """Days per-tick rows are kept (>= 32: the month to date counts, hour by hour, the larger of the
+    estimate and the bill, so the month's hours must still be hourly). Default 35."""
     rollup_retention_days: int = field(default=400, metadata=_limits(ge=1))
     """Days hourly/daily rollups are kept (>= raw_retention_days). Default 400."""
     resolved_path: Path = field(default=Path("runpod-watchdog.sqlite3"), metadata=_limits(derived=True))
@@ -685,13 +709,13 @@ class Config:
         (all "inherit") rules makes everything dry-run. Raises KeyError for an unknown rule.
         """
         rule_setting = self.policy.rules.get(rule)
-        if rule_setting == "dry-run":
-            return "dry-run"
+        if rule_setting == RuleMode.DRY_RUN:
+            return Mode.DRY_RUN
         effective = self.policy_for(endpoint_id, endpoint_name)
         if effective.mode_is_explicit:
             return effective.mode
-        if rule_setting == "enforce":
-            return "enforce"
+        if rule_setting == RuleMode.ENFORCE:
+            return Mode.ENFORCE
         return self.policy.mode
 
     def summary(self) -> str:
@@ -852,19 +876,6 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     return _load_document(document, label, _KeyLocator(text), env)
 
 
-def check_config_command(path: str | None) -> int:
-    """``runpod-watchdog check-config [PATH]``: 0 and a summary on stdout, or 2 and the problems on stderr."""
-    try:
-        config = load_config(path)
-        secrets = load_secrets()
-    except ConfigError as error:
-        for line in error.problems:
-            print(line, file=sys.stderr)
-        return 2
-    print(f"{config.summary()}, RunPod API key: {secrets.runpod_api_key_origin}")
-    return 0
-
-
 def _syntax_error_line(message: str, text: str) -> int:
     match = re.search(r"at line (\d+)", message)
     if match:
@@ -933,7 +944,7 @@ def _apply_environment(
         if problem is not None:
             env_problems.append(f"environment: {variable}: runpod.{attribute} {problem}")
         else:
-            runpod = dataclasses.replace(runpod, **{attribute: url})
+            runpod = dataclasses.replace(runpod, **{attribute: url})  # type: ignore[arg-type]  # a URL field
 
     state_dir = _first_dir(env.get("STATE_DIRECTORY", ""))
     base_dir = Path(state_dir) if state_dir else Path.cwd()
@@ -1091,17 +1102,11 @@ def _convert(
             for index, item in enumerate(value)
         ]
         return all(ok for ok, _ in results), tuple(item for _, item in results)
+    if isinstance(hint, type) and issubclass(hint, enum.StrEnum):
+        ok = _is_choice(value, [member.value for member in hint], path, problems)
+        return ok, hint(value) if ok else None
     if origin is Literal:
-        choices = get_args(hint)
-        if isinstance(value, str) and value in choices:
-            return True, value
-        message = f"must be one of {', '.join(repr(choice) for choice in choices)}, got {_describe(value)}"
-        if isinstance(value, str):
-            close = difflib.get_close_matches(value, [str(choice) for choice in choices], n=1, cutoff=0.6)
-            if close:
-                message += f"; did you mean {close[0]!r}?"
-        problems.add(path, message)
-        return False, None
+        return _is_choice(value, [str(choice) for choice in get_args(hint)], path, problems), value
     if hint is bool:
         if isinstance(value, bool):
             return True, value
@@ -1126,6 +1131,18 @@ def _convert(
             return False, None
         return _check_bounds(value, path, problems, limits), float(value)
     raise TypeError(f"config model uses an unsupported type {hint!r} at {_dotted(path)}")
+
+
+def _is_choice(value: Any, choices: list[str], path: KeyPath, problems: _Problems) -> bool:
+    if isinstance(value, str) and value in choices:
+        return True
+    message = f"must be one of {', '.join(repr(choice) for choice in choices)}, got {_describe(value)}"
+    if isinstance(value, str):
+        close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+    problems.add(path, message)
+    return False
 
 
 def _check_bounds(value: float, path: KeyPath, problems: _Problems, limits: Mapping[str, Any]) -> bool:

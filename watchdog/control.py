@@ -141,13 +141,20 @@ class ControlClient:
             response = json.loads(buffer)
         except json.JSONDecodeError as exc:
             raise ControlError(f"unreadable answer from the daemon: {exc.msg}") from exc
+        if not isinstance(response, dict):
+            raise ControlError(f"unreadable answer from the daemon: a JSON {type(response).__name__}")
         if not response.get("ok"):
             raise ControlError(str(response.get("error", "the daemon refused the request")))
         return response
 
     def status(self) -> DaemonStatus | None:
-        data = self._request({"op": "status"})["status"]
+        data = self._request({"op": "status"}).get("status")
+        if data is not None and not isinstance(data, dict):
+            raise ControlError("unreadable answer from the daemon: its status is not an object")
         return DaemonStatus.from_dict(data) if data else None
 
     def command(self, kind: str, **args: Any) -> dict[str, Any]:
-        return self._request({"op": "command", "kind": kind, "args": args})["result"]
+        result = self._request({"op": "command", "kind": kind, "args": args}).get("result")
+        if not isinstance(result, dict):
+            raise ControlError("unreadable answer from the daemon: its result is not an object")
+        return result

@@ -50,6 +50,7 @@ from watchdog.clock import next_month_start
 from watchdog.errors import LedgerError
 from watchdog.models import JobStatus
 from watchdog.status import DaemonStatus
+from watchdog.vocabulary import BrakeKind, Outcome, SpendSource
 
 STATUS_META_KEY = "status"
 """``meta`` key under which the daemon stores its DaemonStatus JSON with every tick."""
@@ -63,16 +64,19 @@ __all__ = [
     "AlertRow",
     "BilledSpend",
     "BrakeState",
+    "CommandRecord",
     "CommandRow",
     "ConfigChange",
     "ConfigObservation",
     "ConfigRow",
-    "Decision",
     "DecisionRow",
+    "DecisionStep",
     "JobUpdate",
     "Ledger",
+    "LedgerReadModel",
     "LedgerReader",
     "MonthTotals",
+    "OpenJobRow",
     "RecordedTick",
     "RetentionResult",
     "SpendAccrual",
@@ -97,11 +101,8 @@ _META_LAST_ACCOUNTED = "last_accounted_at"
 _META_ROLLED_UP_BEFORE = "spend_rolled_up_before"
 _RESERVED_META_KEYS = frozenset({_META_LAST_ACCOUNTED, _META_ROLLED_UP_BEFORE})
 
-DecisionOutcome = Literal["proposed", "applied", "failed", "verified", "not_verified", "skipped"]
-BrakeKind = Literal["runaway", "brake", "cooldown", "idle", "manual"]
 AlertState = Literal["pending", "sent", "failed"]
 CommandState = Literal["pending", "done", "failed", "rejected"]
-SpendSource = Literal["estimate", "billed"]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -227,6 +228,8 @@ class BrakeState:
     kind: BrakeKind
     since: float
     until: float | None = None
+    rule: str | None = None
+    """The rule that set the brake (None for brakes written before brakes carried their rule)."""
     month: float | None = None
     """Start of the UTC budget month the brake belongs to (a month brake ends with its month)."""
     previous: Mapping[str, Any] | None = None
@@ -234,14 +237,14 @@ class BrakeState:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class DecisionStep:
     """One step of a rule's life: proposed, applied, verified... Each step is its own row (an audit log)."""
 
     at: float
     rule: str
     action: str
     mode: str
-    outcome: DecisionOutcome
+    outcome: Outcome
     reason: str
     endpoint_id: str | None = None
     job_id: str | None = None
@@ -288,11 +291,29 @@ class TickRecord:
     traffic: tuple[TrafficCount, ...] = ()
     brakes_set: tuple[BrakeState, ...] = ()
     brakes_cleared: tuple[str, ...] = ()
-    decisions: tuple[Decision, ...] = ()
+    decisions: tuple[DecisionStep, ...] = ()
     alerts: tuple[Alert, ...] = ()
     meta: Mapping[str, str] = field(default_factory=dict)
     """``meta`` entries to write with the tick (e.g. the daemon's status JSON under ``"status"``, which the
     TUI shows while the daemon is down); the ledger's own keys are refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRecord:
+    """What one control-socket command did; written whole or not at all, with the command closed."""
+
+    command_id: int
+    at: float
+    state: Literal["done", "failed"]
+    result: Any
+    """The answer given to the caller (stored as JSON)."""
+    decisions: tuple[DecisionStep, ...] = ()
+    brakes_set: tuple[BrakeState, ...] = ()
+    brakes_cleared: tuple[str, ...] = ()
+    alerts: tuple[Alert, ...] = ()
+    acknowledged: tuple[str, ...] = ()
+    """Keys of alerts a person acknowledged."""
+    meta: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,7 +409,7 @@ class DecisionRow:
     job_id: str | None
     worker_id: str | None
     mode: str
-    outcome: DecisionOutcome
+    outcome: Outcome
     reason: str
     patch: Mapping[str, Any] | None
     previous: Mapping[str, Any] | None
@@ -629,6 +650,12 @@ def _initial_schema(db: Database) -> None:
         db.execute(statement)
 
 
+@MIGRATIONS(name="0002_brake_rule")
+def _brake_rule(db: Database) -> None:
+    # The rule that set a brake used to live in a meta key beside the brake; now it is the brake's own.
+    db.execute("ALTER TABLE brake_state ADD COLUMN rule TEXT")
+
+
 SCHEMA_STEPS: tuple[str, ...] = tuple(migration.name for migration in MIGRATIONS._migrations)
 """Names of the migration steps this version knows, oldest first; ``len(SCHEMA_STEPS)`` is the version."""
 
@@ -672,7 +699,7 @@ def _check_not_newer(applied: Sequence[str], path: Path) -> None:
         )
 
 
-class _ReadModel:
+class LedgerReadModel:
     """The queries, shared by the writer (daemon restart) and the read-only reader (TUI, metrics).
 
     Every query is one SQL statement, so outside a transaction each one sees a committed state and holds no
@@ -684,7 +711,7 @@ class _ReadModel:
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
-    def _rows(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
+    def _rows(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         try:
             cursor = self._db.execute(sql, parameters)
             names = [column[0] for column in cursor.description]
@@ -808,6 +835,22 @@ class _ReadModel:
         rows = self._rows("SELECT * FROM alerts ORDER BY created_at DESC, key LIMIT ?", [limit])
         return [_alert_row(row) for row in rows]
 
+    def alert_counts(self) -> tuple[int, int]:
+        """(sent, not yet sent) alerts in the ledger."""
+        rows = self._rows(
+            "SELECT count(*) FILTER (WHERE state = 'sent') AS sent,"
+            " count(*) FILTER (WHERE state != 'sent') AS unsent FROM alerts"
+        )
+        return int(rows[0]["sent"]), int(rows[0]["unsent"])
+
+    def size_bytes(self) -> int:
+        """Bytes on disk: the database file and its write-ahead log."""
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(f"{self.path}{suffix}")
+        return total
+
     def pending_alerts(self, limit: int = 20) -> list[AlertRow]:
         """Alerts not yet delivered (never tried, or the last attempt failed), oldest first.
 
@@ -883,7 +926,7 @@ def _alert_row(row: dict[str, Any]) -> AlertRow:
 
 
 def _brake_state(row: dict[str, Any]) -> BrakeState:
-    return BrakeState(**{**row, "previous": _loads(row["previous"])})
+    return BrakeState(**{**row, "kind": BrakeKind(row["kind"]), "previous": _loads(row["previous"])})
 
 
 def _command_row(row: dict[str, Any]) -> CommandRow:
@@ -928,7 +971,7 @@ class _InstanceLock:
             self._fd = None
 
 
-class Ledger(_ReadModel):
+class Ledger(LedgerReadModel):
     """The daemon's read-write handle. Exactly one per ledger file (enforced); use as a context manager."""
 
     def __init__(self, path: Path, db: Database, lock: _InstanceLock) -> None:
@@ -1005,13 +1048,7 @@ class Ledger(_ReadModel):
             self._write_estimates(db, tick)
             refused_billed = self._write_billed(db, tick)
             self._write_traffic(db, tick)
-            self._write_brakes(db, tick)
-            self._write_decisions(db, tick_id, tick.decisions)
-            new_alerts = tuple(
-                alert.key for alert in tick.alerts if self._insert_alert(db, alert, tick.started_at)
-            )
-            for key, value in tick.meta.items():
-                _set_meta(db, key, value)
+            new_alerts = self._write_changes(db, tick_id, tick.started_at, tick)
         return RecordedTick(
             tick_id=tick_id,
             config_changes=config_changes,
@@ -1205,15 +1242,27 @@ class Ledger(_ReadModel):
                 [count.endpoint_id, count.source, count.minute, count.requests, count.pings],
             )
 
+    def _write_changes(
+        self, db: Database, tick_id: int | None, at: float, changes: TickRecord | CommandRecord
+    ) -> tuple[str, ...]:
+        """What the daemon decided and did, the same way for a tick and for a command: brakes, decision
+        steps, alerts (returns the keys newly queued) and meta entries."""
+        self._write_brakes(db, changes.brakes_set, changes.brakes_cleared)
+        self._write_decisions(db, tick_id, changes.decisions)
+        new_alerts = tuple(alert.key for alert in changes.alerts if self._insert_alert(db, alert, at))
+        for key, value in changes.meta.items():
+            _set_meta(db, key, value)
+        return new_alerts
+
     @staticmethod
-    def _write_brakes(db: Database, tick: TickRecord) -> None:
-        for endpoint_id in tick.brakes_cleared:
+    def _write_brakes(db: Database, brakes_set: Sequence[BrakeState], brakes_cleared: Sequence[str]) -> None:
+        for endpoint_id in brakes_cleared:
             db.execute("DELETE FROM brake_state WHERE endpoint_id = ?", [endpoint_id])
-        for brake in tick.brakes_set:
+        for brake in brakes_set:
             db.execute(
                 """
-                INSERT OR REPLACE INTO brake_state (endpoint_id, kind, since, until, month, previous)
-                VALUES (?, ?, ?, ?, ?, ?)
+                INSERT OR REPLACE INTO brake_state (endpoint_id, kind, since, until, month, previous, rule)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
                     brake.endpoint_id,
@@ -1222,11 +1271,12 @@ class Ledger(_ReadModel):
                     brake.until,
                     brake.month,
                     _dumps(None if brake.previous is None else dict(brake.previous)),
+                    brake.rule,
                 ],
             )
 
     @staticmethod
-    def _write_decisions(db: Database, tick_id: int | None, decisions: Sequence[Decision]) -> None:
+    def _write_decisions(db: Database, tick_id: int | None, decisions: Sequence[DecisionStep]) -> None:
         for decision in decisions:
             db.execute(
                 """
@@ -1265,10 +1315,30 @@ class Ledger(_ReadModel):
         )
         return cursor.rowcount == 1
 
-    def record_decisions(self, decisions: Sequence[Decision]) -> None:
-        """Record decision steps that happen between ticks (e.g. a TUI command's action and verification)."""
-        with self._transaction("recording decisions") as db:
-            self._write_decisions(db, None, decisions)
+    # -- commands from the control socket -------------------------------------------------------------------
+
+    def record_command(self, command: CommandRecord) -> tuple[str, ...]:
+        """Write what a control-socket command did, and close it, in ONE transaction (the same changes a
+        tick writes: brakes, decision steps, alerts, meta). Returns the keys of the alerts newly queued.
+
+        Raises:
+            LedgerError: the command is not pending, or SQLite refused a row. The ledger is unchanged.
+        """
+        if command.state not in ("done", "failed"):
+            raise ValueError(f"a carried-out command finishes as done or failed, not {command.state!r}")
+        with self._transaction("recording a command") as db:
+            new_alerts = self._write_changes(db, None, command.at, command)
+            for key in command.acknowledged:
+                if (
+                    db.execute(
+                        "UPDATE alerts SET acknowledged_at = coalesce(acknowledged_at, ?) WHERE key = ?",
+                        [command.at, key],
+                    ).rowcount
+                    == 0
+                ):
+                    raise LedgerError(f"no alert with key {key!r} in the ledger")
+            self._finish_command(db, command.command_id, command.state, command.result, command.at)
+        return new_alerts
 
     # -- alert outbox ---------------------------------------------------------------------------------------
 
@@ -1305,14 +1375,12 @@ class Ledger(_ReadModel):
             {"key": key, "now": now},
         )
 
-    def _update_alert(self, key: str, sql: str, parameters: Mapping[str, Any]) -> None:
+    def _update_alert(self, key: str, sql: str, parameters: dict[str, Any]) -> None:
         with self._transaction("updating an alert") as db:
             if db.execute(sql, parameters).rowcount == 0 and not self._rows(
                 "SELECT 1 FROM alerts WHERE key = ?", [key]
             ):
                 raise LedgerError(f"no alert with key {key!r} in the ledger")
-
-    # -- commands from the control socket -------------------------------------------------------------------
 
     def enqueue_command(self, kind: str, args: Mapping[str, Any], now: float) -> int:
         """Record an action requested through the control socket; returns its id."""
@@ -1331,12 +1399,16 @@ class Ledger(_ReadModel):
         if state not in ("done", "failed", "rejected"):
             raise ValueError(f"a command finishes as done, failed or rejected, not {state!r}")
         with self._transaction("finishing a command") as db:
-            cursor = db.execute(
-                "UPDATE commands SET state = ?, result = ?, done_at = ? WHERE id = ? AND state = 'pending'",
-                [state, _dumps(result), now, command_id],
-            )
-            if cursor.rowcount == 0:
-                raise LedgerError(f"no pending command {command_id} in the ledger")
+            self._finish_command(db, command_id, state, result, now)
+
+    @staticmethod
+    def _finish_command(db: Database, command_id: int, state: str, result: Any, now: float) -> None:
+        cursor = db.execute(
+            "UPDATE commands SET state = ?, result = ?, done_at = ? WHERE id = ? AND state = 'pending'",
+            [state, _dumps(result), now, command_id],
+        )
+        if cursor.rowcount == 0:
+            raise LedgerError(f"no pending command {command_id} in the ledger")
 
     # -- retention ------------------------------------------------------------------------------------------
 
@@ -1474,7 +1546,7 @@ def _open_read_only(path: Path, busy_timeout_ms: int, *, immutable: bool) -> tup
         raise
 
 
-class LedgerReader(_ReadModel):
+class LedgerReader(LedgerReadModel):
     """A read-only view for the TUI and the metrics; any number may run beside the daemon.
 
     Each query is a single autocommit statement; :meth:`consistent` groups several into one short snapshot.

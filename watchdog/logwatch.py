@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from watchdog.clock import from_iso
+from watchdog.config import LogSource
 from watchdog.errors import ConfigError
 
 EventKind = Literal["request", "ping"]
@@ -46,9 +47,6 @@ NON_TRAFFIC_KINDS = frozenset({"api", "worker"})
 """Kinds a log may carry that are neither user requests nor heartbeats: management calls on the runtime
 (status, health, cancel, the daemon's own polling) and the worker protocol (job-take, job-done). They are
 skipped without complaint; any other unknown kind is reported as a malformed line."""
-
-_REQUIRED_GROUPS = ("ts", "endpoint_id", "kind")
-_OPTIONAL_GROUPS = ("source", "job_id", "tier", "worker_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,73 +70,6 @@ class LogEvent:
         if not self.job_id:
             return ()
         return tuple(part.strip() for part in self.job_id.split(",") if part.strip())
-
-
-@dataclass(frozen=True, slots=True)
-class LogSourceSpec:
-    """Where a log lives and how its lines map to ``LogEvent`` fields.
-
-    ``format="json"``: one JSON object per line; the ``*_field`` names say which keys to read (a dotted
-    name such as ``"ctx.endpoint"`` reaches into nested objects). ``format="regex"``: ``regex`` must have
-    named groups ``ts``, ``endpoint_id`` and ``kind``, optionally ``source``, ``job_id``, ``tier``,
-    ``worker_id``. ``ts`` may be RFC 3339 or an epoch number (seconds, or milliseconds if above 1e11).
-    """
-
-    name: str
-    path: Path
-    format: Literal["json", "regex"] = "json"
-    regex: str | None = None
-    ts_field: str = "ts"
-    endpoint_field: str = "endpoint_id"
-    kind_field: str = "kind"
-    source_field: str = "source"
-    job_id_field: str = "job_id"
-    tier_field: str = "tier"
-    worker_id_field: str = "worker_id"
-    max_read_bytes: int = DEFAULT_MAX_READ_BYTES
-    """Upper bound on bytes read per ``read_new()`` call, so a backlog cannot stall a tick."""
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
-    """A line longer than this is reported and skipped instead of being buffered without end."""
-    max_errors_per_read: int = DEFAULT_MAX_ERRORS_PER_READ
-    """How many malformed lines are described per call; the rest are only counted."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", Path(self.path))
-        problems: list[str] = []
-        where = f"log source {self.name!r}"
-        if self.format not in ("json", "regex"):
-            problems.append(f"{where}: format must be 'json' or 'regex', not {self.format!r}")
-        if self.format == "regex":
-            if not self.regex:
-                problems.append(f"{where}: format 'regex' needs a regex with named groups")
-            else:
-                try:
-                    groups = set(re.compile(self.regex).groupindex)
-                except re.error as exc:
-                    problems.append(f"{where}: regex does not compile: {exc}")
-                else:
-                    missing = [name for name in _REQUIRED_GROUPS if name not in groups]
-                    if missing:
-                        problems.append(f"{where}: regex lacks the named group(s) {', '.join(missing)}")
-        if self.max_read_bytes < 1024:
-            problems.append(f"{where}: max_read_bytes must be at least 1024")
-        if self.max_line_bytes < 64:
-            problems.append(f"{where}: max_line_bytes must be at least 64")
-        if problems:
-            raise ConfigError(problems)
-
-    @property
-    def field_names(self) -> dict[str, str]:
-        """LogEvent field → key in the JSON line."""
-        return {
-            "ts": self.ts_field,
-            "endpoint_id": self.endpoint_field,
-            "kind": self.kind_field,
-            "source": self.source_field,
-            "job_id": self.job_id_field,
-            "tier": self.tier_field,
-            "worker_id": self.worker_id_field,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,12 +183,13 @@ def parse_json_line(line: str, field_names: Mapping[str, str]) -> LogEvent:
     return event_from_values({field: _lookup(record, key) for field, key in field_names.items()})
 
 
-def parse_regex_line(line: str, pattern: re.Pattern[str]) -> LogEvent:
+def parse_regex_line(line: str, pattern: re.Pattern[str], field_names: Mapping[str, str]) -> LogEvent:
+    """``field_names``: event field → the regex group holding it (:attr:`LogSource.field_names`)."""
     match = pattern.search(line)
     if match is None:
         raise LineError("does not match the configured regex")
     groups = match.groupdict()
-    return event_from_values({name: groups.get(name) for name in (*_REQUIRED_GROUPS, *_OPTIONAL_GROUPS)})
+    return event_from_values({field: groups.get(group) for field, group in field_names.items()})
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -271,8 +203,30 @@ class LogTailer:
     still be read through the old descriptor. Call ``close()`` (or use it as a context manager) when done.
     """
 
-    def __init__(self, spec: LogSourceSpec) -> None:
+    def __init__(
+        self,
+        spec: LogSource,
+        *,
+        max_read_bytes: int = DEFAULT_MAX_READ_BYTES,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_errors_per_read: int = DEFAULT_MAX_ERRORS_PER_READ,
+    ) -> None:
+        """Raises ConfigError when ``spec`` is not usable (the same check as the configuration's)."""
+        problems = spec.problems()
+        if max_read_bytes < 1024:
+            problems.append("max_read_bytes must be at least 1024")
+        if max_line_bytes < 64:
+            problems.append("max_line_bytes must be at least 64")
+        if problems:
+            raise ConfigError([f"log source {spec.name!r}: {problem}" for problem in problems])
         self.spec = spec
+        self.path = Path(spec.path).expanduser()
+        self.max_read_bytes = max_read_bytes
+        """Upper bound on bytes read per ``read_new()`` call, so a backlog cannot stall a tick."""
+        self.max_line_bytes = max_line_bytes
+        """A line longer than this is reported and skipped instead of being buffered without end."""
+        self.max_errors_per_read = max_errors_per_read
+        """How many malformed lines are described per call; the rest are only counted."""
         self._pattern = re.compile(spec.regex) if spec.format == "regex" and spec.regex else None
         self._field_names = spec.field_names
         self._file: IO[bytes] | None = None
@@ -291,7 +245,7 @@ class LogTailer:
         self.close()
 
     def __repr__(self) -> str:
-        return f"LogTailer({self.spec.name!r}, {str(self.spec.path)!r}, offset={self._offset})"
+        return f"LogTailer({self.spec.name!r}, {str(self.path)!r}, offset={self._offset})"
 
     def close(self) -> None:
         if self._file is not None:
@@ -319,21 +273,21 @@ class LogTailer:
         self._restored = position
 
     def read_new(self) -> ReadResult:
-        collector = _Collector(self.spec.path, self.spec.max_errors_per_read)
-        budget = self.spec.max_read_bytes
+        collector = _Collector(self.path, self.max_errors_per_read)
+        budget = self.max_read_bytes
         try:
-            path_stat: os.stat_result | None = os.stat(self.spec.path)
+            path_stat: os.stat_result | None = os.stat(self.path)
         except FileNotFoundError:
             path_stat = None
         except OSError as exc:
-            collector.problem(f"{self.spec.path}: cannot read: {exc.strerror or exc}")
+            collector.problem(f"{self.path}: cannot read: {exc.strerror or exc}")
             path_stat = None
 
         if self._file is None:
             if path_stat is None:
                 if not self._reported_missing:
                     self._reported_missing = True
-                    collector.problem(f"{self.spec.path}: does not exist (yet); watching for it")
+                    collector.problem(f"{self.path}: does not exist (yet); watching for it")
                 return collector.result(more_pending=False)
             if not self._open_current(collector):
                 return collector.result(more_pending=False)
@@ -361,11 +315,11 @@ class LogTailer:
 
     def _open_current(self, collector: _Collector) -> bool:
         try:
-            handle = open(self.spec.path, "rb")  # noqa: SIM115  # held open across calls on purpose
+            handle = open(self.path, "rb")  # noqa: SIM115  # held open across calls on purpose
         except FileNotFoundError:
             return False
         except OSError as exc:
-            collector.problem(f"{self.spec.path}: cannot open: {exc.strerror or exc}")
+            collector.problem(f"{self.path}: cannot open: {exc.strerror or exc}")
             return False
         stat = os.fstat(handle.fileno())
         self._file = handle
@@ -415,8 +369,8 @@ class LogTailer:
                 self._line_no += 1
                 continue
             self._handle_line(raw, collector)
-        if len(self._partial) > self.spec.max_line_bytes and not self._skipping_long_line:
-            collector.malformed(self._line_no + 1, f"line longer than {self.spec.max_line_bytes} bytes")
+        if len(self._partial) > self.max_line_bytes and not self._skipping_long_line:
+            collector.malformed(self._line_no + 1, f"line longer than {self.max_line_bytes} bytes")
             self._partial = b""
             self._skipping_long_line = True
         elif self._skipping_long_line:
@@ -424,8 +378,8 @@ class LogTailer:
 
     def _handle_line(self, raw: bytes, collector: _Collector) -> None:
         self._line_no += 1
-        if len(raw) > self.spec.max_line_bytes:
-            collector.malformed(self._line_no, f"line longer than {self.spec.max_line_bytes} bytes")
+        if len(raw) > self.max_line_bytes:
+            collector.malformed(self._line_no, f"line longer than {self.max_line_bytes} bytes")
             return
         try:
             line = raw.decode("utf-8").rstrip("\r")
@@ -436,7 +390,7 @@ class LogTailer:
             return
         try:
             if self._pattern is not None:
-                event = parse_regex_line(line, self._pattern)
+                event = parse_regex_line(line, self._pattern, self._field_names)
             else:
                 event = parse_json_line(line, self._field_names)
         except NotTraffic:

@@ -29,24 +29,15 @@ from prometheus_client.registry import Collector
 
 from watchdog import __version__
 from watchdog.status import COLD_START_BUCKETS_S, DaemonStatus, StatusRef
+from watchdog.vocabulary import RULE_ACTIONS, Mode, Outcome, SpendSource, WorkerStatus
 
 PREFIX = "runpod_watchdog_"
-WORKER_STATES = ("RUNNING", "IDLE", "INITIALIZING", "THROTTLED", "UNHEALTHY")
+WORKER_STATES = tuple(WorkerStatus)
 JOB_STATES = ("completed", "failed", "inProgress", "inQueue", "retried")
-RULE_ACTIONS: dict[str, tuple[str, ...]] = {
-    # Kept in step with watchdog.policy's decisions (and the daemon's manual commands).
-    "blind": ("none",),
-    "runaway_job": ("cancel_job", "scale_to_zero", "escalate", "alert", "restore"),
-    "config_drift": ("patch_config",),
-    "idle_leak": ("scale_to_zero", "restore"),
-    "budget_brake": ("alert", "tighten", "pause", "purge_queue", "restore"),
-    "crash_loop": ("scale_to_zero", "alert", "restore"),
-    "suspicious_traffic": ("alert", "deny_list", "scale_to_zero", "restore"),
-    "manual": ("pause", "restore", "cancel_job", "set_rule_mode"),
-}
-MODES = ("enforce", "dry-run")
-OUTCOMES = ("proposed", "applied", "failed", "verified", "not_verified", "skipped")
-SPEND_SOURCES = ("estimate", "billed", "fixed")
+"""The /health job counters, as the status carries them."""
+MODES = tuple(Mode)
+OUTCOMES = tuple(Outcome)
+SPEND_SOURCES = tuple(SpendSource)
 COMPLIANCE_CHECKS = ("execution_timeout", "idle_timeout", "max_workers", "min_standby")
 
 
@@ -73,6 +64,7 @@ class WatchdogCollector(Collector):
         if status is None:
             return
         yield from _daemon_metrics(status, self._clock(), status.last_ok_at)
+        yield from _target_metrics(status)
         yield from _budget_metrics(status)
         yield from _endpoint_metrics(status)
         yield from _activity_metrics(status)
@@ -114,6 +106,28 @@ def _daemon_metrics(status: DaemonStatus, now: float, last_ok_at: float | None) 
     yield enforce
 
 
+def _target_metrics(status: DaemonStatus) -> Iterator[Metric]:
+    """The configured targets, so alert rules compare against the daemon's configuration (no copy)."""
+    targets = status.targets
+    if targets is None:
+        return
+    yield _gauge(
+        "cost_per_1000_requests_target_usd",
+        "Configured limit of the GPU cost per 1,000 requests, USD (slack.cost_per_1000_alert_usd).",
+        targets.cost_per_1000_usd,
+    )
+    yield _gauge(
+        "cold_start_target_seconds",
+        "Configured limit of the p95 cold start, seconds (slack.cold_start_alert_s).",
+        targets.cold_start_s,
+    )
+    yield _gauge(
+        "budget_brake_ratio",
+        "Share of the budget at which the brake pauses endpoints outside the allow-list (budget.brake_at).",
+        targets.brake_at,
+    )
+
+
 def _budget_metrics(status: DaemonStatus) -> Iterator[Metric]:
     budget = status.budget
     if budget is None:
@@ -153,7 +167,9 @@ def _endpoint_metrics(status: DaemonStatus) -> Iterator[Metric]:
     workers = GaugeMetricFamily(PREFIX + "workers", "Live workers by state.", labels=["endpoint", "state"])
     jobs = GaugeMetricFamily(PREFIX + "jobs", "Jobs by state, from /health.", labels=["endpoint", "state"])
     cold = HistogramMetricFamily(
-        PREFIX + "cold_start_seconds", "Cold start durations (target under 15 s).", labels=["endpoint"]
+        PREFIX + "cold_start_seconds",
+        "Cold start durations (see cold_start_target_seconds).",
+        labels=["endpoint"],
     )
     gpu = CounterMetricFamily(
         PREFIX + "gpu_seconds",
@@ -162,7 +178,7 @@ def _endpoint_metrics(status: DaemonStatus) -> Iterator[Metric]:
     )
     cost = GaugeMetricFamily(
         PREFIX + "cost_per_1000_requests_usd",
-        "GPU cost per 1,000 requests in USD (alert above 3).",
+        "GPU cost per 1,000 requests in USD (see cost_per_1000_requests_target_usd).",
         labels=["endpoint", "window"],
     )
     requests = GaugeMetricFamily(
@@ -194,10 +210,10 @@ def _endpoint_metrics(status: DaemonStatus) -> Iterator[Metric]:
         PREFIX + "suspicious_traffic", "Number of current suspicious-traffic findings.", labels=["endpoint"]
     )
     for ep in status.endpoints:
-        for state in WORKER_STATES:
-            workers.add_metric([ep.id, state.lower()], ep.workers.get(state, 0))
-        for state in JOB_STATES:
-            jobs.add_metric([ep.id, state], ep.jobs.get(state, 0))
+        for worker_state in WORKER_STATES:
+            workers.add_metric([ep.id, worker_state.lower()], ep.workers.get(worker_state, 0))
+        for job_state in JOB_STATES:
+            jobs.add_metric([ep.id, job_state], ep.jobs.get(job_state, 0))
         buckets = [
             (_edge(edge), float(count))
             for edge, count in zip(COLD_START_BUCKETS_S, ep.cold_start_buckets, strict=False)

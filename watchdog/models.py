@@ -10,15 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-
-class WorkerStatus(StrEnum):
-    """REST v2 worker status (runpod-api.md §3.3)."""
-
-    RUNNING = "RUNNING"
-    IDLE = "IDLE"
-    INITIALIZING = "INITIALIZING"
-    THROTTLED = "THROTTLED"
-    UNHEALTHY = "UNHEALTHY"
+from watchdog.vocabulary import WorkerStatus
 
 
 class JobStatus(StrEnum):

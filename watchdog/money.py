@@ -24,19 +24,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from watchdog.clock import hour_start, month_start, next_month_start
-from watchdog.models import BillingRecord, EndpointConfig, Worker, WorkerStatus
+from watchdog.models import BillingRecord, EndpointConfig, Worker
 from watchdog.prices import GpuPrice, PriceTable
+from watchdog.vocabulary import BILLED_BY_DEFAULT, WorkerStatus
 
 SECONDS_PER_DAY = 86_400.0
 SECONDS_IN_30_DAYS = 30 * SECONDS_PER_DAY
 """RunPod's own "per month" unit for active workers (runpod-api.md §6: price × 2,592,000)."""
 
-BILLED_STATES: frozenset[WorkerStatus] = frozenset(
-    {WorkerStatus.RUNNING, WorkerStatus.IDLE, WorkerStatus.INITIALIZING}
-)
-"""States that cost money. IDLE in the REST v2 worker list is a *warm* worker in its idle-timeout tail
-(billed); INITIALIZING is billed by the 2025 docs and not by the 2026 table, so we count it (conservative).
-THROTTLED and UNHEALTHY workers hold no GPU and are not billed (runpod-api.md §5.2)."""
 
 ACCOUNT_WIDE = "*"
 """Endpoint key for billing records that carry no endpoint id."""
@@ -105,6 +100,7 @@ def estimate_interval_usd(
     seconds: float,
     prices: PriceTable,
     active_ids: frozenset[str] = frozenset(),
+    billed_states: frozenset[WorkerStatus] = BILLED_BY_DEFAULT,
 ) -> dict[str | None, float]:
     """USD per GPU type that ``workers`` accrue in ``seconds`` between two polls.
 
@@ -116,7 +112,7 @@ def estimate_interval_usd(
         raise ValueError("seconds must be >= 0")
     totals: dict[str | None, float] = defaultdict(float)
     for worker in workers:
-        if worker.status in BILLED_STATES:
+        if worker.status in billed_states:
             totals[worker.gpu_type_id] += seconds * _worker_usd_per_s(worker, prices, active_ids)
     return dict(totals)
 
@@ -154,6 +150,7 @@ def accrue_interval(
     end: float,
     prices: PriceTable,
     active_ids: frozenset[str] = frozenset(),
+    billed_states: frozenset[WorkerStatus] = BILLED_BY_DEFAULT,
 ) -> tuple[Accrual, ...]:
     """Accruals for one endpoint over the poll interval [start, end), split at hour boundaries.
 
@@ -170,7 +167,7 @@ def accrue_interval(
     for hour, seconds in _hour_slices(start, end):
         for worker in workers:
             active = worker.id in active_ids
-            billed = worker.status in BILLED_STATES
+            billed = worker.status in billed_states
             totals = seconds_by_key[(hour, worker.gpu_type_id, worker.status, active)]
             totals[0] += seconds
             totals[1] += seconds * worker.gpu_count
@@ -191,9 +188,11 @@ def usd_by_endpoint_hour(accruals: Iterable[Accrual]) -> dict[tuple[str, float],
     return dict(totals)
 
 
-def billed_gpu_seconds(accruals: Iterable[Accrual]) -> float:
+def billed_gpu_seconds(
+    accruals: Iterable[Accrual], billed_states: frozenset[WorkerStatus] = BILLED_BY_DEFAULT
+) -> float:
     """GPU-seconds in billed states (the ``gpu_seconds_total`` metric)."""
-    return sum(a.gpu_seconds for a in accruals if a.state in BILLED_STATES)
+    return sum(a.gpu_seconds for a in accruals if a.state in billed_states)
 
 
 def billed_by_hour(records: Iterable[BillingRecord]) -> dict[tuple[str, float], float]:

@@ -26,9 +26,8 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 from watchdog.clock import month_start, next_month_start
-from watchdog.models import EndpointConfig, Health, Worker, WorkerStatus
+from watchdog.models import EndpointConfig, Health, Worker
 from watchdog.money import (
-    BILLED_STATES,
     SECONDS_IN_30_DAYS,
     BudgetStatus,
     ConfigField,
@@ -36,47 +35,23 @@ from watchdog.money import (
     monthly_cost_of_config,
     usd_to_eur,
 )
-from watchdog.prices import DEFAULT_PRICES, PriceTable
+from watchdog.prices import PriceTable
+from watchdog.traffic import UNKNOWN_SOURCE
+from watchdog.vocabulary import (
+    BILLED_BY_DEFAULT,
+    NOTIFY_ONLY_ACTIONS,
+    STOP_ACTIONS,
+    Action,
+    Mode,
+    Rule,
+    WorkerStatus,
+)
 
-Mode = Literal["enforce", "dry-run"]
 Severity = Literal["info", "warning", "critical"]
 
-RULE_BLIND = "blind"
-RULE_RUNAWAY = "runaway_job"
-RULE_CRASH_LOOP = "crash_loop"
-RULE_IDLE_LEAK = "idle_leak"
-RULE_BUDGET = "budget_brake"
-RULE_TRAFFIC = "suspicious_traffic"
-RULE_DRIFT = "config_drift"
-
-RULE_ORDER: tuple[str, ...] = (
-    RULE_BLIND,
-    RULE_RUNAWAY,
-    RULE_CRASH_LOOP,
-    RULE_IDLE_LEAK,
-    RULE_BUDGET,
-    RULE_TRAFFIC,
-    RULE_DRIFT,
-)
+RULE_ORDER: tuple[Rule, ...] = tuple(Rule)
 """Priority: a runaway job burns money fastest; config drift is a risk, not yet a loss."""
-
-ACTION_ORDER: tuple[str, ...] = (
-    "cancel_job",
-    "escalate",
-    "scale_to_zero",
-    "pause",
-    "purge_queue",
-    "tighten",
-    "patch_config",
-    "deny_list",
-    "restore",
-    "alert",
-    "none",
-)
-NOTIFY_ONLY_ACTIONS = frozenset({"alert", "none"})
-"""Actions that change nothing at RunPod: never capped, never cooled down."""
-STOP_ACTIONS = frozenset({"escalate", "scale_to_zero", "pause"})
-"""Actions that set workers_max to 0: one per endpoint per tick is enough."""
+ACTION_ORDER: tuple[Action, ...] = tuple(Action)
 
 HOUR_S = 3600.0
 
@@ -87,26 +62,25 @@ HOUR_S = 3600.0
 
 @dataclass(frozen=True, slots=True)
 class EndpointLimits:
-    """Effective limits of one endpoint (config defaults merged with per-endpoint overrides).
+    """Effective limits of one endpoint (``[policy]`` merged with its ``[[policy.endpoint]]`` entries).
 
-    Defaults put the watchdog's own execution limit (540 s + 30 s grace) *below* the endpoint timeout we
-    require (600 s), so the watchdog cancels before the platform would, and also covers endpoints where
-    the platform never would (timeout 0/None: runpod-api.md §5.3).
+    No defaults here: the configuration is the one source of them, and
+    :func:`watchdog.daemon.evaluate.endpoint_limits` builds this from it (tests too).
     """
 
-    mode: Mode = "enforce"
-    max_execution_s: float = 540.0
-    grace_s: float = 30.0
-    max_idle_timeout_s: int = 5
-    max_workers: int = 1
-    max_workers_min: int = 0
-    max_workers_standby: int = 0
-    required_execution_timeout_s: int = 600
-    rule_modes: Mapping[str, Mode] = field(default_factory=dict)
-    """Per-rule override of ``mode`` (e.g. enforce only runaway_job while everything else is dry-run)."""
-    allowed: bool = False
+    mode: Mode
+    max_execution_s: float
+    grace_s: float
+    max_idle_timeout_s: int
+    max_workers: int
+    max_workers_min: int
+    max_workers_standby: int
+    required_execution_timeout_s: int
+    rule_modes: Mapping[str, Mode]
+    """Per-rule mode (e.g. enforce only runaway_job while everything else is dry-run)."""
+    allowed: bool
     """On the allow-list: exempt from the budget brake (tighten/pause/purge), from nothing else."""
-    brake_idle_timeout_s: int = 1
+    brake_idle_timeout_s: int
 
     def mode_for(self, rule: str) -> Mode:
         return self.rule_modes.get(rule, self.mode)
@@ -152,7 +126,7 @@ class EndpointFacts:
     the published view the dashboard shows)."""
 
     config: EndpointConfig
-    limits: EndpointLimits = EndpointLimits()
+    limits: EndpointLimits
     workers: tuple[WorkerView, ...] = ()
     health: Health | None = None
     jobs_in_progress: tuple[JobInProgress, ...] = ()
@@ -193,8 +167,9 @@ class BrakeEntry:
     """A brake the daemon applied (one per endpoint; when brakes stack, ``previous`` stays the original)."""
 
     endpoint_id: str
-    rule: str
-    kind: Literal["scale_to_zero", "pause", "tighten"]
+    rule: Rule
+    kind: Action
+    """How the brake holds the endpoint: SCALE_TO_ZERO, PAUSE or TIGHTEN."""
     since: float
     previous: Mapping[str, object]
     until: float | None = None
@@ -211,18 +186,23 @@ class ActionRecord:
 
 @dataclass(frozen=True, slots=True)
 class PolicySettings:
+    """Account-wide settings, built from the configuration by
+    :func:`watchdog.daemon.evaluate.policy_settings` (the two policy constants keep their value here)."""
+
     usd_per_eur: float
-    stale_after_s: float = 180.0
-    max_actions_per_hour: int = 6
-    cooldown_s: float = 300.0
-    escalate_after_ticks: int = 3
-    crash_retry_delta: int = 3
-    alert_thresholds: tuple[float, ...] = (0.5, 0.8)
-    brake_at: float = 0.95
-    traffic_cut: Literal["deny_list", "cooldown"] = "cooldown"
-    cut_cooldown_s: float = 900.0
-    mode: Mode = "enforce"
+    stale_after_s: float
+    max_actions_per_hour: int
+    cooldown_s: float
+    alert_thresholds: tuple[float, ...]
+    brake_at: float
+    traffic_cut: Literal["deny_list", "cooldown"]
+    cut_cooldown_s: float
+    mode: Mode
     """Mode of decisions that belong to no endpoint (budget alerts)."""
+    escalate_after_ticks: int = 3
+    """Ticks to wait after a cancel before scaling a still-billing worker's endpoint to zero."""
+    crash_retry_delta: int = 3
+    """Retries within the crash window that, with unhealthy workers and no completion, make a crash loop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +212,7 @@ class PolicyView:
     endpoints: tuple[EndpointFacts, ...]
     settings: PolicySettings
     last_successful_poll: float | None
+    prices: PriceTable
     budget: BudgetStatus | None = None
     alerted_thresholds: frozenset[float] = frozenset()
     """Budget thresholds already alerted this month."""
@@ -239,7 +220,6 @@ class PolicyView:
     actions: tuple[ActionRecord, ...] = ()
     """Enforced actions of at least the last hour (cap) and cool-down window."""
     brakes: tuple[BrakeEntry, ...] = ()
-    prices: PriceTable = DEFAULT_PRICES
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -248,8 +228,8 @@ class PolicyView:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    rule: str
-    action: str
+    rule: Rule
+    action: Action
     endpoint_id: str | None
     mode: Mode
     reason: str
@@ -267,6 +247,8 @@ class Decision:
     """For ``deny_list``: the traffic source to deny."""
     until: float | None = None
     """For timed brakes: when the daemon should restore."""
+    threshold: float | None = None
+    """For a budget alert: the budget threshold it announces."""
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -325,7 +307,7 @@ def _runaway(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decision]:
     """
     config, limits, settings = ep.config, ep.limits, view.settings
     limit_s = limits.max_execution_s + limits.grace_s
-    mode = limits.mode_for(RULE_RUNAWAY)
+    mode = limits.mode_for(Rule.RUNAWAY_JOB)
     month_end = next_month_start(now)
     timeout_s = (config.execution_timeout_ms or 0) / 1000.0
     workers = {w.worker.id: w.worker for w in ep.workers}
@@ -346,8 +328,8 @@ def _runaway(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decision]:
         saving = _worker_usd_per_s(worker, config, view.prices) * left_alone_s(job.since)
         decisions.append(
             Decision(
-                rule=RULE_RUNAWAY,
-                action="cancel_job",
+                rule=Rule.RUNAWAY_JOB,
+                action=Action.CANCEL_JOB,
                 endpoint_id=config.id,
                 mode=mode,
                 reason=(
@@ -358,7 +340,7 @@ def _runaway(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decision]:
                 job_id=job.job_id,
                 worker_id=job.worker_id,
                 estimated_saving_usd=saving,
-                dedupe_key=_key(RULE_RUNAWAY, "cancel_job", config.id, job.job_id),
+                dedupe_key=_key(Rule.RUNAWAY_JOB, "cancel_job", config.id, job.job_id),
             )
         )
 
@@ -369,8 +351,8 @@ def _runaway(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decision]:
         saving = _worker_usd_per_s(workers.get(worker_id or ""), config, view.prices) * left_alone_s(since)
         decisions.append(
             Decision(
-                rule=RULE_RUNAWAY,
-                action="scale_to_zero",
+                rule=Rule.RUNAWAY_JOB,
+                action=Action.SCALE_TO_ZERO,
                 endpoint_id=config.id,
                 mode=mode,
                 reason=(
@@ -382,7 +364,7 @@ def _runaway(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decision]:
                 patch=patch,
                 previous=previous,
                 estimated_saving_usd=saving,
-                dedupe_key=_key(RULE_RUNAWAY, "scale_to_zero", config.id, worker_id),
+                dedupe_key=_key(Rule.RUNAWAY_JOB, "scale_to_zero", config.id, worker_id),
             )
         )
     return decisions
@@ -431,10 +413,10 @@ def _escalations(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decisi
         patch, previous = ({}, {}) if stopped_already else _stop_patch(ep, _brake_for(view, config.id))
         decisions.append(
             Decision(
-                rule=RULE_RUNAWAY,
-                action="alert" if stopped_already else "escalate",
+                rule=Rule.RUNAWAY_JOB,
+                action=Action.ALERT if stopped_already else Action.ESCALATE,
                 endpoint_id=config.id,
-                mode=limits.mode_for(RULE_RUNAWAY),
+                mode=limits.mode_for(Rule.RUNAWAY_JOB),
                 reason=(
                     f"job {cancelled.job_id} was cancelled {_duration(now - cancelled.cancelled_at)} ago "
                     f"but worker {seen.worker.id} is still {seen.worker.status.value.lower()}"
@@ -450,7 +432,7 @@ def _escalations(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decisi
                 patch=patch,
                 previous=previous,
                 estimated_saving_usd=saving,
-                dedupe_key=_key(RULE_RUNAWAY, "escalate", config.id, cancelled.job_id),
+                dedupe_key=_key(Rule.RUNAWAY_JOB, "escalate", config.id, cancelled.job_id),
             )
         )
     return decisions
@@ -473,7 +455,7 @@ def _crash_loop(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decisio
     )
     if not looping or config.workers_max == 0:
         return []
-    mode = ep.limits.mode_for(RULE_CRASH_LOOP)
+    mode = ep.limits.mode_for(Rule.CRASH_LOOP)
     saving = _worker_usd_per_s(None, config, view.prices) * max(0.0, next_month_start(now) - now)
     patch, previous = _stop_patch(ep, _brake_for(view, config.id))
     what = (
@@ -482,8 +464,8 @@ def _crash_loop(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decisio
     )
     return [
         Decision(
-            rule=RULE_CRASH_LOOP,
-            action="scale_to_zero",
+            rule=Rule.CRASH_LOOP,
+            action=Action.SCALE_TO_ZERO,
             endpoint_id=config.id,
             mode=mode,
             reason=f"{what}; scaling to zero until a human restores it (up to {_eur(saving, view.settings)})",
@@ -491,17 +473,17 @@ def _crash_loop(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decisio
             patch=patch,
             previous=previous,
             estimated_saving_usd=saving,
-            dedupe_key=_key(RULE_CRASH_LOOP, "scale_to_zero", config.id),
+            dedupe_key=_key(Rule.CRASH_LOOP, "scale_to_zero", config.id),
         ),
         Decision(
-            rule=RULE_CRASH_LOOP,
-            action="alert",
+            rule=Rule.CRASH_LOOP,
+            action=Action.ALERT,
             endpoint_id=config.id,
             mode=mode,
             reason=what,
             severity="critical",
             estimated_saving_usd=saving,
-            dedupe_key=_key(RULE_CRASH_LOOP, "alert", config.id, month_start(now)),
+            dedupe_key=_key(Rule.CRASH_LOOP, "alert", config.id, month_start(now)),
         ),
     ]
 
@@ -534,10 +516,10 @@ def _idle_leak(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decision
     oldest = leaking[0]
     return [
         Decision(
-            rule=RULE_IDLE_LEAK,
-            action="scale_to_zero",
+            rule=Rule.IDLE_LEAK,
+            action=Action.SCALE_TO_ZERO,
             endpoint_id=config.id,
-            mode=limits.mode_for(RULE_IDLE_LEAK),
+            mode=limits.mode_for(Rule.IDLE_LEAK),
             reason=(
                 f"{len(leaking)} worker(s) idle for {(now - oldest.state_since) / 60:.0f} min, beyond the "
                 f"{config.idle_timeout_s} s idle timeout + {limits.grace_s:.0f} s grace; left alone they "
@@ -548,7 +530,7 @@ def _idle_leak(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decision
             patch=patch,
             previous=previous,
             estimated_saving_usd=saving,
-            dedupe_key=_key(RULE_IDLE_LEAK, "scale_to_zero", config.id),
+            dedupe_key=_key(Rule.IDLE_LEAK, "scale_to_zero", config.id),
         )
     ]
 
@@ -606,10 +588,10 @@ def _config_drift(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decis
         )
         decisions.append(
             Decision(
-                rule=RULE_DRIFT,
-                action="patch_config",
+                rule=Rule.CONFIG_DRIFT,
+                action=Action.PATCH_CONFIG,
                 endpoint_id=config.id,
-                mode=limits.mode_for(RULE_DRIFT),
+                mode=limits.mode_for(Rule.CONFIG_DRIFT),
                 reason=(
                     f"{name} is {current} (allowed {allowed}): {cost.note}, "
                     f"{_eur(cost.usd_per_month, settings)} per month; setting it to {allowed}"
@@ -618,7 +600,7 @@ def _config_drift(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decis
                 patch={name: allowed},
                 previous={name: current},
                 estimated_saving_usd=cost.usd_per_month,
-                dedupe_key=_key(RULE_DRIFT, name, config.id, current),
+                dedupe_key=_key(Rule.CONFIG_DRIFT, name, config.id, current),
             )
         )
     return decisions
@@ -633,10 +615,10 @@ def _auto_restore(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decis
     brake = _brake_for(view, ep.config.id)
     if brake is None:
         return []
-    live = any(w.worker.status in BILLED_STATES for w in ep.workers)
-    if brake.rule in (RULE_RUNAWAY, RULE_IDLE_LEAK) and not live:
+    live = any(w.worker.status in BILLED_BY_DEFAULT for w in ep.workers)
+    if brake.rule in (Rule.RUNAWAY_JOB, Rule.IDLE_LEAK) and not live:
         why = "no billed worker left"
-    elif brake.rule == RULE_TRAFFIC and brake.until is not None and now >= brake.until:
+    elif brake.rule == Rule.SUSPICIOUS_TRAFFIC and brake.until is not None and now >= brake.until:
         why = "traffic cool-down is over"
     else:
         return []
@@ -657,8 +639,8 @@ def _budget_brake(view: PolicyView, now: float) -> list[Decision]:
         if budget.used_ratio >= threshold and threshold not in view.alerted_thresholds:
             decisions.append(
                 Decision(
-                    rule=RULE_BUDGET,
-                    action="alert",
+                    rule=Rule.BUDGET_BRAKE,
+                    action=Action.ALERT,
                     endpoint_id=None,
                     mode=settings.mode,
                     reason=(
@@ -667,7 +649,8 @@ def _budget_brake(view: PolicyView, now: float) -> list[Decision]:
                         f"€{budget.variable_eur:.2f} GPU); forecast €{budget.forecast_eur:.2f}"
                     ),
                     severity="critical" if threshold >= 0.8 else "warning",
-                    dedupe_key=_key(RULE_BUDGET, "alert", month, threshold),
+                    dedupe_key=_key(Rule.BUDGET_BRAKE, "alert", month, threshold),
+                    threshold=threshold,
                 )
             )
     braking = budget.used_ratio >= settings.brake_at
@@ -679,7 +662,7 @@ def _budget_brake(view: PolicyView, now: float) -> list[Decision]:
     total_mtd = sum(ep.variable_mtd_usd for ep in candidates)
     for ep in candidates:
         config, brake = ep.config, _brake_for(view, ep.config.id)
-        mode = ep.limits.mode_for(RULE_BUDGET)
+        mode = ep.limits.mode_for(Rule.BUDGET_BRAKE)
         share = ep.variable_mtd_usd / total_mtd if total_mtd > 0 else 1.0 / len(candidates)
         if braking:
             if config.workers_max == 0 and brake is not None:
@@ -694,8 +677,8 @@ def _budget_brake(view: PolicyView, now: float) -> list[Decision]:
             )
             decisions.append(
                 Decision(
-                    rule=RULE_BUDGET,
-                    action="pause",
+                    rule=Rule.BUDGET_BRAKE,
+                    action=Action.PAUSE,
                     endpoint_id=config.id,
                     mode=mode,
                     reason=why,
@@ -703,18 +686,18 @@ def _budget_brake(view: PolicyView, now: float) -> list[Decision]:
                     patch=patch,
                     previous=previous,
                     estimated_saving_usd=saving,
-                    dedupe_key=_key(RULE_BUDGET, "pause", config.id, month),
+                    dedupe_key=_key(Rule.BUDGET_BRAKE, "pause", config.id, month),
                 )
             )
             decisions.append(
                 Decision(
-                    rule=RULE_BUDGET,
-                    action="purge_queue",
+                    rule=Rule.BUDGET_BRAKE,
+                    action=Action.PURGE_QUEUE,
                     endpoint_id=config.id,
                     mode=mode,
                     reason=f"{why}; queued jobs would start workers again",
                     severity="critical",
-                    dedupe_key=_key(RULE_BUDGET, "purge_queue", config.id, month),
+                    dedupe_key=_key(Rule.BUDGET_BRAKE, "purge_queue", config.id, month),
                 )
             )
             continue
@@ -735,8 +718,8 @@ def _budget_brake(view: PolicyView, now: float) -> list[Decision]:
         )
         decisions.append(
             Decision(
-                rule=RULE_BUDGET,
-                action="tighten",
+                rule=Rule.BUDGET_BRAKE,
+                action=Action.TIGHTEN,
                 endpoint_id=config.id,
                 mode=mode,
                 reason=(
@@ -748,7 +731,7 @@ def _budget_brake(view: PolicyView, now: float) -> list[Decision]:
                 patch=tightened,
                 previous=_previous(config, tuple(tightened), brake),
                 estimated_saving_usd=saving,
-                dedupe_key=_key(RULE_BUDGET, "tighten", config.id, month),
+                dedupe_key=_key(Rule.BUDGET_BRAKE, "tighten", config.id, month),
             )
         )
     return decisions
@@ -756,7 +739,7 @@ def _budget_brake(view: PolicyView, now: float) -> list[Decision]:
 
 def _month_change_restores(view: PolicyView, now: float) -> list[Decision]:
     month = month_start(now)
-    stale_brakes = [b for b in view.brakes if b.rule == RULE_BUDGET and month_start(b.since) < month]
+    stale_brakes = [b for b in view.brakes if b.rule == Rule.BUDGET_BRAKE and month_start(b.since) < month]
     configs = {ep.config.id: ep.config for ep in view.endpoints}
     return restore_decisions(
         stale_brakes, now, reason="a new month's budget has started", configs=configs, mode=view.settings.mode
@@ -781,7 +764,7 @@ def _suspicious_traffic(view: PolicyView, now: float) -> list[Decision]:
         view.traffic_findings, key=lambda f: (f.endpoint_id, f.source or "", f.kind, f.detail)
     ):
         ep = endpoints.get(finding.endpoint_id)
-        mode = ep.limits.mode_for(RULE_TRAFFIC) if ep else settings.mode
+        mode = ep.limits.mode_for(Rule.SUSPICIOUS_TRAFFIC) if ep else settings.mode
         what = f"suspicious traffic ({finding.kind}) from {finding.source}: {finding.detail}"
         warm_usd = 0.0
         if ep is not None and finding.kind == "keep_warm":
@@ -789,30 +772,34 @@ def _suspicious_traffic(view: PolicyView, now: float) -> list[Decision]:
             what += f"; a worker kept warm around the clock costs about {_eur(warm_usd, settings)} a month"
         decisions.append(
             Decision(
-                rule=RULE_TRAFFIC,
-                action="alert",
+                rule=Rule.SUSPICIOUS_TRAFFIC,
+                action=Action.ALERT,
                 endpoint_id=finding.endpoint_id,
                 mode=mode,
                 reason=what,
                 severity="warning",
                 source=finding.source,
                 estimated_saving_usd=warm_usd,
-                dedupe_key=_key(RULE_TRAFFIC, "alert", finding.endpoint_id, finding.source, finding.kind),
+                dedupe_key=_key(
+                    Rule.SUSPICIOUS_TRAFFIC, "alert", finding.endpoint_id, finding.source, finding.kind
+                ),
             )
         )
         if settings.traffic_cut == "deny_list":
-            if finding.source is None:  # about a worker or job, not a caller: nobody to deny
+            if finding.source in (None, UNKNOWN_SOURCE):  # a worker or job, or a caller nobody named
                 continue
             decisions.append(
                 Decision(
-                    rule=RULE_TRAFFIC,
-                    action="deny_list",
+                    rule=Rule.SUSPICIOUS_TRAFFIC,
+                    action=Action.DENY_LIST,
                     endpoint_id=finding.endpoint_id,
                     mode=mode,
                     reason=f"{what}; denying {finding.source}",
                     severity="warning",
                     source=finding.source,
-                    dedupe_key=_key(RULE_TRAFFIC, "deny_list", finding.endpoint_id, finding.source),
+                    dedupe_key=_key(
+                        Rule.SUSPICIOUS_TRAFFIC, "deny_list", finding.endpoint_id, finding.source
+                    ),
                 )
             )
             continue
@@ -823,8 +810,8 @@ def _suspicious_traffic(view: PolicyView, now: float) -> list[Decision]:
         patch, previous = _stop_patch(ep, _brake_for(view, ep.config.id))
         decisions.append(
             Decision(
-                rule=RULE_TRAFFIC,
-                action="scale_to_zero",
+                rule=Rule.SUSPICIOUS_TRAFFIC,
+                action=Action.SCALE_TO_ZERO,
                 endpoint_id=finding.endpoint_id,
                 mode=mode,
                 reason=(
@@ -837,7 +824,7 @@ def _suspicious_traffic(view: PolicyView, now: float) -> list[Decision]:
                 previous=previous,
                 estimated_saving_usd=saving,
                 until=now + settings.cut_cooldown_s,
-                dedupe_key=_key(RULE_TRAFFIC, "scale_to_zero", finding.endpoint_id),
+                dedupe_key=_key(Rule.SUSPICIOUS_TRAFFIC, "scale_to_zero", finding.endpoint_id),
             )
         )
     return decisions
@@ -854,7 +841,7 @@ def restore_decisions(
     reason: str = "restored on command",
     endpoint_ids: Collection[str] | None = None,
     configs: Mapping[str, EndpointConfig] | None = None,
-    mode: Mode = "enforce",
+    mode: Mode = Mode.ENFORCE,
 ) -> list[Decision]:
     """``restore`` decisions putting each brake's saved configuration back.
 
@@ -872,7 +859,7 @@ def restore_decisions(
         decisions.append(
             Decision(
                 rule=brake.rule,
-                action="restore",
+                action=Action.RESTORE,
                 endpoint_id=brake.endpoint_id,
                 mode=mode,
                 reason=f"{reason}: restoring {restored} (braked by {brake.rule})",
@@ -893,13 +880,13 @@ def evaluate(view: PolicyView, now: float) -> list[Decision]:
         seen = "no successful poll yet" if age is None else f"last successful poll {age:.0f} s ago"
         return [
             Decision(
-                rule=RULE_BLIND,
-                action="none",
+                rule=Rule.BLIND,
+                action=Action.NONE,
                 endpoint_id=None,
                 mode=settings.mode,
                 reason=f"watchdog is blind ({seen}, limit {settings.stale_after_s:.0f} s): taking no action",
                 severity="critical",
-                dedupe_key=_key(RULE_BLIND, "none"),
+                dedupe_key=_key(Rule.BLIND, "none"),
             )
         ]
     decisions: list[Decision] = []
@@ -937,7 +924,7 @@ def _one_stop_per_endpoint(decisions: list[Decision]) -> list[Decision]:
 
 
 def _hold(decision: Decision, why: str) -> Decision:
-    return replace(decision, mode="dry-run", reason=f"{decision.reason} [held: {why}]")
+    return replace(decision, mode=Mode.DRY_RUN, reason=f"{decision.reason} [held: {why}]")
 
 
 def _apply_safety(decisions: list[Decision], view: PolicyView, now: float) -> list[Decision]:
@@ -960,8 +947,7 @@ def _apply_safety(decisions: list[Decision], view: PolicyView, now: float) -> li
             result.append(decision)
             continue
         last = last_action.get(decision.endpoint_id)
-        cooling = last is not None and now - last < settings.cooldown_s
-        if cooling and decision.rule != RULE_RUNAWAY:
+        if last is not None and now - last < settings.cooldown_s and decision.rule != Rule.RUNAWAY_JOB:
             result.append(_hold(decision, f"cool-down, last action on this endpoint {now - last:.0f} s ago"))
             continue
         if recent_by_endpoint.get(decision.endpoint_id, 0) >= settings.max_actions_per_hour:

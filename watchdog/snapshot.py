@@ -1,61 +1,33 @@
-"""``runpod-watchdog snapshot``: one live read of the account through the client, printed for a human.
+"""One live read of the account through the client, as text for a human (``runpod-watchdog snapshot``).
 
 Endpoints (with their limits), workers by status, ``/health`` counters and the month's billed spend. It
-reads only (no ledger, no action), so it is safe to run beside the daemon. Exit 0, 1 if RunPod could not be
-read, 2 for a bad config or a missing/rejected key.
+reads only (no ledger, no action), so it is safe to run beside the daemon. The command's body (exit
+codes, printing) is in :mod:`watchdog.cli`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from collections import Counter
+from collections import Counter, defaultdict
 
+import httpx
+
+from watchdog.client import RunPodClient
 from watchdog.clock import SystemClock, month_start, to_iso
-from watchdog.config import Config, ConfigError, load_config, load_secrets
-from watchdog.errors import RunPodAuthError, RunPodError
+from watchdog.config import Config, Secret
 from watchdog.money import usd_to_eur
 
 
-def snapshot_command(config_path: str | None) -> int:
-    try:
-        config = load_config(config_path)
-        secrets = load_secrets()
-    except ConfigError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
-        return 2
-    if secrets.runpod_api_key is None:
-        print("runpod-watchdog snapshot: RUNPOD_API_KEY is not set", file=sys.stderr)
-        return 2
-    try:
-        text = asyncio.run(snapshot_text(config, secrets.runpod_api_key.reveal()))
-    except RunPodAuthError as exc:
-        print(f"runpod-watchdog snapshot: RunPod rejected the API key: {exc}", file=sys.stderr)
-        return 2
-    except RunPodError as exc:
-        print(f"runpod-watchdog snapshot: {exc.title}: {exc}", file=sys.stderr)
-        return 1
-    print(text)
-    return 0
-
-
 async def snapshot_text(
-    config: Config, api_key: str, *, transport: object = None, now: float | None = None
+    config: Config,
+    api_key: Secret,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    now: float | None = None,
 ) -> str:
-    from watchdog.client import RunPodClient  # noqa: PLC0415 - keep `--help` fast
-
+    """The account as one read shows it, for a human. Raises RunPodError when it cannot be read."""
     now = SystemClock().now() if now is None else now
     lines: list[str] = []
-    async with RunPodClient(
-        api_key=api_key,
-        graphql_url=config.runpod.graphql_url,
-        rest_url=config.runpod.rest_url,
-        runtime_url=config.runpod.runtime_url,
-        timeout_s=config.runpod.request_timeout_s,
-        max_retries=config.runpod.max_retries,
-        transport=transport,  # type: ignore[arg-type]
-    ) as client:
+    async with RunPodClient.from_config(config.runpod, api_key, transport=transport) as client:
         endpoints = await client.list_endpoints()
         lines.append(f"RunPod snapshot at {to_iso(now)}: {len(endpoints)} endpoint(s)")
         for endpoint in sorted(endpoints, key=lambda e: e.id):
@@ -86,7 +58,7 @@ async def snapshot_text(
         f"{usd_to_eur(billing.total_usd, rate):.2f} € of the {config.budget.monthly_eur:.2f} € budget "
         f"(plus {usd_to_eur(config.budget.fixed_usd_per_month, rate):.2f} € fixed costs)"
     )
-    per_endpoint: Counter[str] = Counter()
+    per_endpoint: defaultdict[str, float] = defaultdict(float)
     for record in billing.records:
         per_endpoint[record.endpoint_id or "(account)"] += record.total_usd
     for endpoint_id, usd in sorted(per_endpoint.items()):

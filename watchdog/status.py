@@ -8,6 +8,7 @@ demo prints from it. ``to_dict``/``from_dict`` give the JSON form the control so
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,11 +37,12 @@ class BudgetView:
     eur_per_day_allowed: float
     free_share_eur: float
     """What the requests offered free to learners cost this month."""
-    free_share: float = 0.3
+    free_share: float
     """The share of requests offered free behind that figure."""
-    free_share_measured: bool = False
+    free_share_measured: bool
     """True when the share was measured from the logs' tier field, False when it is the configured one."""
-    thresholds: tuple[float, ...] = (0.5, 0.8, 1.0)
+    thresholds: tuple[float, ...]
+    """The configured alert thresholds (``budget.alert_thresholds``)."""
     thresholds_crossed: tuple[float, ...] = ()
     forecast_overrun: bool = False
 
@@ -98,6 +100,20 @@ class EventView:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusTargets:
+    """The configured targets readers compare against (so no reader hard-codes its own copy)."""
+
+    cost_per_1000_usd: float
+    """``slack.cost_per_1000_alert_usd``."""
+    cold_start_s: float
+    """``slack.cold_start_alert_s``."""
+    budget_thresholds: tuple[float, ...]
+    """``budget.alert_thresholds``."""
+    brake_at: float
+    """``budget.brake_at``."""
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonStatus:
     started_at: float
     last_tick_at: float | None
@@ -122,6 +138,8 @@ class DaemonStatus:
     last_billing_at: float | None = None
     last_ok_at: float | None = None
     """When RunPod was last read completely; a blind tick moves ``last_tick_at`` but not this."""
+    targets: StatusTargets | None = None
+    """None only in a status stored by an older version."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -153,8 +171,20 @@ class DaemonStatus:
                     for e in data.get("endpoints", ())
                 ),
                 "events": tuple(EventView(**e) for e in data.get("events", ())),
+                "targets": _targets(data.get("targets")),
             }
         )
+
+
+def _targets(data: dict[str, Any] | None) -> StatusTargets | None:
+    if not data:
+        return None
+    return StatusTargets(**{**data, "budget_thresholds": tuple(data["budget_thresholds"])})
+
+
+def status_json(status: DaemonStatus) -> str:
+    """The compact JSON form the control socket carries and the ledger stores."""
+    return json.dumps(status.to_dict(), separators=(",", ":"), default=str)
 
 
 class StatusRef:

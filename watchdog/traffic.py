@@ -23,7 +23,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from watchdog.logwatch import LogEvent
 from watchdog.models import Health
@@ -87,12 +87,26 @@ class TrafficFinding:
 
 @dataclass(frozen=True, slots=True)
 class TrafficThresholds:
-    """Limits for the detectors. Defaults suit a small organisation with tens of requests a day."""
+    """Limits for the detectors. The first six come from ``[pings]`` (built by
+    :func:`watchdog.daemon.evaluate.traffic_thresholds`; the configuration is their one source of defaults);
+    the others are the detectors' own constants."""
 
-    max_requests_per_min: int = 120
-    """Requests per endpoint per minute, all sources together."""
-    max_pings_per_min: int = 120
-    """Heartbeat pings per endpoint per minute (6/min per worker is normal at the 10 s default)."""
+    max_requests_per_min: int
+    """Requests per endpoint per minute, all sources together (``pings.max_requests_per_min``)."""
+    max_pings_per_min: int
+    """Heartbeat pings per endpoint per minute (``pings.max_pings_per_min``; 6/min per worker is normal)."""
+    keep_warm_min_minutes: float
+    """How long arrivals must keep an endpoint warm before it is called a keep-warm pattern
+    (``pings.keep_warm_window_min``)."""
+    keep_warm_max_busy_ratio: float
+    """Below this share of useful work over the warm period, the requests count as "little work"
+    (``pings.keep_warm_max_busy_ratio``)."""
+    jump_min_count: int
+    """Never call fewer requests than this in an hour a jump, however quiet the baseline
+    (``pings.jump_min_count``)."""
+    jump_factor: float
+    """Nor an hour with fewer than this many times the baseline's hourly rate (``pings.jump_factor``):
+    on a busy endpoint a small rise is statistically certain and still not worth an alert."""
     max_pings_per_worker_per_min: int = 20
     """Faster than one ping per 3 s means a broken ``RUNPOD_PING_INTERVAL`` (below 1000 ms: a busy loop)."""
     rate_sustain_minutes: int = 1
@@ -101,14 +115,8 @@ class TrafficThresholds:
     """Pings reporting one job id; 720 is two hours of heartbeats at the default 10 s interval."""
     job_ping_recent_s: float = 300.0
     """A job counts as still running if a ping reported it within this many seconds."""
-    keep_warm_min_minutes: float = 30.0
-    """How long arrivals must keep an endpoint warm before it is called a keep-warm pattern."""
-    keep_warm_max_busy_ratio: float = 0.2
-    """Below this share of useful work over the warm period, the requests count as "little work"."""
     jump_p_value: float = 0.001
     """One-sided Poisson tail probability below which the last hour counts as a jump."""
-    jump_min_count: int = 20
-    """Never call fewer requests than this in an hour a jump, however quiet the baseline."""
     jump_baseline_days: float = 7.0
     jump_min_baseline_hours: float = 24.0
     """Without at least this much observed history there is no baseline to compare with."""
@@ -232,7 +240,12 @@ class TrafficCounter:
     def prune(self, before: float) -> None:
         """Forget counts and arrivals older than ``before`` and jobs last pinged before it."""
         cutoff = minute_of(before)
-        for index in (self._counts, self._worker_pings, self._health_requests):
+        indexes: tuple[dict[str, dict[int, Any]], ...] = (
+            self._counts,
+            self._worker_pings,
+            self._health_requests,
+        )
+        for index in indexes:
             for endpoint_id, per_minute in list(index.items()):
                 for minute in [minute for minute in per_minute if minute < cutoff]:
                     del per_minute[minute]
@@ -551,9 +564,10 @@ def detect_jump(counts: TrafficCounter, now: float, thresholds: TrafficThreshold
     ``jump_baseline_days`` before that hour (shortened to the observed history, and skipped if that is under
     ``jump_min_baseline_hours``). λ = baseline count / baseline hours, floored at
     ``jump_min_baseline_rate_per_hour``. Under "nothing changed", k ~ Poisson(λ); flag if
-    P(X ≥ k | λ) < ``jump_p_value`` and k ≥ ``jump_min_count``. The Poisson test is exact at tiny counts
-    where a normal approximation or a ratio of rates would cry wolf. Example: 100 requests/day gives
-    λ ≈ 4.2/h; 40 in an hour has P ≈ 1e-20 (flag), 6 has P ≈ 0.24 (no flag).
+    P(X ≥ k | λ) < ``jump_p_value``, k ≥ ``jump_min_count`` and k ≥ ``jump_factor`` × λ. The Poisson test
+    is exact at tiny counts where a normal approximation would cry wolf, and the factor keeps a busy
+    endpoint's small, statistically certain rise quiet. Example: 100 requests/day gives λ ≈ 4.2/h; 40 in an
+    hour has P ≈ 1e-20 (flag), 6 has P ≈ 0.24 (no flag).
     """
     findings: list[TrafficFinding] = []
     hour_end = minute_of(now)
@@ -571,6 +585,8 @@ def detect_jump(counts: TrafficCounter, now: float, thresholds: TrafficThreshold
             continue
         baseline = counts.endpoint_requests(endpoint_id, baseline_start, hour_start)
         lam = max(baseline / baseline_hours, thresholds.jump_min_baseline_rate_per_hour)
+        if k < thresholds.jump_factor * lam:
+            continue
         p_value = poisson_tail(k, lam)
         if p_value >= thresholds.jump_p_value:
             continue

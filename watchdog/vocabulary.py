@@ -25,6 +25,15 @@ class Mode(StrEnum):
     """Touch nothing; record what would have been done and the money it would have saved."""
 
 
+class RuleMode(StrEnum):
+    """A rule's mode as ``[policy.rules]`` and the dashboard set it."""
+
+    INHERIT = "inherit"
+    """Follow the endpoint's mode."""
+    ENFORCE = "enforce"
+    DRY_RUN = "dry-run"
+
+
 class Rule(StrEnum):
     """The policy's rules, in evaluation order, which is also their priority: the most expensive failure
     first (it gets an endpoint's action budget first), config drift last (a risk, not yet a loss)."""

@@ -31,9 +31,11 @@ from runpod_sim.serve import serve_in_thread
 from sim_harness.wiring import GENEROUS_RUNTIME_LIMITS, daemon_against, sim_config, sim_secrets
 from tests.helpers import sdk_worker_process, tick_until
 from watchdog.clock import ManualClock, SystemClock, from_iso
-from watchdog.daemon import Daemon
+from watchdog.daemon.evaluate import policy_settings
+from watchdog.daemon.service import Daemon
+from watchdog.daemon.tick import TickOutcome
 from watchdog.ledger import DecisionRow
-from watchdog.tick import TickOutcome
+from watchdog.vocabulary import Mode
 
 START = from_iso("2026-06-15T12:00:00Z")
 TICK_S = 5.0
@@ -97,7 +99,7 @@ async def test_cancel_that_does_not_stop_billing_escalates_to_zero_then_restores
     session = worker.session
     assert session is not None
     async with daemon_against(sim, tmp_path, log_path=log) as daemon:
-        escalate_after = daemon.policy_settings().escalate_after_ticks  # not configurable: the default
+        escalate_after = policy_settings(daemon.config).escalate_after_ticks  # not configurable: the default
         assert escalate_after == 3
 
         # 1. the runaway rule cancels the job the heartbeats name; the blocking handler runs on
@@ -244,7 +246,7 @@ async def test_escalation_in_dry_run_after_an_enforced_cancel_is_proposed_once(t
     assert session is not None
     async with daemon_against(sim, tmp_path, log_path=log) as daemon:
         await _tick_until_cancel(daemon, clock, sim)
-        daemon.rule_overrides["runaway_job"] = "dry-run"
+        daemon.state.rule_overrides["runaway_job"] = Mode.DRY_RUN
         proposals = []
         for _ in range(40):
             _step(clock, sim)

@@ -35,8 +35,8 @@ from runpod_sim.serve import serve_in_thread
 from sim_harness.wiring import GENEROUS_RUNTIME_LIMITS, sim_config, sim_secrets
 from tests.helpers import sdk_worker_process, tick_until
 from watchdog.clock import SystemClock
-from watchdog.daemon import Daemon
-from watchdog.tick import TickOutcome
+from watchdog.daemon.service import Daemon
+from watchdog.daemon.tick import TickOutcome
 
 pytestmark = [pytest.mark.sdk, pytest.mark.slow]
 

@@ -33,11 +33,11 @@ from runpod_sim.scenarios import (
 from runpod_sim.state import BilledSession, SimEndpoint
 from sim_harness.wiring import build_daemon, daemon_against
 from watchdog.clock import ManualClock, from_iso, month_start
-from watchdog.daemon import Daemon
+from watchdog.daemon.service import Daemon
+from watchdog.daemon.tick import TickOutcome
 from watchdog.ledger import DecisionRow
 from watchdog.money import SECONDS_IN_30_DAYS
 from watchdog.prices import DEFAULT_PRICES
-from watchdog.tick import TickOutcome
 from watchdog.traffic import DenyList
 
 START = from_iso("2026-06-15T12:00:00Z")
@@ -583,10 +583,10 @@ async def test_billing_outage_alone_neither_blinds_nor_misleads_the_daemon(tmp_p
         for _ in range(int(billing_interval_s / TICK_S) + 1):
             back = await daemon.tick()
             _step(clock, sim)
-            if daemon.last_billing_at is not None:
+            if daemon.state.billing.last_read_at is not None:
                 break
         assert back is not None and back.ok
-        assert daemon.last_billing_at == back.started_at
+        assert daemon.state.billing.last_read_at == back.started_at
         assert back.status.budget.billed_eur > 0
         _estimate, billed = daemon.ledger.month_totals(month_start(START))
         assert billed == pytest.approx(sim.billed_usd_total(), rel=0.05)

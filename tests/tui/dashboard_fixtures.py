@@ -19,8 +19,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tui.app import WatchdogApp, make_app
 from tui.source import EndpointHistory, HourSpend, KnownAlert, OpenJob, RecordingActions, StaticSource
+from watchdog.config import default_config
+from watchdog.daemon.publish import status_targets
 from watchdog.ledger import ConfigRow, WorkerSessionRow
 from watchdog.status import BudgetView, DaemonStatus, EndpointView, EventView
+
+DEFAULTS = default_config(env={})
+"""The dashboard shows what the daemon was configured with: the shipped defaults."""
 
 FIXED_NOW = 1_781_956_800.0
 """2026-06-20 12:00:00 UTC."""
@@ -149,10 +154,14 @@ def dashboard_status(spent_eur: float = 16.20) -> DaemonStatus:
             days_left=10.5,
             eur_per_day_allowed=(monthly - spent_eur) / 10.5,
             free_share_eur=1.30,
+            free_share=DEFAULTS.budget.free_share,
+            free_share_measured=False,
+            thresholds=DEFAULTS.budget.alert_thresholds,
             thresholds_crossed=(0.5, 0.8),
             forecast_overrun=True,
         ),
         endpoints=(hung_endpoint(), healthy_endpoint()),
+        targets=status_targets(DEFAULTS),
         events=(
             EventView(
                 at=FIXED_NOW - 5400,

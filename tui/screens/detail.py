@@ -29,7 +29,7 @@ from tui.widgets.endpoints_table import (
     workers_cell,
 )
 from tui.widgets.state import DashboardState, duration, eur, mode_word, usd, utc_stamp
-from watchdog.status import EndpointView
+from watchdog.status import EndpointView, StatusTargets
 
 HOURS_LISTED = 12
 
@@ -40,7 +40,7 @@ class HistoryLoaded(Message):
         self.history = history
 
 
-def live_summary(endpoint: EndpointView) -> Table:
+def live_summary(endpoint: EndpointView, targets: StatusTargets | None) -> Table:
     table = Table(box=None, show_header=False, expand=True)
     table.add_column("What", style="bold", no_wrap=True)
     table.add_column("Value")
@@ -52,7 +52,7 @@ def live_summary(endpoint: EndpointView) -> Table:
     jobs = ", ".join(f"{key} {value}" for key, value in sorted(endpoint.jobs.items())) or "—"
     table.add_row("Jobs (/health)", jobs)
     table.add_row("Oldest job / limit", oldest_cell(endpoint))
-    table.add_row("Cold start p50/p95", cold_cell(endpoint))
+    table.add_row("Cold start p50/p95", cold_cell(endpoint, targets))
     table.add_row(
         "GPU s today / month", f"{endpoint.gpu_seconds_today:,.0f} / {endpoint.gpu_seconds_month:,.0f}"
     )
@@ -61,7 +61,7 @@ def live_summary(endpoint: EndpointView) -> Table:
         "Requests 1h / 24h / month",
         f"{endpoint.requests_1h} / {endpoint.requests_24h} / {endpoint.requests_month}",
     )
-    table.add_row("Cost per 1,000 requests", per_1000_cell(endpoint))
+    table.add_row("Cost per 1,000 requests", per_1000_cell(endpoint, targets))
     table.add_row(
         "Config",
         f"workers min {config.get('workers_min', '?')} · max {config.get('workers_max', '?')}"
@@ -178,7 +178,7 @@ class DetailScreen(Screen[None]):
         if not state.live:
             heading.append("  (daemon down: last stored figures)", style="bold red")
         title.update(heading)
-        live.update(live_summary(endpoint))
+        live.update(live_summary(endpoint, state.targets))
 
     def on_history_loaded(self, message: HistoryLoaded) -> None:
         history = message.history

@@ -1,8 +1,8 @@
 """Where the 20 EUR stand: spent so far against the budget, and whether the month will fit.
 
-The bar runs to 125 % so an overrun is visible instead of clipped; the 50/80/100 % marks are the daemon's
-alert thresholds. The verdict is a word (OK, WARN, OVER) next to the colour, and the forecast says in words
-whether it overruns.
+The bar runs to 125 % so an overrun is visible instead of clipped; its marks are the daemon's configured
+alert thresholds (``budget.alert_thresholds``). The verdict is a word (OK, WARN, OVER) next to the colour,
+and the forecast says in words whether it overruns.
 """
 
 from __future__ import annotations
@@ -20,22 +20,31 @@ BAR_SCALE = 1.25
 """The bar's right edge, as a share of the budget."""
 
 
+def _warning_from(thresholds: tuple[float, ...]) -> float:
+    """The share of the budget from which the panel warns: the second alert threshold (the first is a
+    heads-up), or the only one."""
+    below_full = sorted(t for t in thresholds if t < 1.0)
+    return below_full[1] if len(below_full) > 1 else (below_full[0] if below_full else 1.0)
+
+
 def verdict(budget: BudgetView) -> tuple[str, str]:
-    """(word, style) for the month so far."""
+    """(word, style) for the month so far, against the configured thresholds."""
     if budget.used_ratio >= 1.0:
         return "OVER BUDGET", "bold white on red"
-    if budget.used_ratio >= 0.8:
-        return "WARN ▲ 80 %", "bold black on yellow"
-    if budget.used_ratio >= 0.5:
-        return "OK ▲ 50 %", "bold black on green"
-    return "OK", "bold black on green"
+    crossed = [t for t in budget.thresholds if budget.used_ratio >= t]
+    if not crossed:
+        return "OK", "bold black on green"
+    mark = f"▲ {max(crossed) * 100:.0f} %"
+    if max(crossed) >= _warning_from(budget.thresholds):
+        return f"WARN {mark}", "bold black on yellow"
+    return f"OK {mark}", "bold black on green"
 
 
 def budget_bar(ratio: float, width: int, thresholds: tuple[float, ...]) -> tuple[Text, Text]:
     """The bar and, under it, the threshold labels aligned with their marks."""
     width = max(10, width)
     filled = min(width, round(ratio / BAR_SCALE * width))
-    style = "red" if ratio >= 1.0 else "yellow" if ratio >= 0.8 else "green"
+    style = "red" if ratio >= 1.0 else "yellow" if ratio >= _warning_from(thresholds) else "green"
     cells = [("█", style) if i < filled else ("░", "bright_black") for i in range(width)]
     labels = [" "] * (width + 6)
     for mark in thresholds:

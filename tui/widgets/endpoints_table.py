@@ -12,14 +12,12 @@ from textual.reactive import reactive
 from textual.widgets import DataTable
 
 from tui.widgets.state import (
-    COLD_START_TARGET_S,
-    COST_PER_1000_TARGET_USD,
     DashboardState,
     duration,
     mode_word,
     usd,
 )
-from watchdog.status import EndpointView
+from watchdog.status import EndpointView, StatusTargets
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("endpoint", "Endpoint"),
@@ -79,12 +77,12 @@ def oldest_cell(endpoint: EndpointView) -> Text:
     return text
 
 
-def cold_cell(endpoint: EndpointView) -> Text:
+def cold_cell(endpoint: EndpointView, targets: StatusTargets | None) -> Text:
     if endpoint.cold_start_p50_s is None or endpoint.cold_start_p95_s is None:
         return Text("—", style="bright_black")
     text = Text(f"{endpoint.cold_start_p50_s:.1f}/{endpoint.cold_start_p95_s:.1f} s")
-    if endpoint.cold_start_p95_s > COLD_START_TARGET_S:
-        text.append(f"\n▲ >{COLD_START_TARGET_S:.0f} s")
+    if targets is not None and endpoint.cold_start_p95_s > targets.cold_start_s:
+        text.append(f"\n▲ >{targets.cold_start_s:.0f} s")
         text.stylize("yellow")
     return text
 
@@ -93,13 +91,15 @@ def gpu_cell(endpoint: EndpointView) -> Text:
     return Text(f"{endpoint.gpu_seconds_today:,.0f}\n{endpoint.gpu_seconds_month:,.0f}")
 
 
-def per_1000_cell(endpoint: EndpointView) -> Text:
+def per_1000_cell(endpoint: EndpointView, targets: StatusTargets | None) -> Text:
     cost = endpoint.cost_per_1000_month_usd
     if cost is None:
         cost = endpoint.cost_per_1000_24h_usd
     if cost is None:
         return Text("—", style="bright_black")
-    if cost > COST_PER_1000_TARGET_USD:
+    if targets is None:
+        return Text(usd(cost))
+    if cost > targets.cost_per_1000_usd:
         return Text(f"{usd(cost)}\n▲ OVER", style="bold red")
     return Text(f"{usd(cost)}\nok", style="green")
 
@@ -127,16 +127,16 @@ def endpoint_cell(endpoint: EndpointView) -> Text:
     return text
 
 
-def endpoint_row(endpoint: EndpointView) -> tuple[Text, ...]:
+def endpoint_row(endpoint: EndpointView, targets: StatusTargets | None) -> tuple[Text, ...]:
     return (
         endpoint_cell(endpoint),
         mode_cell(endpoint),
         workers_cell(endpoint),
         queue_cell(endpoint),
         oldest_cell(endpoint),
-        cold_cell(endpoint),
+        cold_cell(endpoint, targets),
         gpu_cell(endpoint),
-        per_1000_cell(endpoint),
+        per_1000_cell(endpoint, targets),
         compliance_cell(endpoint),
         paused_cell(endpoint),
     )
@@ -161,17 +161,18 @@ class EndpointsTable(DataTable[Text]):
     def watch_state(self, state: DashboardState | None) -> None:
         self._ensure_columns()
         endpoints = state.status.endpoints if state and state.status else ()
+        targets = state.targets if state else None
         wanted = [endpoint.id for endpoint in endpoints]
         current = [row_key.value for row_key in self.rows]
         if wanted == current:
             for endpoint in endpoints:
-                for (column, _label), cell in zip(COLUMNS, endpoint_row(endpoint), strict=True):
+                for (column, _label), cell in zip(COLUMNS, endpoint_row(endpoint, targets), strict=True):
                     self.update_cell(endpoint.id, column, cell)
             return
         selected = self.selected_endpoint_id
         self.clear()
         for endpoint in endpoints:
-            self.add_row(*endpoint_row(endpoint), key=endpoint.id, height=ROW_HEIGHT)
+            self.add_row(*endpoint_row(endpoint, targets), key=endpoint.id, height=ROW_HEIGHT)
         if selected in wanted:
             self.move_cursor(row=wanted.index(selected))
 

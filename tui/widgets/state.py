@@ -10,12 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from watchdog.status import DaemonStatus, EndpointView
-
-COST_PER_1000_TARGET_USD = 3.0
-"""The team's target: at most $3 per 1,000 requests."""
-COLD_START_TARGET_S = 15.0
-"""The team's target: cold starts under 15 s."""
+from watchdog.status import DaemonStatus, EndpointView, StatusTargets
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +23,11 @@ class DashboardState:
     problem: str | None
     now: float
     stale_after_s: float
+
+    @property
+    def targets(self) -> StatusTargets | None:
+        """The daemon's configured targets (None before the first status, or from a very old one)."""
+        return self.status.targets if self.status is not None else None
 
     @property
     def tick_age_s(self) -> float | None:

@@ -1,15 +1,16 @@
-"""The daemon's memory across ticks: what RunPod's API only shows as a snapshot, turned into durations.
+"""What RunPod's API only shows as a snapshot, turned into durations, and what the daemon itself did.
 
-RunPod answers "what is it now"; the policies need "since when". The tracker keeps, per worker, the time the
-daemon first saw it in its current status (``state_since``); per job, when it was first seen in progress
-(from heartbeat pings in the logs, or a status poll); per endpoint, the previous ``/health`` answer so
-counters become deltas (new requests, retries, completions for the crash window); cold-start samples (how
-long workers stayed INITIALIZING, and finished jobs' delay times); and what the daemon itself did (actions
-for the hourly cap and the cool-down, jobs it cancelled, budget thresholds already alerted this month).
+RunPod answers "what is it now"; the policies need "since when". :class:`Tracker` keeps, per worker, the
+time the daemon first saw it in its current status (``state_since``); per job, when it started (or was
+first seen in progress: from heartbeat pings in the logs, or a status poll); per endpoint, the previous
+``/health`` answer so counters become deltas (new requests, retries, completions for the crash window),
+cold-start samples, and the request and ping counts of the logs. :class:`OwnActions` remembers what the
+daemon did: its actions (for the hourly cap and the cool-down) and the jobs it cancelled (to verify and
+escalate).
 
-Everything here is in memory and cheap; what must survive a restart is restored from the ledger by
-:meth:`Tracker.restore` (actions, cancelled jobs, alerted thresholds) or rebuilt within a tick or two.
-Nothing here does I/O or reads a clock: ``now`` comes in.
+Both are parts of :class:`~watchdog.daemon.state.DaemonState`. Nothing here does I/O or reads a clock:
+``now`` comes in. Methods named as verbs (``observe_*``, ``note_*``, ``forget_*``, ``prune``) update the
+memory; the others only read it.
 """
 
 from __future__ import annotations
@@ -18,18 +19,12 @@ from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from watchdog.clock import month_start
-from watchdog.ledger import DecisionRow, WorkerSessionRow
-from watchdog.models import Health, JobStatus, Worker, WorkerStatus
-from watchdog.policy import (
-    NOTIFY_ONLY_ACTIONS,
-    ActionRecord,
-    CancelledJob,
-    CrashWindow,
-    JobInProgress,
-    WorkerView,
-)
+from watchdog.ledger import DecisionRow
+from watchdog.logwatch import LogEvent
+from watchdog.models import Health, JobStatus, Worker
+from watchdog.policy import ActionRecord, CancelledJob, CrashWindow, JobInProgress, WorkerView
 from watchdog.traffic import TrafficCounter, requests_from_health
+from watchdog.vocabulary import NOTIFY_ONLY_ACTIONS, Action, Mode, Outcome, WorkerStatus
 
 HOUR_S = 3600.0
 DAY_S = 86400.0
@@ -40,6 +35,8 @@ CRASH_WINDOW_S = 600.0
 once per cold start plus health-check failure (tens of seconds), so a window of a few ticks at the
 default 5 s poll could never hold the retries that betray it."""
 COLD_START_KEEP_S = 32 * DAY_S
+TRAFFIC_KEEP_S = 8 * DAY_S
+"""Traffic counts are kept 8 days: the jump detector's baseline is the same hour of the last 7."""
 
 
 @dataclass
@@ -60,19 +57,11 @@ class JobTrack:
     since: float
     """Start of the job if known, else when it was first seen in progress."""
     source: str
-    status: str = JobStatus.IN_PROGRESS.value
+    """Where the daemon learned of the job: ``"log"`` (a heartbeat) or ``"status"`` (a status poll)."""
+    status: JobStatus = JobStatus.IN_PROGRESS
     finished_at: float | None = None
     delay_ms: int | None = None
     execution_ms: int | None = None
-
-
-@dataclass
-class CancelTrack:
-    job_id: str
-    endpoint_id: str
-    worker_id: str | None
-    cancelled_at: float
-    ticks_since: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,44 +77,38 @@ class WorkerObservation:
 
 @dataclass
 class Tracker:
-    """Cross-tick memory. One per daemon; :meth:`restore` seeds it from the ledger on start."""
+    """Cross-tick memory of what RunPod and the logs showed."""
 
     crash_window_s: float = CRASH_WINDOW_S
     workers: dict[str, WorkerTrack] = field(default_factory=dict)
-    snapshot: dict[str, tuple[Worker, ...]] = field(default_factory=dict)
-    """The previous successful poll's workers per endpoint: what the next interval is accrued from."""
-    snapshot_at: float | None = None
     jobs: dict[str, JobTrack] = field(default_factory=dict)
     health: dict[str, Health] = field(default_factory=dict)
     crash: dict[str, deque[tuple[float, int, int]]] = field(default_factory=dict)
     """Per endpoint (when, retries delta, completed delta) of the successive /health answers."""
     cold_starts: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
+    """Per endpoint (when, seconds) of each cold start seen."""
     last_progress: dict[str, float] = field(default_factory=dict)
     """Endpoint → when /health last showed jobs finishing (completed or failed counters rising)."""
     held_at: dict[str, float] = field(default_factory=dict)
     """Endpoint → last time the daemon held it down (a brake): jobs queued then waited for the brake, not
     for a cold start, so their delay is not a cold-start sample."""
-    """Per endpoint (when, seconds)."""
     traffic: TrafficCounter = field(default_factory=TrafficCounter)
-    alerted_thresholds: dict[float, set[float]] = field(default_factory=lambda: defaultdict(set))
-    """Month start → budget thresholds alerted in that month."""
-    actions: list[ActionRecord] = field(default_factory=list)
-    cancelled: dict[str, CancelTrack] = field(default_factory=dict)
-    last_ok: float | None = None
-    """When the last tick read RunPod completely."""
-    blind_since: float | None = None
-    billing_failed_at: float | None = None
-    """When the last billing read failed (None once one succeeds): it is retried a billing interval later."""
-    """Start of the current blind episode (None while the daemon sees)."""
-    last_recorded: dict[str, float] = field(default_factory=dict)
-    """Decision dedupe key → when it was last written, so a repeated proposal is not logged every tick."""
-    gpu_seconds: dict[str, dict[str, float]] = field(
-        default_factory=lambda: defaultdict(lambda: defaultdict(float))
-    )
-    """Endpoint → GPU type → billed GPU seconds this month (from the live estimate)."""
-    gpu_seconds_today: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    gpu_month: float | None = None
-    gpu_day: float | None = None
+
+    # -- logs -----------------------------------------------------------------------------------------
+
+    def observe_logs(self, events: Sequence[LogEvent], now: float) -> None:
+        """Count the new log lines, and make the job ids heartbeats report in progress tracked jobs
+        (``since`` = the first ping that named them)."""
+        self.traffic.add_events(events)
+        for endpoint_id, jobs in self.traffic.jobs_in_pings(now - JOB_PING_RECENT_S).items():
+            for job_id, seen in jobs.items():
+                track = self.jobs.get(job_id)
+                if track is None:
+                    self.jobs[job_id] = JobTrack(job_id, endpoint_id, seen.worker_id, seen.first_seen, "log")
+                    continue
+                if track.finished_at is None:
+                    track.since = min(track.since, seen.first_seen)
+                    track.worker_id = seen.worker_id or track.worker_id
 
     # -- workers --------------------------------------------------------------------------------------
 
@@ -159,14 +142,20 @@ class Tracker:
         return WorkerObservation(tuple(views), ended, tuple(samples))
 
     def forget_endpoints(self, keep: Iterable[str]) -> None:
-        """Drop memory of endpoints no longer listed (deleted, or no longer watched)."""
+        """Drop memory of the workers of endpoints no longer listed (deleted, or no longer watched)."""
         keep = set(keep)
         for worker_id in [w for w, t in self.workers.items() if t.endpoint_id not in keep]:
             del self.workers[worker_id]
-        for endpoint_id in [e for e in self.snapshot if e not in keep]:
-            del self.snapshot[endpoint_id]
 
-    # -- health -----------------------------------------------------------------------------------------
+    def running_since(self, endpoint_id: str) -> list[float]:
+        """When each of the endpoint's RUNNING workers was first seen running."""
+        return [
+            track.since
+            for track in self.workers.values()
+            if track.endpoint_id == endpoint_id and track.status == WorkerStatus.RUNNING
+        ]
+
+    # -- health ---------------------------------------------------------------------------------------
 
     def observe_health(self, endpoint_id: str, health: Health, now: float) -> tuple[int, CrashWindow]:
         """New requests since the previous /health answer, and the crash window including this tick."""
@@ -197,27 +186,13 @@ class Tracker:
             ticks=len(window),
         )
 
-    # -- jobs ---------------------------------------------------------------------------------------------
-
-    def learn_jobs_from_pings(self, now: float) -> None:
-        """Job ids that heartbeats report as in progress become tracked jobs (``since`` = first ping)."""
-        for endpoint_id, jobs in self.traffic.jobs_in_pings(now - JOB_PING_RECENT_S).items():
-            for job_id, seen in jobs.items():
-                track = self.jobs.get(job_id)
-                if track is None:
-                    self.jobs[job_id] = JobTrack(job_id, endpoint_id, seen.worker_id, seen.first_seen, "log")
-                    continue
-                if track.finished_at is None:
-                    track.since = min(track.since, seen.first_seen)
-                    track.worker_id = seen.worker_id or track.worker_id
+    # -- jobs -----------------------------------------------------------------------------------------
 
     def open_job_ids(self) -> list[tuple[str, str]]:
-        """(endpoint, job) of jobs not known to be finished, plus cancelled jobs still under watch."""
-        ids = {(t.endpoint_id, t.job_id) for t in self.jobs.values() if t.finished_at is None}
-        ids |= {(c.endpoint_id, c.job_id) for c in self.cancelled.values()}
-        return sorted(ids)
+        """(endpoint, job) of the jobs not known to be finished."""
+        return sorted((t.endpoint_id, t.job_id) for t in self.jobs.values() if t.finished_at is None)
 
-    def update_job(
+    def observe_job(
         self,
         endpoint_id: str,
         job_id: str,
@@ -231,7 +206,7 @@ class Tracker:
         track = self.jobs.get(job_id)
         if track is None:
             track = self.jobs[job_id] = JobTrack(job_id, endpoint_id, worker_id, now, "status")
-        track.status = status.value
+        track.status = status
         track.worker_id = worker_id or track.worker_id
         track.delay_ms = delay_ms if delay_ms is not None else track.delay_ms
         track.execution_ms = execution_ms if execution_ms is not None else track.execution_ms
@@ -257,28 +232,43 @@ class Tracker:
             for t in sorted(self.jobs.values(), key=lambda t: t.job_id)
             if t.endpoint_id == endpoint_id
             and t.finished_at is None
-            and t.status in (JobStatus.IN_PROGRESS.value, JobStatus.RUNNING.value)
+            and t.status in (JobStatus.IN_PROGRESS, JobStatus.RUNNING)
         )
-
-    def prune(self, now: float) -> None:
-        """Forget finished jobs after a day and traffic older than 8 days (the jump baseline is 7)."""
-        for job_id in [
-            j for j, t in self.jobs.items() if t.finished_at is not None and now - t.finished_at > DAY_S
-        ]:
-            del self.jobs[job_id]
-        self.traffic.prune(now - 8 * DAY_S)
-        for samples in self.cold_starts.values():
-            samples[:] = [s for s in samples if now - s[0] <= COLD_START_KEEP_S]
-        hour_ago = now - HOUR_S
-        self.actions = [a for a in self.actions if a.at >= hour_ago - 86400.0]
-        self.last_recorded = {k: t for k, t in self.last_recorded.items() if now - t < DAY_S}
 
     # -- cold starts ----------------------------------------------------------------------------------
 
     def cold_start_samples(self, endpoint_id: str, since: float) -> list[float]:
         return [seconds for at, seconds in self.cold_starts.get(endpoint_id, ()) if at >= since]
 
-    # -- the daemon's own actions ---------------------------------------------------------------------
+    # -- housekeeping ---------------------------------------------------------------------------------
+
+    def prune(self, now: float) -> None:
+        """Forget finished jobs after a day, traffic after 8 days, cold starts after 32 days."""
+        for job_id in [
+            j for j, t in self.jobs.items() if t.finished_at is not None and now - t.finished_at > DAY_S
+        ]:
+            del self.jobs[job_id]
+        self.traffic.prune(now - TRAFFIC_KEEP_S)
+        for samples in self.cold_starts.values():
+            samples[:] = [s for s in samples if now - s[0] <= COLD_START_KEEP_S]
+
+
+@dataclass
+class CancelTrack:
+    job_id: str
+    endpoint_id: str
+    worker_id: str | None
+    cancelled_at: float
+    ticks_since: int = 0
+
+
+@dataclass
+class OwnActions:
+    """What the daemon did: its enforced actions (the hourly cap, the cool-down) and its cancels (verified,
+    and escalated when a worker outlives its job's cancel)."""
+
+    actions: list[ActionRecord] = field(default_factory=list)
+    cancelled: dict[str, CancelTrack] = field(default_factory=dict)
 
     def note_action(self, record: ActionRecord) -> None:
         if record.action not in NOTIFY_ONLY_ACTIONS:
@@ -286,6 +276,10 @@ class Tracker:
 
     def note_cancel(self, endpoint_id: str, job_id: str, worker_id: str | None, at: float) -> None:
         self.cancelled[job_id] = CancelTrack(job_id, endpoint_id, worker_id, at)
+
+    def cancelled_ids(self) -> list[tuple[str, str]]:
+        """(endpoint, job) of the cancelled jobs still under watch."""
+        return sorted((c.endpoint_id, c.job_id) for c in self.cancelled.values())
 
     def cancelled_jobs(self, endpoint_id: str) -> tuple[CancelledJob, ...]:
         return tuple(
@@ -302,67 +296,25 @@ class Tracker:
             if (gone and cancel.ticks_since > 1) or now - cancel.cancelled_at > DAY_S:
                 del self.cancelled[job_id]
 
-    def thresholds_alerted(self, now: float) -> frozenset[float]:
-        return frozenset(self.alerted_thresholds.get(month_start(now), set()))
+    def prune(self, now: float) -> None:
+        """Keep a day of actions (the cap looks back an hour, the cool-down minutes)."""
+        self.actions = [a for a in self.actions if now - a.at <= DAY_S]
 
-    # -- restart --------------------------------------------------------------------------------------
-
-    def restore(
-        self,
-        decisions: Sequence[DecisionRow],
-        open_sessions: Sequence[WorkerSessionRow],
-        now: float,
-        *,
-        snapshot_at: float | None,
-    ) -> None:
-        """Seed from the ledger: recent enforced actions (cap, cool-down), jobs cancelled in the last hour,
-        budget thresholds alerted this month, and the workers of the last recorded tick (``snapshot_at``:
-        when they were seen) so a quick restart keeps accruing what was running."""
-        month = month_start(now)
+    @classmethod
+    def from_ledger(cls, decisions: Sequence[DecisionRow], now: float) -> OwnActions:
+        """Rebuild from the ledger's audit log after a restart: enforced actions of the last two hours and
+        the jobs cancelled in the last hour."""
+        own = cls()
         for row in sorted(decisions, key=lambda r: r.id):
-            if row.mode == "enforce" and row.outcome in ("applied", "failed") and now - row.at < 2 * HOUR_S:
-                self.note_action(ActionRecord(row.at, row.endpoint_id, row.rule, row.action))
+            attempted = row.outcome in (Outcome.APPLIED, Outcome.FAILED)
+            if row.mode == Mode.ENFORCE and attempted and now - row.at < 2 * HOUR_S:
+                own.note_action(ActionRecord(row.at, row.endpoint_id, row.rule, row.action))
             if (
-                row.action == "cancel_job"
-                and row.outcome == "applied"
+                row.action == Action.CANCEL_JOB
+                and row.outcome == Outcome.APPLIED
                 and row.job_id
                 and row.endpoint_id
                 and now - row.at < HOUR_S
             ):
-                self.note_cancel(row.endpoint_id, row.job_id, row.worker_id, row.at)
-            if row.rule == "budget_brake" and row.action == "alert" and row.dedupe_key:
-                threshold = threshold_of(row.dedupe_key)
-                if threshold is not None and month_start(row.at) == month:
-                    self.alerted_thresholds[month].add(threshold)
-            if row.dedupe_key:
-                self.last_recorded[row.dedupe_key] = max(row.at, self.last_recorded.get(row.dedupe_key, 0.0))
-        if snapshot_at is not None:
-            by_endpoint: dict[str, list[Worker]] = defaultdict(list)
-            for session in open_sessions:
-                try:
-                    status = WorkerStatus(session.last_status)
-                except ValueError:
-                    continue
-                by_endpoint[session.endpoint_id].append(
-                    Worker(id=session.worker_id, status=status, gpu_type_id=session.gpu_type_id)
-                )
-                self.workers[session.worker_id] = WorkerTrack(
-                    session.endpoint_id,
-                    status,
-                    session.last_seen_at,
-                    session.first_seen_at,
-                    session.gpu_type_id,
-                )
-            self.snapshot = {endpoint: tuple(workers) for endpoint, workers in by_endpoint.items()}
-            self.snapshot_at = snapshot_at
-
-
-def threshold_of(dedupe_key: str) -> float | None:
-    """The threshold of a budget alert decision key ``budget_brake:alert:{month}:{threshold}``."""
-    parts = dedupe_key.split(":")
-    if len(parts) != 4 or parts[:2] != ["budget_brake", "alert"]:
-        return None
-    try:
-        return float(parts[3])
-    except ValueError:
-        return None
+                own.note_cancel(row.endpoint_id, row.job_id, row.worker_id, row.at)
+        return own

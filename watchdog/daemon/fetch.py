@@ -1,0 +1,153 @@
+"""Stage 1, fetch: what the logs and RunPod say now.
+
+:func:`read_logs` drains the configured log sources (each read is bounded; a source with more pending is
+read again). :func:`read_runpod` reads, in order: the endpoints (+ GraphQL ``workersStandby``), each
+watched endpoint's workers and ``/health``, the status of the jobs the daemon knows to be open (oldest
+first, at most ``MAX_JOB_POLLS_PER_TICK``), and, when due, the month's hourly billing.
+
+Any failed read makes the reading *blind* (``error`` set), except the two that only add to what the tick
+already knows: GraphQL ``workersStandby`` and the billing (which lags by hours anyway; on failure the
+month to date keeps the live estimate and the billed hours already in the ledger, and billing is retried
+after ``billing_interval_s``). One job whose status cannot be read is left out, never the whole reading.
+
+This stage only reads: it returns what it saw and changes no state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from watchdog.clock import month_start
+from watchdog.config import Config
+from watchdog.errors import RunPodAuthError, RunPodError, RunPodNotFound
+from watchdog.logwatch import LogEvent, LogTailer
+from watchdog.models import AccountSpend, BillingReport, EndpointConfig, EndpointWorkers, Health, Job, Worker
+
+log = logging.getLogger(__name__)
+
+MAX_JOB_POLLS_PER_TICK = 20
+"""Job status calls per tick, oldest jobs first (the runtime allows thousands per 10 s; we need few)."""
+
+
+class RunPodReads(Protocol):
+    """What the fetch stage needs of :class:`watchdog.client.RunPodClient`."""
+
+    async def list_endpoints(self) -> list[EndpointConfig]: ...
+    async def account_spend(self) -> AccountSpend: ...
+    async def list_workers(self, endpoint_id: str) -> EndpointWorkers: ...
+    async def health(self, endpoint_id: str) -> Health: ...
+    async def job_status(self, endpoint_id: str, job_id: str) -> Job: ...
+    async def serverless_billing(
+        self, *, start: float, end: float | None = None, bucket_size: str = "hour"
+    ) -> BillingReport: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LogBatch:
+    events: tuple[LogEvent, ...] = ()
+    problems: tuple[str, ...] = ()
+    """Malformed lines and unreadable files, each ``"source: problem"`` (already length-bounded)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPlan:
+    """What to read beyond the endpoints, workers and health."""
+
+    jobs: tuple[tuple[str, str], ...] = ()
+    """(endpoint, job) whose status to poll: open jobs and cancelled jobs under watch, oldest first."""
+    billing_due: bool = False
+
+
+@dataclass
+class Reading:
+    """What one tick read from RunPod."""
+
+    endpoints: tuple[EndpointConfig, ...] = ()
+    workers: dict[str, tuple[Worker, ...]] = field(default_factory=dict)
+    health: dict[str, Health] = field(default_factory=dict)
+    jobs: dict[str, tuple[str, Job]] = field(default_factory=dict)
+    """Job id → (endpoint id, its status)."""
+    gone_jobs: set[str] = field(default_factory=set)
+    """Jobs RunPod answered 404 for: expired, so certainly not running."""
+    billing: BillingReport | None = None
+    billing_failed: bool = False
+    error: str | None = None
+    """Why the reading is incomplete (the tick is then blind)."""
+    auth_rejected: bool = False
+    """The error is RunPod rejecting the API key."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def read_logs(tailers: Sequence[LogTailer]) -> LogBatch:
+    events: list[LogEvent] = []
+    problems: list[str] = []
+    for tailer in tailers:
+        while True:
+            result = tailer.read_new()
+            events.extend(result.events)
+            problems.extend(f"log source {tailer.spec.name}: {problem}" for problem in result.errors)
+            if not result.more_pending:
+                break
+    return LogBatch(tuple(events), tuple(problems))
+
+
+async def read_runpod(client: RunPodReads, config: Config, plan: ReadPlan, now: float) -> Reading:
+    reading = Reading()
+    try:
+        listed = await client.list_endpoints()
+        standby: dict[str, int] = {}
+        try:
+            standby = (await client.account_spend()).workers_standby
+        except RunPodAuthError:
+            raise
+        except RunPodError as exc:  # GraphQL adds only workersStandby: degrade, do not go blind
+            log.warning("GraphQL account read failed (workersStandby unknown): %s", exc)
+        watched = [
+            endpoint
+            if endpoint.id not in standby
+            else replace(endpoint, workers_standby=standby[endpoint.id])
+            for endpoint in listed
+            if config.policy_for(endpoint.id, endpoint.name).watched
+        ]
+        reading.endpoints = tuple(sorted(watched, key=lambda e: e.id))
+
+        async def one(endpoint_id: str) -> None:
+            workers, health = await asyncio.gather(
+                client.list_workers(endpoint_id), client.health(endpoint_id)
+            )
+            reading.workers[endpoint_id] = workers.workers
+            reading.health[endpoint_id] = health
+
+        await asyncio.gather(*(one(e.id) for e in reading.endpoints))
+        known = {e.id for e in reading.endpoints}
+        polls = [(endpoint_id, job_id) for endpoint_id, job_id in plan.jobs if endpoint_id in known]
+        for endpoint_id, job_id in polls[:MAX_JOB_POLLS_PER_TICK]:
+            try:
+                reading.jobs[job_id] = (endpoint_id, await client.job_status(endpoint_id, job_id))
+            except RunPodNotFound:
+                reading.gone_jobs.add(job_id)
+        if plan.billing_due:
+            try:
+                reading.billing = await client.serverless_billing(start=month_start(now), bucket_size="hour")
+            except RunPodAuthError:
+                raise
+            except RunPodError as exc:  # billing lags by hours anyway: degrade, do not go blind
+                reading.billing_failed = True
+                log.warning(
+                    "billing read failed (month to date uses the live estimate and the billed hours already "
+                    "in the ledger; retried in %.0f s): %s",
+                    config.runpod.billing_interval_s,
+                    exc,
+                )
+    except RunPodAuthError as exc:
+        reading.error, reading.auth_rejected = f"{exc.title}: {exc}", True
+    except RunPodError as exc:
+        reading.error = f"{exc.title}: {exc}"
+    return reading

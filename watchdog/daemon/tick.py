@@ -1,0 +1,363 @@
+"""One tick of the daemon: fetch → track → evaluate → execute → record → publish.
+
+:func:`run_tick` is the recipe, and the only place a tick changes the :class:`DaemonState`; each stage
+takes what it needs and returns what it produces:
+
+1. **fetch** (:mod:`~watchdog.daemon.fetch`): new log lines, then RunPod (endpoints, workers, ``/health``,
+   the open jobs' status, the billing when due). A failed read makes the tick *blind*.
+2. **track** (:mod:`~watchdog.daemon.track`): the reading against the tracker's memory: durations, crash
+   windows, requests, ledger rows; the live estimate of the interval (:mod:`~watchdog.daemon.accounting`)
+   and the month to date.
+3. **evaluate** (:mod:`~watchdog.daemon.evaluate`): the policy's decisions. A blind tick yields one
+   ``blind`` decision and nothing else.
+4. **execute** (:mod:`~watchdog.daemon.execute`): enforce decisions act, dry-run ones are proposals;
+   earlier actions are verified against this tick's reading; the alerts are worded
+   (:mod:`~watchdog.daemon.notices`).
+5. **record**: everything in ONE ledger transaction (the interval, spend, billing, configs, workers, jobs,
+   traffic, brakes, decision steps, alerts, the saved state and the status).
+6. **publish** (:mod:`~watchdog.daemon.publish`): the status goes to the StatusRef (metrics, control
+   socket) and the alert dispatcher is woken.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from watchdog.clock import month_start
+from watchdog.config import Config
+from watchdog.daemon.accounting import Accrued, MonthMoney, accrue, billed_rows, month_money
+from watchdog.daemon.evaluate import blind_decision, decide, endpoint_limits, is_repeat
+from watchdog.daemon.execute import Observation, execute, verify
+from watchdog.daemon.fetch import Reading, ReadPlan, read_logs, read_runpod
+from watchdog.daemon.notices import decision_alert, events_of, first_sightings, metric_alerts
+from watchdog.daemon.ports import Ports
+from watchdog.daemon.publish import (
+    LedgerFigures,
+    budget_view,
+    build_status,
+    endpoint_view,
+    endpoints_24h,
+)
+from watchdog.daemon.state import DaemonState, roll_calendar, state_meta
+from watchdog.daemon.track import Tracked, track
+from watchdog.errors import RunPodAuthError
+from watchdog.ledger import STATUS_META_KEY, Alert, BilledSpend, BrakeState, DecisionStep, TickRecord
+from watchdog.money import BudgetStatus, budget_status
+from watchdog.policy import Decision
+from watchdog.status import DaemonStatus, status_json
+from watchdog.traffic import TrafficFinding
+from watchdog.vocabulary import BILLED_BY_DEFAULT, NOTIFY_ONLY_ACTIONS, Mode, Outcome, Rule
+
+log = logging.getLogger(__name__)
+
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class TickOutcome:
+    """What one tick did, for tests and the run loop."""
+
+    tick_id: int | None
+    started_at: float
+    finished_at: float
+    ok: bool
+    blind: bool
+    error: str | None
+    decisions: tuple[Decision, ...]
+    rows: tuple[DecisionStep, ...]
+    """Decision steps written by this tick (executions, proposals, verifications)."""
+    new_alerts: tuple[str, ...]
+    status: DaemonStatus | None
+
+    @property
+    def actions(self) -> tuple[DecisionStep, ...]:
+        """The enforced steps of this tick (applied or failed)."""
+        return tuple(r for r in self.rows if r.outcome in (Outcome.APPLIED, Outcome.FAILED))
+
+
+async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float) -> TickOutcome:
+    """Run one whole tick at ``now``.
+
+    Raises:
+        RunPodAuthError: RunPod rejects the API key and the daemon has never read it successfully (a
+            misconfigured key at start-up is fatal; later it only blinds the ticks).
+        LedgerError: the tick could not be recorded (nothing of it is in the ledger).
+    """
+    state.calendar = roll_calendar(state.calendar, now)
+
+    # 1. fetch ----------------------------------------------------------------------------------------------
+    logs = read_logs(ports.tailers)
+    for problem in logs.problems:
+        log.warning("%s", problem)
+    state.tracker.observe_logs(logs.events, now)
+    plan = ReadPlan(
+        jobs=tuple(sorted(set(state.tracker.open_job_ids()) | set(state.own.cancelled_ids()))),
+        billing_due=state.billing.due(now, config.runpod.billing_interval_s),
+    )
+    reading = await read_runpod(ports.client, config, plan, now)
+    if reading.auth_rejected and state.sight.last_ok_at is None:
+        raise RunPodAuthError(reading.error or "RunPod rejected the API key")
+
+    # 2. track ----------------------------------------------------------------------------------------------
+    tracked = track(state.tracker, reading, logs.events, held=tuple(state.brakes), now=now)
+    _count_requests(state, tracked)
+    accrued = Accrued(None)
+    accounting = state.accounting
+    billed: tuple[BilledSpend, ...] = ()
+    if reading.ok:
+        state.sight.last_ok_at = now
+        accounting, accrued = accrue(
+            state.accounting,
+            {e.id: reading.workers[e.id] for e in reading.endpoints},
+            now=now,
+            prices=config.price_table,
+            billed_states=BILLED_BY_DEFAULT,
+            stale_after_s=config.policy.stale_after_s,
+        )
+        if reading.billing is not None:
+            billed = billed_rows(reading.billing, month_start(now))
+    money = month_money(ports.ledger.month_spend_by_hour(month_start(now)), accrued.estimates, billed, now)
+    budget = budget_status(
+        config.budget.monthly_eur,
+        config.budget.usd_per_eur,
+        fixed_costs_usd_per_month=config.budget.fixed_usd_per_month,
+        variable_mtd_usd=money.month.counted_usd,
+        now=now,
+        thresholds=config.budget.alert_thresholds,
+        variable_last_24h_usd=money.last_24h_usd,
+    )
+
+    # 3. evaluate -------------------------------------------------------------------------------------------
+    steps: list[DecisionStep] = []
+    findings: tuple[TrafficFinding, ...] = ()
+    if reading.ok:
+        verified, state.pending_checks = verify(state.pending_checks, _observation(reading, ports, now))
+        for step in verified:
+            state.count_step(step)
+        steps.extend(verified)
+        live = {w.id for ws in reading.workers.values() for w in ws if w.status in BILLED_BY_DEFAULT}
+        state.own.age_cancels(live, now)
+        judged = decide(
+            reading=reading,
+            tracked=tracked,
+            tracker=state.tracker,
+            own=state.own,
+            brakes=state.brakes,
+            rule_overrides=state.rule_overrides,
+            budget=budget,
+            month_usd_by_endpoint={e.endpoint_id: e.counted_usd for e in money.month.by_endpoint},
+            alerted_thresholds=frozenset(state.calendar.alerted_thresholds),
+            denied_sources=_denied(ports),
+            config=config,
+            now=now,
+        )
+        decisions, findings = judged.decisions, judged.findings
+    else:
+        decisions = (blind_decision(config, state.sight.last_ok_at, now, reading.error or "unknown error"),)
+
+    # 4. execute --------------------------------------------------------------------------------------------
+    alerts: list[Alert] = []
+    brakes_set: dict[str, BrakeState] = {}
+    brakes_cleared: list[str] = []
+    for decision in decisions:
+        if not _worth_recording(state, decision, now):
+            continue
+        execution = await execute(
+            decision, ports.client, now=now, brakes=state.brakes, deny_list=ports.deny_list
+        )
+        state.absorb(decision, execution, now)
+        steps.extend(execution.steps)
+        if execution.brake_set is not None:
+            brakes_set[execution.brake_set.endpoint_id] = execution.brake_set
+        if execution.brake_cleared is not None:
+            brakes_set.pop(execution.brake_cleared, None)
+            brakes_cleared.append(execution.brake_cleared)
+        alert = decision_alert(
+            decision, execution, budget=budget, usd_per_eur=config.budget.usd_per_eur, now=now
+        )
+        if alert is not None:
+            alerts.append(alert)
+    if reading.ok:
+        if state.sight.blind_since is not None:
+            log.warning("the watchdog sees RunPod again (blind since %s)", _iso(state.sight.blind_since))
+            state.sight.blind_since = None
+        alerts.extend(
+            metric_alerts(
+                reading.endpoints,
+                requests_24h=endpoints_24h(state.tracker, reading.endpoints, now),
+                usd_24h=money.last_24h_by_endpoint,
+                cold_starts_24h={
+                    e.id: state.tracker.cold_start_samples(e.id, now - DAY_S) for e in reading.endpoints
+                },
+                config=config,
+                now=now,
+            )
+        )
+    # Alerts are rebuilt each tick from what is true (the cost per 1,000 requests is still above $3); the
+    # ledger de-duplicates by key, and only the first sighting of a key belongs in the events log.
+    alerts = first_sightings(alerts, state.dedupe.raised, now)
+    for alert in alerts:
+        state.dedupe.raised[alert.key] = now
+    for event in events_of(steps, alerts, usd_per_eur=config.budget.usd_per_eur, now=now):
+        state.events.appendleft(event)
+
+    # 5. record ---------------------------------------------------------------------------------------------
+    _count_gpu_seconds(state, accrued)
+    finished = ports.clock.now()
+    status = _status(state, ports, config, reading, money, budget, findings, now, finished, len(alerts))
+    recorded = ports.ledger.record_tick(
+        TickRecord(
+            started_at=now,
+            finished_at=finished,
+            ok=reading.ok,
+            blind=not reading.ok,
+            error=reading.error,
+            endpoints=len(reading.endpoints),
+            accounting=accrued.interval,
+            estimates=accrued.estimates,
+            billed=billed,
+            configs=tracked.configs,
+            workers=accrued.workers,
+            jobs=tracked.jobs,
+            traffic=tracked.traffic,
+            brakes_set=tuple(brakes_set.values()),
+            brakes_cleared=tuple(brakes_cleared),
+            decisions=tuple(steps),
+            alerts=tuple(alerts),
+            meta={**state_meta(state, ports.tailers), STATUS_META_KEY: status_json(status)},
+        )
+    )
+    state.accounting = accounting
+    if reading.billing is not None:
+        state.billing.last_read_at, state.billing.failed_at = now, None
+    elif reading.billing_failed:
+        state.billing.failed_at = now
+    for change in recorded.config_changes:
+        if change.changed_fields:
+            log.info("endpoint %s config changed: %s", change.endpoint_id, ", ".join(change.changed_fields))
+    state.tracker.prune(now)
+    state.own.prune(now)
+    state.dedupe.prune(now)
+
+    # 6. publish --------------------------------------------------------------------------------------------
+    state.ticks += 1
+    ports.status.set(status)
+    if recorded.new_alerts:
+        ports.wake_alerts()
+    if not reading.ok:
+        log.warning("tick %d blind: %s", state.ticks, reading.error)
+    return TickOutcome(
+        tick_id=recorded.tick_id,
+        started_at=now,
+        finished_at=finished,
+        ok=reading.ok,
+        blind=not reading.ok,
+        error=reading.error,
+        decisions=tuple(decisions),
+        rows=tuple(steps),
+        new_alerts=recorded.new_alerts,
+        status=status,
+    )
+
+
+def _count_requests(state: DaemonState, tracked: Tracked) -> None:
+    calendar = state.calendar
+    for endpoint_id, requests in tracked.requests.items():
+        calendar.requests[endpoint_id] += requests
+    calendar.free_requests += tracked.free_requests
+    calendar.tiered_requests += tracked.tiered_requests
+
+
+def _count_gpu_seconds(state: DaemonState, accrued: Accrued) -> None:
+    """Add the interval's billed GPU seconds to the month's and today's (each hour to its own day)."""
+    calendar = state.calendar
+    for (endpoint_id, gpu_type, hour), seconds in accrued.gpu_seconds.items():
+        if hour >= calendar.month:
+            calendar.gpu_seconds[endpoint_id][gpu_type] += seconds
+        if hour >= calendar.day:
+            calendar.gpu_seconds_today[endpoint_id] += seconds
+
+
+def _worth_recording(state: DaemonState, decision: Decision, now: float) -> bool:
+    """A blind report once per blind episode; a repeated proposal or notice at most once an hour; enforced
+    actions always. Notes what it lets through (the episode start, the time recorded)."""
+    if decision.rule == Rule.BLIND:
+        if state.sight.blind_since is not None:
+            return False
+        state.sight.blind_since = now
+        log.warning("%s", decision.reason)
+        return True
+    if is_repeat(decision, state.dedupe.recorded, now):
+        return False
+    if decision.dedupe_key and (decision.mode != Mode.ENFORCE or decision.action in NOTIFY_ONLY_ACTIONS):
+        state.dedupe.recorded[decision.dedupe_key] = now
+    return True
+
+
+def _observation(reading: Reading, ports: Ports, now: float) -> Observation:
+    return Observation(
+        now=now,
+        configs={e.id: e for e in reading.endpoints},
+        workers=reading.workers,
+        jobs={job_id: job.status for job_id, (_, job) in reading.jobs.items()},
+        health=reading.health,
+        gone_jobs=frozenset(reading.gone_jobs),
+        denied_sources=_denied(ports),
+        billed_states=BILLED_BY_DEFAULT,
+    )
+
+
+def _denied(ports: Ports) -> frozenset[str]:
+    return frozenset(ports.deny_list.read()) if ports.deny_list is not None else frozenset()
+
+
+def _status(  # noqa: PLR0917
+    state: DaemonState,
+    ports: Ports,
+    config: Config,
+    reading: Reading,
+    money: MonthMoney,
+    budget: BudgetStatus,
+    findings: Sequence[TrafficFinding],
+    now: float,
+    finished: float,
+    new_alerts: int,
+) -> DaemonStatus:
+    """This tick's status; a blind tick keeps showing the endpoints as last seen."""
+    previous = ports.status.get()
+    if reading.ok:
+        endpoints = [
+            endpoint_view(
+                endpoint,
+                reading=reading,
+                tracker=state.tracker,
+                calendar=state.calendar,
+                brake=state.brakes.get(endpoint.id),
+                mode=endpoint_limits(config, endpoint, state.rule_overrides).mode,
+                money=money,
+                findings=findings,
+                config=config,
+                now=now,
+            )
+            for endpoint in reading.endpoints
+        ]
+    else:
+        endpoints = list(previous.endpoints) if previous is not None else []
+    sent, unsent = ports.ledger.alert_counts()
+    return build_status(
+        state,
+        started_at=now,
+        finished_at=finished,
+        error=reading.error,
+        budget=budget_view(budget, money, state.calendar, config),
+        endpoints=endpoints,
+        ledger=LedgerFigures(sent, unsent + new_alerts, ports.ledger.size_bytes()),
+        config=config,
+    )
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
