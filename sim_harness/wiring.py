@@ -62,7 +62,9 @@ def sim_config(tmp_path: Path, *, log_path: str | Path | None = None, **override
     metrics = dataclasses.replace(config.metrics, enabled=False, listen="127.0.0.1:0")
     config = dataclasses.replace(config, runpod=runpod, ledger=ledger, control=control, metrics=metrics)
     if log_path is not None:
-        pings = dataclasses.replace(config.pings, source=(LogSource(name="gateway", path=str(log_path)),))
+        pings = dataclasses.replace(
+            config.pings, source=(LogSource(name="gateway", path=str(log_path), start_at="start"),)
+        )
         config = dataclasses.replace(config, pings=pings)
     for section, changes in overrides.items():
         current = getattr(config, section)

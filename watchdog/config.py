@@ -44,6 +44,7 @@ from watchdog.prices import DEFAULT_PRICES, GpuPrice, PriceTable
 from watchdog.vocabulary import CONFIGURABLE_RULES, Mode, RuleMode
 
 LogFormat = Literal["json", "regex"]
+StartAt = Literal["end", "start"]
 CutAction = Literal["alert", "deny-list", "cooldown"]
 
 CONFIG_ENV_VAR = "RUNPOD_WATCHDOG_CONFIG"
@@ -459,6 +460,10 @@ class LogSource:
     """Field holding the tier ("free" or "paid"); missing = budget.free_share applies. Default "tier"."""
     worker_field: str = field(default="worker_id", metadata=_limits(nonempty=True))
     """Field holding the worker id. Default "worker_id"."""
+    start_at: StartAt = "end"
+    """Where to start reading a file the daemon has never read: "end" (only what is appended from now on:
+    an existing multi-gigabyte log is not replayed) or "start" (replay it, a bounded amount per tick).
+    A file already read resumes where it stopped. Default "end"."""
 
     @property
     def field_names(self) -> dict[str, str]:
@@ -532,6 +537,9 @@ class PingsConfig:
     """File the gateway reads its deny list from (required when cut = "deny-list"). Default ""."""
     cut_cooldown_s: float = field(default=900.0, metadata=_limits(gt=0))
     """How long a cut lasts, seconds (> 0). Default 900."""
+    never_cut: tuple[str, ...] = field(default=(), metadata=_limits())
+    """Sources (addresses, CIDRs or client ids, as the logs name them) that are never cut, whatever their
+    traffic: partners, the team's own monitoring. They are still reported. Default []."""
 
     def _problems(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
         seen: set[str] = set()
