@@ -400,7 +400,7 @@ class StoryDriver:
         )
 
     def _on_decision(self, row: DecisionRow, status: DaemonStatus) -> None:
-        if row.outcome in ("failed", "skipped") or row.mode != "enforce":
+        if row.outcome in ("intended", "failed", "skipped") or row.mode != "enforce":
             return
         budget = status.budget
         if row.rule == "budget_brake" and row.action == "alert" and budget is not None:

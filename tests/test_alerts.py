@@ -7,22 +7,28 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import FrozenInstanceError, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
 from watchdog.alerts import (
     REDACTED,
+    SLACK_TEXT_LIMIT,
     AlertDispatcher,
+    DeliveryHealth,
     PendingAlert,
     budget_alert_text,
     classify_response,
     redact,
+    slack_text,
 )
 from watchdog.clock import ManualClock, SystemClock
-from watchdog.errors import AlertError
+from watchdog.errors import AlertError, LedgerError
+from watchdog.ledger import AlertRow, Ledger
 
 WEBHOOK_PATH = "/services/T0WATCH/B0DOG/xoxTOKENsecret42"
 TOKEN = "xoxTOKENsecret42"
@@ -92,6 +98,8 @@ class FakeSlack:
     def __init__(self, port: int = 0) -> None:
         self.script: list[Reply] = []
         self.received: list[Received] = []
+        self.max_text: int | None = None
+        """Like Slack with a payload limit: a longer ``text`` gets 400 ``msg_too_long`` (script untouched)."""
         self._lock = threading.Lock()
         fake = self
 
@@ -99,9 +107,13 @@ class FakeSlack:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(length)
+                payload = json.loads(raw)
                 with fake._lock:
-                    fake.received.append(Received(self.path, json.loads(raw), time.monotonic()))
-                    reply = fake.script.pop(0) if fake.script else Reply()
+                    fake.received.append(Received(self.path, payload, time.monotonic()))
+                    if fake.max_text is not None and len(payload.get("text", "")) > fake.max_text:
+                        reply = Reply(400, "msg_too_long")
+                    else:
+                        reply = fake.script.pop(0) if fake.script else Reply()
                 if reply.drop:
                     self.close_connection = True
                     return
@@ -121,7 +133,7 @@ class FakeSlack:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}{WEBHOOK_PATH}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -140,6 +152,55 @@ def slack() -> Iterator[FakeSlack]:
 @pytest.fixture
 def outbox() -> MemoryOutbox:
     return MemoryOutbox()
+
+
+class FlakyLedger(Ledger):
+    """The real SQLite ledger with a fault switch: the next N calls of a method raise LedgerError first, as
+    a full disk or a read-only file makes the real one do. Everything else is the real ledger."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.faults: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()
+        self.fault_message = "updating an alert failed in ledger.sqlite3: database or disk is full"
+
+    def _maybe_fail(self, method: str) -> None:
+        self.calls[method] += 1
+        if self.faults[method] > 0:
+            self.faults[method] -= 1
+            raise LedgerError(self.fault_message)
+
+    def pending_alerts(self, limit: int = 20) -> list[AlertRow]:
+        self._maybe_fail("pending_alerts")
+        return super().pending_alerts(limit)
+
+    def mark_alert_sent(self, key: str, now: float) -> None:
+        self._maybe_fail("mark_alert_sent")
+        super().mark_alert_sent(key, now)
+
+    def mark_alert_failed(self, key: str, now: float, error: str) -> None:
+        self._maybe_fail("mark_alert_failed")
+        super().mark_alert_failed(key, now, error)
+
+    def enqueue(self, key: str, text: str, now: float) -> bool:
+        return self.enqueue_alert(key, "blind", "critical", text, None, now)
+
+    def row(self, key: str) -> AlertRow:
+        return next(row for row in self.recent_alerts(1000) if row.key == key)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[FlakyLedger]:
+    with FlakyLedger.open(tmp_path / "ledger.sqlite3") as opened:
+        assert isinstance(opened, FlakyLedger)
+        yield opened
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
 
 
 def dispatcher_for(outbox: MemoryOutbox, url: str | None, **options: object) -> AlertDispatcher:
@@ -215,13 +276,14 @@ async def test_dropped_connection_then_200_is_delivered(
     assert TOKEN not in caplog.text
 
 
-async def test_404_no_service_is_a_permanent_failure(
+async def test_404_no_service_marks_the_webhook_dead(
     slack: FakeSlack, outbox: MemoryOutbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     slack.script = [Reply(404, "no_service")]
     outbox.enqueue("a", "hello", now=0)
     outbox.enqueue("b", "second", now=0)
-    dispatcher = dispatcher_for(outbox, slack.url)
+    clock = ManualClock(start=5.0)
+    dispatcher = dispatcher_for(outbox, slack.url, clock=clock)
     report = await dispatcher.run_once(now=5.0)
     assert report.webhook_unusable is True
     assert report.still_pending == ("a", "b")
@@ -230,7 +292,8 @@ async def test_404_no_service_is_a_permanent_failure(
     assert (row.state, row.attempts) == ("failed", 1)
     assert row.last_error == "HTTP 404, Slack refused the webhook: no_service"
     assert "Slack refused the alert webhook" in caplog.text
-    # Later rounds do not hammer the dead webhook; the alerts stay queued for after the fix.
+    assert report.retry_not_before == 65.0  # re-probed after dead_probe_base_s (60 s)
+    # Rounds before the probe do not hammer the dead webhook; the alerts stay queued.
     later = await dispatcher.run_once(now=60.0)
     assert (later.delivered, later.still_pending) == ((), ("a", "b"))
     assert len(slack.received) == 1
@@ -438,6 +501,15 @@ async def test_without_webhook_alerts_are_logged_and_marked_sent(
         (404, "no_service", {}, "webhook_unusable", None),
         (410, "channel_is_archived", {}, "webhook_unusable", None),
         (403, "action_prohibited", {}, "webhook_unusable", None),
+        (403, "invalid_token", {}, "webhook_unusable", None),
+        (401, "", {}, "webhook_unusable", None),
+        (408, "request timeout", {}, "retry", None),
+        (425, "too early", {}, "retry", None),
+        (503, "down", {"Retry-After": "2"}, "retry", 2.0),
+        (400, "no_text", {}, "rejected", None),
+        (400, "msg_too_long", {}, "rejected", None),
+        (413, "payload too large", {}, "rejected", None),
+        (400, "channel_not_found", {}, "webhook_unusable", None),
     ],
 )
 def test_classify_response(
@@ -451,3 +523,290 @@ def test_budget_text() -> None:
     assert budget_alert_text(spent_eur=10, budget_eur=20, forecast_eur=19.5, threshold_pct=50) == (
         ":warning: Budget 50 % reached: 10.00 € of 20.00 € spent this month (forecast 19.50 €)"
     )
+
+
+# ---------------------------------------------------------------------------------------------- robustness
+# Each of these reproduces a failure of the dispatcher before the robustness work (see the issue).
+
+
+async def test_a_single_408_is_retried_and_later_alerts_still_go_out(
+    slack: FakeSlack, outbox: MemoryOutbox
+) -> None:
+    slack.script = [Reply(408, "request timeout")]
+    outbox.enqueue("a", "first", now=0)
+    dispatcher = dispatcher_for(outbox, slack.url)
+    assert (await dispatcher.run_once(now=0)).delivered == ("a",)
+    outbox.enqueue("b", "second", now=1)
+    assert (await dispatcher.run_once(now=1)).delivered == ("b",)
+    assert [r.payload["text"] for r in slack.received] == ["first", "first", "second"]
+    assert dispatcher.health() == DeliveryHealth(0, "ok", None, 0)
+
+
+async def test_a_single_403_is_re_probed_and_delivery_resumes(slack: FakeSlack, outbox: MemoryOutbox) -> None:
+    slack.script = [Reply(403, "invalid_token")]
+    outbox.enqueue("a", "first", now=1000)
+    clock = ManualClock(start=1000.0)
+    dispatcher = dispatcher_for(outbox, slack.url, clock=clock)
+
+    refused = await dispatcher.run_once(now=clock.now())
+    assert (refused.still_pending, refused.webhook_unusable, refused.retry_not_before) == (
+        ("a",),
+        True,
+        1060.0,
+    )
+    health = dispatcher.health()
+    assert (health.webhook, health.undelivered) == ("dead", 1)
+    assert health.last_error == "HTTP 403, Slack refused the webhook: invalid_token"
+
+    clock.advance(59)
+    assert (await dispatcher.run_once(now=clock.now())).still_pending == ("a",)
+    assert len(slack.received) == 1  # not before the probe is due
+    clock.advance(1)
+    assert (await dispatcher.run_once(now=clock.now())).delivered == ("a",)
+    assert dispatcher.health() == DeliveryHealth(0, "ok", None, 0)
+    outbox.enqueue("b", "second", now=clock.now())
+    assert (await dispatcher.run_once(now=clock.now())).delivered == ("b",)
+    assert [r.payload["text"] for r in slack.received] == ["first", "first", "second"]
+
+
+async def test_a_webhook_answering_404_for_a_while_is_re_probed_with_backoff_until_it_recovers(
+    slack: FakeSlack, outbox: MemoryOutbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    slack.script = [Reply(404, "no_service")] * 3
+    outbox.enqueue("a", "first", now=1000)
+    outbox.enqueue("b", "second", now=1000)
+    clock = ManualClock(start=1000.0)
+    dispatcher = dispatcher_for(outbox, slack.url, clock=clock, dead_probe_max_s=150.0)
+
+    probes = []
+    for _ in range(3):
+        report = await dispatcher.run_once(now=clock.now())
+        assert (report.delivered, report.still_pending) == ((), ("a", "b"))
+        assert report.retry_not_before is not None
+        probes.append(report.retry_not_before - clock.now())
+        assert dispatcher.health() == DeliveryHealth(
+            2, "dead", "HTTP 404, Slack refused the webhook: no_service", 0
+        )
+        clock.advance(report.retry_not_before - clock.now() - 1)
+        assert (await dispatcher.run_once(now=clock.now())).still_pending == ("a", "b")  # not yet
+        clock.advance(1)
+    assert probes == [60.0, 120.0, 150.0]  # doubling from a minute, capped
+
+    recovered = await dispatcher.run_once(now=clock.now())
+    assert recovered.delivered == ("a", "b")
+    assert dispatcher.health() == DeliveryHealth(0, "ok", None, 0)
+    # one post per probe (always the oldest alert), then the queue; nothing lost, nothing twice after a 200
+    assert [r.payload["text"] for r in slack.received] == ["first"] * 4 + ["second"]
+    assert {(row.state, row.attempts) for row in outbox.rows.values()} == {("sent", 4), ("sent", 1)}
+    refusals = [r for r in caplog.records if "refuse" in r.getMessage() and r.levelno >= logging.ERROR]
+    assert len(refusals) == 1  # one ERROR when it died, not one per probe
+    assert "accepts the alert webhook again" in caplog.text
+
+
+async def test_an_alert_slack_accepted_is_never_resent_while_the_ledger_cannot_record_it(
+    slack: FakeSlack, ledger: FlakyLedger, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="watchdog.alerts")
+    ledger.faults["mark_alert_sent"] = 3  # a full disk: "sent" cannot be written three times in a row
+    ledger.enqueue("blind", "The watchdog is blind", now=1000.0)
+    clock = ManualClock(start=1000.0)
+    dispatcher = dispatcher_for(ledger, slack.url, clock=clock)  # type: ignore[arg-type]
+
+    first = await dispatcher.run_once(now=clock.now())
+    assert (first.delivered, first.not_recorded) == (("blind",), ("blind",))
+    assert first.ledger_error is not None and "database or disk is full" in first.ledger_error
+    assert [row.key for row in ledger.pending_alerts()] == ["blind"]  # the ledger still thinks it pending
+    health = dispatcher.health()
+    assert (health.undelivered, health.delivered_not_recorded, health.webhook) == (0, 1, "ok")
+    assert health.last_error is not None and "database or disk is full" in health.last_error
+
+    clock.advance(5)
+    ledger.enqueue("second", "Another alert meanwhile", now=clock.now())
+    second = await dispatcher.run_once(now=clock.now())  # recording "blind" fails again; "second" goes out
+    assert (second.delivered, second.not_recorded) == (("second",), ("second",))
+    assert dispatcher.health().delivered_not_recorded == 2
+
+    clock.advance(5)
+    third = await dispatcher.run_once(now=clock.now())  # the ledger works again: both are recorded
+    assert (third.delivered, third.not_recorded, third.ledger_error) == ((), (), None)
+    assert ledger.calls["mark_alert_sent"] == 5
+    assert [r.payload["text"] for r in slack.received] == ["The watchdog is blind", "Another alert meanwhile"]
+    assert (ledger.row("blind").state, ledger.row("blind").sent_at) == ("sent", 1000.0)  # when Slack took it
+    assert (ledger.row("second").state, ledger.row("second").sent_at) == ("sent", 1005.0)
+    assert ledger.pending_alerts() == []
+    assert dispatcher.health() == DeliveryHealth(0, "ok", None, 0)
+    assert (
+        len([r for r in caplog.records if "disk is full" in r.getMessage() and r.levelno >= logging.ERROR])
+        == 1
+    )
+    assert "Alert outbox (ledger) works again" in caplog.text
+
+
+async def test_run_forever_posts_once_when_the_ledger_refuses_to_record_it(
+    slack: FakeSlack, ledger: FlakyLedger
+) -> None:
+    """The issue's reproduction: a read-only ledger once turned the blind alert into one post per round."""
+    ledger.faults["mark_alert_sent"] = 8
+    ledger.enqueue("blind", "The watchdog is blind", now=time.time())
+    dispatcher = dispatcher_for(ledger, slack.url, poll_interval_s=0.02)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    task = asyncio.create_task(dispatcher.run_forever(stop))
+    try:
+        await eventually(lambda: ledger.row("blind").state == "sent")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+    assert len(slack.received) == 1
+    assert ledger.row("blind").state == "sent"
+    assert dispatcher.health().delivered_not_recorded == 0
+
+
+async def test_pending_alerts_failing_is_retried_with_backoff_and_reported(
+    slack: FakeSlack, ledger: FlakyLedger
+) -> None:
+    ledger.faults["pending_alerts"] = 2
+    ledger.enqueue("a", "hello", now=0.0)
+    clock = ManualClock(start=0.0)
+    dispatcher = dispatcher_for(ledger, slack.url, clock=clock, retry_base_s=1.0)  # type: ignore[arg-type]
+
+    failed = await dispatcher.run_once(now=0.0)  # must not raise
+    assert failed.ledger_error == (
+        "reading the pending alerts: LedgerError: updating an alert failed in ledger.sqlite3: database or disk is full"
+    )
+    assert dispatcher.health().last_error == failed.ledger_error
+    assert (await dispatcher.run_once(now=0.5)).ledger_error == failed.ledger_error  # backing off: not asked
+    assert ledger.calls["pending_alerts"] == 1
+    await dispatcher.run_once(now=1.0)  # fails again: the wait doubles to 2 s
+    assert (await dispatcher.run_once(now=2.9)).delivered == ()
+    assert ledger.calls["pending_alerts"] == 2
+    recovered = await dispatcher.run_once(now=3.0)
+    assert (recovered.delivered, recovered.ledger_error) == (("a",), None)
+    assert dispatcher.health() == DeliveryHealth(0, "ok", None, 0)
+    assert len(slack.received) == 1
+
+
+async def test_run_forever_survives_pending_alerts_failing_and_logs_the_problem_once(
+    slack: FakeSlack, ledger: FlakyLedger, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="watchdog.alerts")
+    ledger.fault_message = "reading the ledger failed: disk I/O error " + "x" * 5000
+    ledger.faults["pending_alerts"] = 5
+    ledger.enqueue("a", "hello", now=time.time())
+    dispatcher = dispatcher_for(ledger, slack.url, poll_interval_s=0.01, retry_base_s=0.01)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    task = asyncio.create_task(dispatcher.run_forever(stop))
+    try:
+        await eventually(lambda: ledger.calls["pending_alerts"] >= 3)
+        assert not task.done()
+        await eventually(lambda: ledger.row("a").state == "sent")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+    assert ledger.calls["pending_alerts"] >= 6
+    assert [r.payload["text"] for r in slack.received] == ["hello"]
+    problems = [r.getMessage() for r in caplog.records if "disk I/O error" in r.getMessage()]
+    assert len(problems) == 1  # once per problem, not once per round
+    assert len(problems[0]) < 500  # bounded, not 5,000 characters
+    assert "Alert outbox (ledger) works again" in caplog.text
+
+
+async def test_without_webhook_a_logged_alert_is_not_logged_again_while_the_ledger_cannot_record_it(
+    ledger: FlakyLedger, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="watchdog.alerts")
+    ledger.faults["mark_alert_sent"] = 2
+    ledger.enqueue("a", "budget 80 %", now=0.0)
+    dispatcher = AlertDispatcher(ledger, None, clock=ManualClock())
+    assert (await dispatcher.run_once(now=1.0)).not_recorded == ("a",)
+    assert dispatcher.health() == DeliveryHealth(0, "absent", dispatcher.health().last_error, 1)
+    await dispatcher.run_once(now=2.0)
+    await dispatcher.run_once(now=3.0)
+    assert (ledger.row("a").state, ledger.row("a").sent_at) == ("sent", 1.0)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "Alert (no Slack webhook configured): budget 80 %"
+    ]
+    assert dispatcher.health() == DeliveryHealth(0, "absent", None, 0)
+
+
+async def test_an_over_long_text_is_cut_not_dropped(slack: FakeSlack, outbox: MemoryOutbox) -> None:
+    slack.max_text = 40_000  # Slack's hard limit
+    text = "Suspicious traffic: " + "ping " * 12_000  # 60,020 characters
+    outbox.enqueue("a", text, now=0)
+    report = await dispatcher_for(outbox, slack.url).run_once(now=0)
+    assert (report.delivered, report.given_up) == (("a",), ())
+    sent = slack.received[0].payload["text"]
+    assert len(slack.received) == 1
+    assert len(sent) <= SLACK_TEXT_LIMIT
+    assert sent.startswith("Suspicious traffic: ping ping")
+    assert sent.endswith("… [cut: 60,020 characters in all]")
+
+
+async def test_a_long_text_slack_still_refuses_is_tried_once_shorter(
+    slack: FakeSlack, outbox: MemoryOutbox
+) -> None:
+    slack.max_text = 2000  # stricter than we assumed
+    outbox.enqueue("a", "x" * 3000, now=0)
+    outbox.enqueue("b", "short", now=0)
+    report = await dispatcher_for(outbox, slack.url).run_once(now=0)
+    assert report.delivered == ("a", "b")
+    assert [len(r.payload["text"]) for r in slack.received] == [3000, 1000, 5]
+    assert outbox.rows["a"].state == "sent"
+
+
+def test_slack_text_never_splits_an_escape() -> None:
+    assert slack_text("a < b", 100) == "a &lt; b"
+    mark = " … [cut: 3,000 characters in all]"
+    for pad in range(5):
+        cut = slack_text("y" * pad + "&" * (3000 - pad), 200)
+        assert len(cut) <= 200
+        body = cut.removesuffix(mark)
+        assert body != cut
+        assert body.removeprefix("y" * pad).replace("&amp;", "") == ""  # whole escapes only
+
+
+async def test_health_in_each_state(slack: FakeSlack, outbox: MemoryOutbox) -> None:
+    assert AlertDispatcher(outbox, None).health() == DeliveryHealth(0, "absent", None, 0)
+    clock = ManualClock(start=0.0)
+    dispatcher = dispatcher_for(outbox, slack.url, clock=clock, retries_per_round=0)
+    assert dispatcher.health() == DeliveryHealth(0, "ok", None, 0)
+    with pytest.raises(FrozenInstanceError):
+        dispatcher.health().undelivered = 5  # type: ignore[misc]
+
+    slack.script = [Reply(503, "down"), Reply(400, "invalid_payload"), Reply(410, "channel_is_archived")]
+    outbox.enqueue("a", "first", now=0)
+    outbox.enqueue("b", "second", now=0)
+    await dispatcher.run_once(now=clock.now())  # 503: retrying
+    assert dispatcher.health() == DeliveryHealth(2, "retrying", "HTTP 503 from Slack: down", 0)
+    clock.advance(10)
+    await dispatcher.run_once(now=clock.now())  # "a" refused as a message (given up), then 410 on "b"
+    assert dispatcher.health() == DeliveryHealth(
+        2, "dead", "HTTP 410, Slack refused the webhook: channel_is_archived", 0
+    )
+    clock.advance(60)
+    await dispatcher.run_once(now=clock.now())  # "b" goes out; "a" stays undelivered, and says why
+    health = await asyncio.to_thread(dispatcher.health)  # readable from another thread
+    assert health == DeliveryHealth(
+        1, "ok", "not retried: HTTP 400, Slack refused this message: invalid_payload", 0
+    )
+    assert outbox.rows["a"].state == "failed"
+
+
+async def test_an_alert_about_the_ledger_goes_out_while_the_ledger_refuses_everything(
+    slack: FakeSlack, ledger: FlakyLedger
+) -> None:
+    """The "ledger failing" alert cannot wait in the ledger it is about: it is held in memory, delivered
+    once, before the ledger's queue, and counted as undelivered until Slack takes it."""
+    ledger.faults["pending_alerts"] = 100
+    dispatcher = dispatcher_for(ledger, slack.url)  # type: ignore[arg-type]
+    dispatcher.raise_without_ledger("ledger-failing:1", "the ledger refuses writes")
+    dispatcher.raise_without_ledger("ledger-failing:1", "the same alert, raised again")
+    assert dispatcher.health().undelivered == 1
+    report = await dispatcher.run_once(now=2.0)
+    assert report.delivered == ("ledger-failing:1",)
+    assert [r.payload["text"] for r in slack.received] == ["the ledger refuses writes"]
+    assert dispatcher.health().undelivered == 0
+    await dispatcher.run_once(now=3.0)
+    dispatcher.raise_without_ledger("ledger-failing:1", "never twice")
+    await dispatcher.run_once(now=4.0)
+    assert len(slack.received) == 1
+    assert ledger.recent_alerts() == []  # nothing was written to the ledger

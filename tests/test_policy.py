@@ -614,8 +614,16 @@ def test_endpoint_mode_dry_run_with_a_rule_enforced() -> None:
         pytest.param(
             2, (ActionRecord(NOW - 600, "ep1", "idle_leak", "scale_to_zero"),), ["enforce", "dry-run"]
         ),
+        # At the cap the drift patch is held, but never the cancel of a confirmed runaway job.
         pytest.param(
-            1, (ActionRecord(NOW - 600, "ep1", "idle_leak", "scale_to_zero"),), ["dry-run", "dry-run"]
+            1, (ActionRecord(NOW - 600, "ep1", "idle_leak", "scale_to_zero"),), ["enforce", "dry-run"]
+        ),
+        # Attempts RunPod refused (a forged job id's 404) changed nothing: they leave the allowance alone.
+        pytest.param(
+            2,
+            (ActionRecord(NOW - 600, "ep1", "runaway_job", "cancel_job", applied=False),) * 40,
+            ["enforce", "enforce"],
+            id="refused-attempts-cost-nothing",
         ),
         pytest.param(
             1, (ActionRecord(NOW - 3700, "ep1", "idle_leak", "scale_to_zero"),), ["enforce", "dry-run"]

@@ -100,7 +100,9 @@ async def test_hung_job_enforce_cancels_patches_alerts_and_billing_stops(tmp_pat
         assert cancelled_at <= job_started + limit + 10 + TICK_S
         assert sim.job(HUNG_ENDPOINT_ID, job_id).status == "CANCELLED"
         rows = daemon.ledger.decisions_with_key(f"runaway_job:cancel_job:{HUNG_ENDPOINT_ID}:{job_id}")
-        assert rows[0].outcome == "applied" and rows[0].saved_usd > 10  # days of A6000 left in the month
+        # the intent is on disk before the call, then its outcome
+        assert [r.outcome for r in rows[:2]] == ["intended", "applied"]
+        assert rows[1].saved_usd > 10  # days of A6000 left in the month
         alerts = {a.key: a for a in daemon.ledger.recent_alerts()}
         assert any(k.startswith("action:runaway_job:cancel_job") for k in alerts)
         assert any(k.startswith("action:config_drift") for k in alerts)

@@ -656,6 +656,39 @@ def _brake_rule(db: Database) -> None:
     db.execute("ALTER TABLE brake_state ADD COLUMN rule TEXT")
 
 
+@MIGRATIONS(name="0003_intended_outcome")
+def _intended_outcome(db: Database) -> None:
+    # SQLite cannot widen a CHECK constraint in place: rebuild the table with 'intended' allowed.
+    db.execute(
+        """
+        CREATE TABLE decisions_new (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            tick_id INTEGER REFERENCES ticks (id) ON DELETE SET NULL,
+            rule TEXT NOT NULL,
+            action TEXT NOT NULL,
+            endpoint_id TEXT,
+            job_id TEXT,
+            worker_id TEXT,
+            mode TEXT NOT NULL,
+            outcome TEXT NOT NULL CHECK (outcome IN
+                ('intended', 'proposed', 'applied', 'failed', 'verified', 'not_verified', 'skipped')),
+            reason TEXT NOT NULL,
+            patch TEXT,
+            previous TEXT,
+            saved_usd REAL NOT NULL DEFAULT 0,
+            error TEXT,
+            dedupe_key TEXT
+        )
+        """
+    )
+    db.execute("INSERT INTO decisions_new SELECT * FROM decisions")
+    db.execute("DROP TABLE decisions")
+    db.execute("ALTER TABLE decisions_new RENAME TO decisions")
+    db.execute("CREATE INDEX decisions_by_tick ON decisions (tick_id)")
+    db.execute("CREATE INDEX decisions_by_dedupe_key ON decisions (dedupe_key) WHERE dedupe_key IS NOT NULL")
+
+
 SCHEMA_STEPS: tuple[str, ...] = tuple(migration.name for migration in MIGRATIONS._migrations)
 """Names of the migration steps this version knows, oldest first; ``len(SCHEMA_STEPS)`` is the version."""
 
@@ -1314,6 +1347,14 @@ class Ledger(LedgerReadModel):
             [alert.key, now, alert.kind, alert.severity, alert.text, alert.eur],
         )
         return cursor.rowcount == 1
+
+    def record_intents(self, steps: Sequence[DecisionStep]) -> None:
+        """Write, in their own transaction and BEFORE acting, the actions a tick is about to take (outcome
+        ``intended``): a crash between a RunPod call and the tick's record leaves this trace."""
+        if any(step.outcome != Outcome.INTENDED for step in steps):
+            raise ValueError("record_intents takes only steps whose outcome is 'intended'")
+        with self._transaction("recording intents") as db:
+            self._write_decisions(db, None, steps)
 
     # -- commands from the control socket -------------------------------------------------------------------
 

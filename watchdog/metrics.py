@@ -36,7 +36,8 @@ WORKER_STATES = tuple(WorkerStatus)
 JOB_STATES = ("completed", "failed", "inProgress", "inQueue", "retried")
 """The /health job counters, as the status carries them."""
 MODES = tuple(Mode)
-OUTCOMES = tuple(Outcome)
+OUTCOMES = tuple(o for o in Outcome if o != Outcome.INTENDED)
+"""Outcomes counted in runpod_watchdog_actions_total (an intent is followed by its outcome: not counted)."""
 SPEND_SOURCES = tuple(SpendSource)
 COMPLIANCE_CHECKS = ("execution_timeout", "idle_timeout", "max_workers", "min_standby")
 
@@ -296,6 +297,40 @@ def _activity_metrics(status: DaemonStatus) -> Iterator[Metric]:
         "When RunPod's billing was last read (Unix time).",
         status.last_billing_at or 0.0,
     )
+    yield from _robustness_metrics(status)
+
+
+BAD_RECORD_KINDS = ("log_line", "job_id_in_ping", "job_status")
+"""Kinds of record the daemon skips as hostile or malformed (pre-seeded at 0)."""
+
+
+def _robustness_metrics(status: DaemonStatus) -> Iterator[Metric]:
+    """What could blind the guard, made visible: the ledger, alert delivery, skipped records."""
+    yield _gauge(
+        "ledger_up",
+        "1 while the ledger accepts writes; 0 while it refuses them (the daemon guards from memory).",
+        0.0 if status.ledger_problem else 1.0,
+    )
+    yield _gauge(
+        "alerts_undelivered",
+        "Alerts the dispatcher holds and has not delivered (Slack down, or the webhook refused).",
+        status.alerts_undelivered,
+    )
+    if status.slack_webhook != "absent":
+        yield _gauge(
+            "slack_webhook_up",
+            "1 while Slack takes the alert webhook's messages; 0 while it fails or refuses it.",
+            1.0 if status.slack_webhook == "ok" else 0.0,
+        )
+    bad = CounterMetricFamily(
+        PREFIX + "bad_records",
+        "Hostile or malformed records skipped (each counted and logged, never failing a tick).",
+        labels=["kind"],
+    )
+    seen = {kind: 0 for kind in BAD_RECORD_KINDS} | dict(status.bad_records)
+    for kind, count in sorted(seen.items()):
+        bad.add_metric([kind], count)
+    yield bad
 
 
 def build_registry(

@@ -7,10 +7,20 @@ Unknown fields in RunPod's answers are ignored; missing optional fields get the 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Final
 
 from watchdog.vocabulary import WorkerStatus
+
+_RUNPOD_ID: Final = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+
+
+def is_runpod_id(value: object) -> bool:
+    """An endpoint, worker or job id as RunPod makes them, and safe to put in a URL path as it is: 1-200
+    letters, digits, ``_``, ``-`` or ``.`` (not only dots). Anything else read from a log is not an id."""
+    return isinstance(value, str) and bool(_RUNPOD_ID.fullmatch(value)) and set(value) != {"."}
 
 
 class JobStatus(StrEnum):

@@ -182,6 +182,9 @@ class ActionRecord:
     endpoint_id: str | None
     rule: str
     action: str
+    applied: bool = True
+    """False for an attempt RunPod refused (a 404 cancel, a failed patch): it changed nothing, so it does
+    not use up the hourly cap (it still starts the cool-down, so a failing call is not hammered)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -930,15 +933,17 @@ def _hold(decision: Decision, why: str) -> Decision:
 def _apply_safety(decisions: list[Decision], view: PolicyView, now: float) -> list[Decision]:
     """Downgrade to dry-run the enforce decisions beyond an endpoint's hourly cap or inside its cool-down.
 
-    The cap counts per endpoint (one misbehaving endpoint must not use up the actions another needs). The
+    The cap counts per endpoint (one misbehaving endpoint must not use up the actions another needs), and
+    only actions that changed something: a refused call (a forged job id's 404) costs nothing. The
     cool-down exists against flapping, so it never holds back stopping runaway work: the seed incident's
-    first tick patches the missing execution timeout *and* cancels the hung job.
+    first tick patches the missing execution timeout *and* cancels the hung job. Nor does the cap: a job
+    RunPod confirms in progress past its limit is always cancelled (only confirmed jobs reach the policy).
     """
     settings = view.settings
     recent_by_endpoint: dict[str | None, int] = {}
     last_action: dict[str | None, float] = {}
     for action in view.actions:
-        if now - action.at < HOUR_S:
+        if now - action.at < HOUR_S and action.applied:
             recent_by_endpoint[action.endpoint_id] = recent_by_endpoint.get(action.endpoint_id, 0) + 1
         last_action[action.endpoint_id] = max(action.at, last_action.get(action.endpoint_id, action.at))
     result = []
@@ -950,7 +955,8 @@ def _apply_safety(decisions: list[Decision], view: PolicyView, now: float) -> li
         if last is not None and now - last < settings.cooldown_s and decision.rule != Rule.RUNAWAY_JOB:
             result.append(_hold(decision, f"cool-down, last action on this endpoint {now - last:.0f} s ago"))
             continue
-        if recent_by_endpoint.get(decision.endpoint_id, 0) >= settings.max_actions_per_hour:
+        capped = recent_by_endpoint.get(decision.endpoint_id, 0) >= settings.max_actions_per_hour
+        if capped and not (decision.rule == Rule.RUNAWAY_JOB and decision.action == Action.CANCEL_JOB):
             result.append(_hold(decision, "action cap reached"))
             continue
         recent_by_endpoint[decision.endpoint_id] = recent_by_endpoint.get(decision.endpoint_id, 0) + 1

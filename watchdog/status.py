@@ -140,6 +140,14 @@ class DaemonStatus:
     """When RunPod was last read completely; a blind tick moves ``last_tick_at`` but not this."""
     targets: StatusTargets | None = None
     """None only in a status stored by an older version."""
+    ledger_problem: str | None = None
+    """Why the ledger refuses writes (None while it works): the daemon then guards from memory."""
+    alerts_undelivered: int = 0
+    """Alerts the dispatcher holds and has not delivered (Slack down, webhook refused)."""
+    slack_webhook: str = "absent"
+    """``ok``, ``retrying``, ``dead`` (refused, re-probed) or ``absent`` (no webhook: to the log)."""
+    bad_records: dict[str, int] = field(default_factory=dict)
+    """Kind → hostile or malformed records skipped since start (log lines, job ids, job answers)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -26,9 +26,12 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar
 
 from watchdog.logwatch import LogEvent
-from watchdog.models import Health
+from watchdog.models import Health, is_runpod_id
 
 UNKNOWN_SOURCE = "(unknown)"
+MAX_JOB_IDS_PER_PING = 8
+"""Job ids taken from one heartbeat: a worker runs a handful of jobs at once at most (its concurrency);
+a ping naming more is forged or broken, and its extra ids are counted, not tracked."""
 """Stands in for events whose log line named no source."""
 
 FindingKind = Literal["rate", "ping_rate", "keep_warm", "jump"]
@@ -184,6 +187,9 @@ class TrafficCounter:
         self._jobs: dict[str, dict[str, _JobTrack]] = defaultdict(dict)
         self.first_seen: float | None = None
         """Earliest time any data arrived: the start of the observed history."""
+        self.rejected_job_ids = 0
+        """Job ids in pings that were not taken: not an id RunPod could have made, or beyond
+        ``MAX_JOB_IDS_PER_PING`` in one ping (a forged ping must not flood the daemon with jobs to poll)."""
 
     # -- ingestion ------------------------------------------------------------------------------------
 
@@ -210,7 +216,13 @@ class TrafficCounter:
             per_worker = self._worker_pings[event.endpoint_id].setdefault(minute, {})
             per_worker[event.worker_id] = per_worker.get(event.worker_id, 0) + 1
         jobs = self._jobs[event.endpoint_id]
-        for job_id in event.job_ids:
+        named = event.job_ids
+        self.rejected_job_ids += max(0, len(named) - MAX_JOB_IDS_PER_PING)
+        worker_ok = event.worker_id is None or is_runpod_id(event.worker_id)
+        for job_id in named[:MAX_JOB_IDS_PER_PING]:
+            if not (worker_ok and is_runpod_id(job_id)):
+                self.rejected_job_ids += 1
+                continue
             track = jobs.get(job_id)
             if track is None:
                 jobs[job_id] = _JobTrack(event.worker_id, event.ts, event.ts, 1)

@@ -103,6 +103,9 @@ policy test checks that no rule ever decides outside its row."""
 class Outcome(StrEnum):
     """One step of a decision's life, as the ledger records it."""
 
+    INTENDED = "intended"
+    """About to act: written before the RunPod call, so a crash between the call and the tick's record
+    still leaves a trace of what was done."""
     PROPOSED = "proposed"
     """Dry-run (or held back by the action cap or a cool-down): recorded, not done."""
     APPLIED = "applied"

@@ -169,9 +169,10 @@ async def test_incident_replay_enforce_stops_the_hung_sdk_worker(
             assert job.status == "CANCELLED"
             assert cancelled_after_s > LIMIT_S
             assert cancelled_after_s <= LIMIT_S + POLL_S + PING_S + SLACK_S, cancelled_after_s
-            (cancel,) = daemon.ledger.decisions_with_key(
+            intent, cancel = daemon.ledger.decisions_with_key(
                 f"runaway_job:cancel_job:{HUNG_ENDPOINT_ID}:{job.id}"
             )
+            assert intent.outcome == "intended" and intent.id < cancel.id  # written before the call
             assert (cancel.mode, cancel.outcome, cancel.worker_id) == ("enforce", "applied", worker_id)
             assert cancel.saved_usd > 0
             alerts = {a.key: a for a in daemon.ledger.recent_alerts()}

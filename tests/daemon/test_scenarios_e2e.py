@@ -144,6 +144,7 @@ async def test_ping_flood_deny_list_cut(tmp_path: Path) -> None:
         assert [r.outcome for r in _decisions(daemon, "suspicious_traffic") if r.action == "deny_list"] == [
             "verified",
             "applied",
+            "intended",
         ]
         _assert_keep_warm_alert(daemon)
         action_alerts = [k for k in _alerts(daemon) if k.startswith("action:suspicious_traffic")]

@@ -144,21 +144,7 @@ async def execute(
     deny_list: DenyList | None,
 ) -> Execution:
     """Carry out one decision (or only record it, in dry-run). Never raises for a RunPod failure."""
-    base = DecisionStep(
-        at=now,
-        rule=decision.rule,
-        action=decision.action,
-        mode=decision.mode,
-        outcome=Outcome.PROPOSED,
-        reason=decision.reason,
-        endpoint_id=decision.endpoint_id,
-        job_id=decision.job_id,
-        worker_id=decision.worker_id,
-        patch=dict(decision.patch) or None,
-        previous=dict(decision.previous) or None,
-        saved_usd=decision.estimated_saving_usd,
-        dedupe_key=decision.dedupe_key or None,
-    )
+    base = step_for(decision, now, Outcome.PROPOSED)
     result = Execution()
     if decision.action in NOTIFY_ONLY_ACTIONS:  # an alert saves nothing itself (its action does)
         outcome = Outcome.APPLIED if decision.mode == Mode.ENFORCE else Outcome.PROPOSED
@@ -206,6 +192,25 @@ async def execute(
     elif endpoint_id is not None and decision.action == Action.RESTORE:
         result.brake_cleared = endpoint_id
     return result
+
+
+def step_for(decision: Decision, now: float, outcome: Outcome) -> DecisionStep:
+    """The ledger step of ``decision`` with ``outcome`` (intended, proposed, applied...)."""
+    return DecisionStep(
+        at=now,
+        rule=decision.rule,
+        action=decision.action,
+        mode=decision.mode,
+        outcome=outcome,
+        reason=decision.reason,
+        endpoint_id=decision.endpoint_id,
+        job_id=decision.job_id,
+        worker_id=decision.worker_id,
+        patch=dict(decision.patch) or None,
+        previous=dict(decision.previous) or None,
+        saved_usd=decision.estimated_saving_usd,
+        dedupe_key=decision.dedupe_key or None,
+    )
 
 
 async def _call(decision: Decision, client: RunPodActions, deny_list: DenyList | None) -> CheckKind:

@@ -23,7 +23,13 @@ from typing import Protocol
 
 from watchdog.clock import month_start
 from watchdog.config import Config
-from watchdog.errors import RunPodAuthError, RunPodError, RunPodNotFound
+from watchdog.errors import (
+    RunPodAuthError,
+    RunPodError,
+    RunPodNotFound,
+    RunPodProtocolError,
+    RunPodRejected,
+)
 from watchdog.logwatch import LogEvent, LogTailer
 from watchdog.models import AccountSpend, BillingReport, EndpointConfig, EndpointWorkers, Health, Job, Worker
 
@@ -51,6 +57,8 @@ class LogBatch:
     events: tuple[LogEvent, ...] = ()
     problems: tuple[str, ...] = ()
     """Malformed lines and unreadable files, each ``"source: problem"`` (already length-bounded)."""
+    malformed: int = 0
+    """Lines skipped as malformed (each source describes only a few per read; all are counted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +81,9 @@ class Reading:
     """Job id → (endpoint id, its status)."""
     gone_jobs: set[str] = field(default_factory=set)
     """Jobs RunPod answered 404 for: expired, so certainly not running."""
+    bad_jobs: dict[str, str] = field(default_factory=dict)
+    """Job id → why its status could not be read (not an id, a refused or unreadable answer): that one
+    record is skipped and forgotten; it never makes the reading blind."""
     billing: BillingReport | None = None
     billing_failed: bool = False
     error: str | None = None
@@ -86,16 +97,21 @@ class Reading:
 
 
 def read_logs(tailers: Sequence[LogTailer]) -> LogBatch:
+    """What each source appended since the last tick, up to each tailer's read budget (a backlog is worked
+    off over several ticks; a source that fails is reported and skipped, never the others)."""
     events: list[LogEvent] = []
     problems: list[str] = []
+    malformed = 0
     for tailer in tailers:
-        while True:
+        try:
             result = tailer.read_new()
-            events.extend(result.events)
-            problems.extend(f"log source {tailer.spec.name}: {problem}" for problem in result.errors)
-            if not result.more_pending:
-                break
-    return LogBatch(tuple(events), tuple(problems))
+        except Exception as exc:  # a tailer bug or an I/O surprise must not cost the other sources
+            problems.append(f"log source {tailer.spec.name}: read failed: {type(exc).__name__}: {exc}"[:300])
+            continue
+        events.extend(result.events)
+        malformed += result.malformed_lines
+        problems.extend(f"log source {tailer.spec.name}: {problem}" for problem in result.errors)
+    return LogBatch(tuple(events), tuple(problems), malformed)
 
 
 async def read_runpod(client: RunPodReads, config: Config, plan: ReadPlan, now: float) -> Reading:
@@ -133,6 +149,8 @@ async def read_runpod(client: RunPodReads, config: Config, plan: ReadPlan, now: 
                 reading.jobs[job_id] = (endpoint_id, await client.job_status(endpoint_id, job_id))
             except RunPodNotFound:
                 reading.gone_jobs.add(job_id)
+            except (ValueError, RunPodRejected, RunPodProtocolError) as exc:
+                reading.bad_jobs[job_id] = f"{type(exc).__name__}: {exc}"[:200]
         if plan.billing_due:
             try:
                 reading.billing = await client.serverless_billing(start=month_start(now), bucket_size="hour")

@@ -91,7 +91,7 @@ def events_of(
 
 
 def decision_alert(
-    decision: Decision, execution: Execution, *, budget: BudgetStatus, usd_per_eur: float, now: float
+    decision: Decision, execution: Execution, *, budget: BudgetStatus | None, usd_per_eur: float, now: float
 ) -> Alert | None:
     """The Slack alert for a decision, keyed so the same thing is never announced twice."""
     if decision.rule == Rule.BLIND:
@@ -104,7 +104,7 @@ def decision_alert(
                 "It takes no action until it sees again."
             ),
         )
-    if decision.rule == Rule.BUDGET_BRAKE and decision.action == Action.ALERT:
+    if decision.rule == Rule.BUDGET_BRAKE and decision.action == Action.ALERT and budget is not None:
         threshold = decision.threshold if decision.threshold is not None else budget.used_ratio
         return Alert(
             key=str(AlertKey.budget(threshold, now)),

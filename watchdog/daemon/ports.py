@@ -8,10 +8,12 @@ those coroutines will do.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from watchdog.alerts import DeliveryHealth
 from watchdog.clock import Clock
 from watchdog.daemon.commands import CommandClient
 from watchdog.daemon.fetch import RunPodReads
@@ -29,6 +31,14 @@ def _nothing() -> None:
     return None
 
 
+def _log_alert(key: str, text: str) -> None:
+    logging.getLogger("watchdog.alerts").error("Alert %s: %s", key, text)
+
+
+def _no_delivery() -> DeliveryHealth | None:
+    return None
+
+
 @dataclass
 class Ports:
     client: RunPodPort
@@ -40,3 +50,7 @@ class Ports:
     """The gateway's deny list (``pings.deny_list_path``), when configured."""
     wake_alerts: Callable[[], None] = _nothing
     """Tells the alert dispatcher that the ledger holds new alerts."""
+    alert_without_ledger: Callable[[str, str], None] = _log_alert
+    """Raises an alert the ledger cannot hold (it is about the ledger failing): key, text."""
+    delivery: Callable[[], DeliveryHealth | None] = _no_delivery
+    """How alert delivery stands (None: no dispatcher, e.g. a test driving ticks by hand)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from watchdog.alerts import DeliveryHealth
 from watchdog.clock import month_start
 from watchdog.config import Config
 from watchdog.daemon.accounting import MonthMoney
@@ -42,6 +43,8 @@ class LedgerFigures:
     alerts_sent: int = 0
     alerts_pending: int = 0
     size_bytes: int = 0
+    problem: str | None = None
+    """Why the ledger refuses writes (None while it works)."""
 
 
 def budget_view(budget: BudgetStatus, money: MonthMoney, calendar: Calendar, config: Config) -> BudgetView:
@@ -172,9 +175,10 @@ def build_status(
     started_at: float,
     finished_at: float,
     error: str | None,
-    budget: BudgetView,
+    budget: BudgetView | None,
     endpoints: Sequence[EndpointView],
     ledger: LedgerFigures,
+    delivery: DeliveryHealth | None,
     config: Config,
 ) -> DaemonStatus:
     counters = state.counters
@@ -199,6 +203,10 @@ def build_status(
         ledger_bytes=ledger.size_bytes,
         last_billing_at=state.billing.last_read_at,
         targets=status_targets(config),
+        ledger_problem=ledger.problem,
+        alerts_undelivered=delivery.undelivered if delivery is not None else 0,
+        slack_webhook=delivery.webhook if delivery is not None else "absent",
+        bad_records=dict(counters.bad_records),
     )
 
 
@@ -211,7 +219,8 @@ def status_line(status: DaemonStatus, tick_number: int, actions: int) -> str:
         else "budget unknown"
     )
     blind = ", BLIND" if status.blind else ""
-    return f"tick {tick_number}: {len(status.endpoints)} endpoints, {money}, {actions} actions{blind}"
+    ledger = ", LEDGER FAILING" if status.ledger_problem else ""
+    return f"tick {tick_number}: {len(status.endpoints)} endpoints, {money}, {actions} actions{blind}{ledger}"
 
 
 def endpoints_24h(tracker: Tracker, endpoints: Sequence[EndpointConfig], now: float) -> Mapping[str, int]:

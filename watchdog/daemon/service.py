@@ -43,7 +43,7 @@ from watchdog.daemon.notices import reload_failed_alert
 from watchdog.daemon.ports import Ports
 from watchdog.daemon.publish import status_line
 from watchdog.daemon.state import DaemonState, restore_state
-from watchdog.daemon.tick import TickOutcome, run_tick
+from watchdog.daemon.tick import TickOutcome, failed_tick, run_tick
 from watchdog.errors import ConfigError, LedgerError, RunPodAuthError
 from watchdog.ledger import Ledger
 from watchdog.logwatch import LogTailer
@@ -145,6 +145,8 @@ class Daemon:
             status=self.status_ref,
             deny_list=_deny_list(config),
             wake_alerts=self.dispatcher.wake,
+            alert_without_ledger=self.dispatcher.raise_without_ledger,
+            delivery=self.dispatcher.health,
         )
 
     async def close(self) -> None:
@@ -173,7 +175,14 @@ class Daemon:
         if self._ports is None:
             await self.open()
         async with self.lock:
-            return await run_tick(self.state, self.ports, self.config, self.clock.now())
+            now = self.clock.now()
+            try:
+                return await run_tick(self.state, self.ports, self.config, now)
+            except RunPodAuthError:
+                raise
+            except Exception as exc:  # any failure is a blind tick, published and alerted, never silent
+                log.exception("tick failed")
+                return failed_tick(self.state, self.ports, self.config, now, f"{type(exc).__name__}: {exc}")
 
     async def command(self, kind: str, args: dict[str, Any]) -> dict[str, Any]:
         """A control-socket command, applied under the tick lock and recorded in one transaction."""

@@ -28,12 +28,12 @@ from typing import Any
 from watchdog.clock import month_start
 from watchdog.daemon.execute import Execution, PendingCheck
 from watchdog.daemon.tracker import OwnActions, Tracker, WorkerTrack
-from watchdog.ledger import BrakeState, DecisionStep, LedgerReadModel
+from watchdog.ledger import Alert, BrakeState, DecisionStep, LedgerReadModel
 from watchdog.logwatch import LogPosition, LogTailer
 from watchdog.models import Worker
 from watchdog.policy import ActionRecord, Decision
 from watchdog.status import EventView
-from watchdog.vocabulary import Action, Mode, Outcome, WorkerStatus
+from watchdog.vocabulary import Action, Mode, Outcome, SpendSource, WorkerStatus
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ DAY_S = 86_400.0
 MAX_EVENTS = 30
 """Events the dashboard's log shows (newest first)."""
 HEALTH_SOURCE = "(health)"
+MAX_UNRECORDED = 2000
+"""Decision steps kept in memory while the ledger refuses writes (a day of a busy account's steps)."""
 """Traffic rows derived from /health counter growth (no caller known)."""
 STATE_META_KEY = "daemon_state"
 """``meta`` key of the saved part of the state (JSON), written with every tick and command."""
@@ -148,6 +150,51 @@ class Dedupe:
 
 
 @dataclass
+class Unrecorded:
+    """What a tick or a command did while the ledger refused to record it (a full disk, a read-only file):
+    written with the next tick the ledger accepts, so an action is never lost from the audit log."""
+
+    decisions: list[DecisionStep] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    brakes_set: dict[str, BrakeState] = field(default_factory=dict)
+    brakes_cleared: list[str] = field(default_factory=list)
+    dropped: int = 0
+    """Steps dropped because the carry grew past ``MAX_UNRECORDED`` (counted, said in the alert)."""
+
+    def __bool__(self) -> bool:
+        return bool(self.decisions or self.alerts or self.brakes_set or self.brakes_cleared)
+
+    def carry(
+        self,
+        decisions: Sequence[DecisionStep],
+        alerts: Sequence[Alert],
+        brakes_set: Sequence[BrakeState],
+        brakes_cleared: Sequence[str],
+    ) -> None:
+        self.decisions.extend(decisions)
+        self.alerts.extend(alerts)
+        for endpoint_id in brakes_cleared:
+            self.brakes_set.pop(endpoint_id, None)
+            self.brakes_cleared.append(endpoint_id)
+        for brake in brakes_set:
+            self.brakes_set[brake.endpoint_id] = brake
+        excess = len(self.decisions) - MAX_UNRECORDED
+        if excess > 0:
+            self.dropped += excess
+            del self.decisions[:excess]
+        del self.alerts[:-MAX_UNRECORDED]
+
+
+@dataclass
+class LedgerTrouble:
+    """Whether the ledger accepts writes; while it does not, the daemon keeps guarding from memory."""
+
+    since: float | None = None
+    problem: str | None = None
+    unrecorded: Unrecorded = field(default_factory=Unrecorded)
+
+
+@dataclass
 class Counters:
     """Counts since the daemon started (Prometheus counters)."""
 
@@ -157,6 +204,8 @@ class Counters:
     """``"rule|action|mode|outcome"`` → decision steps recorded."""
     saved_usd: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     """``"rule|mode"`` → money saved (enforce) or that would have been (dry-run)."""
+    bad_records: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """Kind → records skipped as hostile or malformed (a log line, a job id in a ping, a job's answer)."""
 
 
 @dataclass
@@ -180,6 +229,9 @@ class DaemonState:
     dedupe: Dedupe = field(default_factory=Dedupe)
     counters: Counters = field(default_factory=Counters)
     events: deque[EventView] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
+    ledger: LedgerTrouble = field(default_factory=LedgerTrouble)
+    stored_spend: dict[tuple[str, float, SpendSource], float] | None = None
+    """The month's hours as the ledger last returned them: the month to date when a read fails."""
     ticks: int = 0
     """Ticks run since start."""
 
@@ -192,7 +244,9 @@ class DaemonState:
         cancel to watch, the budget threshold alerted, the brake set or cleared, the check to run on later
         ticks, and the counters."""
         if execution.attempted:
-            self.own.note_action(ActionRecord(now, decision.endpoint_id, decision.rule, decision.action))
+            self.own.note_action(
+                ActionRecord(now, decision.endpoint_id, decision.rule, decision.action, execution.applied)
+            )
         cancelled = execution.applied and decision.action == Action.CANCEL_JOB
         if cancelled and decision.endpoint_id and decision.job_id:
             self.own.note_cancel(decision.endpoint_id, decision.job_id, decision.worker_id, now)

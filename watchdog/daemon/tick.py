@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from watchdog.clock import month_start
 from watchdog.config import Config
 from watchdog.daemon.accounting import Accrued, MonthMoney, accrue, billed_rows, month_money
 from watchdog.daemon.evaluate import blind_decision, decide, endpoint_limits, is_repeat
-from watchdog.daemon.execute import Observation, execute, verify
+from watchdog.daemon.execute import Execution, Observation, execute, step_for, verify
 from watchdog.daemon.fetch import Reading, ReadPlan, read_logs, read_runpod
 from watchdog.daemon.notices import decision_alert, events_of, first_sightings, metric_alerts
 from watchdog.daemon.ports import Ports
@@ -41,15 +41,23 @@ from watchdog.daemon.publish import (
     endpoint_view,
     endpoints_24h,
 )
-from watchdog.daemon.state import DaemonState, roll_calendar, state_meta
+from watchdog.daemon.state import DaemonState, LedgerTrouble, roll_calendar, state_meta
 from watchdog.daemon.track import Tracked, track
-from watchdog.errors import RunPodAuthError
-from watchdog.ledger import STATUS_META_KEY, Alert, BilledSpend, BrakeState, DecisionStep, TickRecord
+from watchdog.errors import LedgerError, RunPodAuthError
+from watchdog.ledger import (
+    STATUS_META_KEY,
+    Alert,
+    BilledSpend,
+    BrakeState,
+    DecisionStep,
+    RecordedTick,
+    TickRecord,
+)
 from watchdog.money import BudgetStatus, budget_status
 from watchdog.policy import Decision
 from watchdog.status import DaemonStatus, status_json
 from watchdog.traffic import TrafficFinding
-from watchdog.vocabulary import BILLED_BY_DEFAULT, NOTIFY_ONLY_ACTIONS, Mode, Outcome, Rule
+from watchdog.vocabulary import BILLED_BY_DEFAULT, NOTIFY_ONLY_ACTIONS, Mode, Outcome, Rule, SpendSource
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +100,10 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
     logs = read_logs(ports.tailers)
     for problem in logs.problems:
         log.warning("%s", problem)
-    state.tracker.observe_logs(logs.events, now)
+    dropped_ids = state.tracker.observe_logs(logs.events, now)
     plan = ReadPlan(
-        jobs=tuple(sorted(set(state.tracker.open_job_ids()) | set(state.own.cancelled_ids()))),
+        # cancelled jobs first (their cancel is verified), then the open jobs in the tracker's order
+        jobs=tuple(dict.fromkeys([*state.own.cancelled_ids(), *state.tracker.open_job_ids()])),
         billing_due=state.billing.due(now, config.runpod.billing_interval_s),
     )
     reading = await read_runpod(ports.client, config, plan, now)
@@ -119,7 +128,7 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
         )
         if reading.billing is not None:
             billed = billed_rows(reading.billing, month_start(now))
-    money = month_money(ports.ledger.month_spend_by_hour(month_start(now)), accrued.estimates, billed, now)
+    money = month_money(_stored_spend(state, ports, now), accrued.estimates, billed, now)
     budget = budget_status(
         config.budget.monthly_eur,
         config.budget.usd_per_eur,
@@ -159,12 +168,11 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
         decisions = (blind_decision(config, state.sight.last_ok_at, now, reading.error or "unknown error"),)
 
     # 4. execute --------------------------------------------------------------------------------------------
+    admitted = _intend([d for d in decisions if _worth_recording(state, d, now)], state, ports, now)
     alerts: list[Alert] = []
     brakes_set: dict[str, BrakeState] = {}
     brakes_cleared: list[str] = []
-    for decision in decisions:
-        if not _worth_recording(state, decision, now):
-            continue
+    for decision in admitted:
         execution = await execute(
             decision, ports.client, now=now, brakes=state.brakes, deny_list=ports.deny_list
         )
@@ -206,38 +214,49 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
 
     # 5. record ---------------------------------------------------------------------------------------------
     _count_gpu_seconds(state, accrued)
+    _count_bad_records(state, logs.malformed, dropped_ids, reading)
     finished = ports.clock.now()
     status = _status(state, ports, config, reading, money, budget, findings, now, finished, len(alerts))
-    recorded = ports.ledger.record_tick(
-        TickRecord(
-            started_at=now,
-            finished_at=finished,
-            ok=reading.ok,
-            blind=not reading.ok,
-            error=reading.error,
-            endpoints=len(reading.endpoints),
-            accounting=accrued.interval,
-            estimates=accrued.estimates,
-            billed=billed,
-            configs=tracked.configs,
-            workers=accrued.workers,
-            jobs=tracked.jobs,
-            traffic=tracked.traffic,
-            brakes_set=tuple(brakes_set.values()),
-            brakes_cleared=tuple(brakes_cleared),
-            decisions=tuple(steps),
-            alerts=tuple(alerts),
-            meta={**state_meta(state, ports.tailers), STATUS_META_KEY: status_json(status)},
-        )
+    carried = state.ledger.unrecorded
+    record = TickRecord(
+        started_at=now,
+        finished_at=finished,
+        ok=reading.ok,
+        blind=not reading.ok,
+        error=reading.error,
+        endpoints=len(reading.endpoints),
+        accounting=accrued.interval,
+        estimates=accrued.estimates,
+        billed=billed,
+        configs=tracked.configs,
+        workers=accrued.workers,
+        jobs=tracked.jobs,
+        traffic=tracked.traffic,
+        brakes_set=(*(b for e, b in carried.brakes_set.items() if e not in brakes_set), *brakes_set.values()),
+        brakes_cleared=(*carried.brakes_cleared, *brakes_cleared),
+        decisions=(*carried.decisions, *steps),
+        alerts=(*carried.alerts, *alerts),
+        meta={**state_meta(state, ports.tailers), STATUS_META_KEY: status_json(status)},
     )
-    state.accounting = accounting
+    recorded: RecordedTick | None = None
+    try:
+        recorded = ports.ledger.record_tick(record)
+    except LedgerError as exc:
+        # The actions happened: keep them in memory for the next tick the ledger accepts, and keep the
+        # accounting chain where the ledger has it (the next interval covers this one).
+        _ledger_failed(state, ports, str(exc), now)
+        carried.carry(steps, alerts, tuple(brakes_set.values()), brakes_cleared)
+    else:
+        _ledger_works(state, ports, now)
+        state.accounting = accounting
+        for change in recorded.config_changes:
+            if change.changed_fields:
+                fields = ", ".join(change.changed_fields)
+                log.info("endpoint %s config changed: %s", change.endpoint_id, fields)
     if reading.billing is not None:
         state.billing.last_read_at, state.billing.failed_at = now, None
     elif reading.billing_failed:
         state.billing.failed_at = now
-    for change in recorded.config_changes:
-        if change.changed_fields:
-            log.info("endpoint %s config changed: %s", change.endpoint_id, ", ".join(change.changed_fields))
     state.tracker.prune(now)
     state.own.prune(now)
     state.dedupe.prune(now)
@@ -245,12 +264,12 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
     # 6. publish --------------------------------------------------------------------------------------------
     state.ticks += 1
     ports.status.set(status)
-    if recorded.new_alerts:
+    if recorded is not None and recorded.new_alerts:
         ports.wake_alerts()
     if not reading.ok:
         log.warning("tick %d blind: %s", state.ticks, reading.error)
     return TickOutcome(
-        tick_id=recorded.tick_id,
+        tick_id=recorded.tick_id if recorded is not None else None,
         started_at=now,
         finished_at=finished,
         ok=reading.ok,
@@ -258,9 +277,167 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
         error=reading.error,
         decisions=tuple(decisions),
         rows=tuple(steps),
-        new_alerts=recorded.new_alerts,
+        new_alerts=recorded.new_alerts if recorded is not None else (),
         status=status,
     )
+
+
+def failed_tick(state: DaemonState, ports: Ports, config: Config, now: float, error: str) -> TickOutcome:
+    """A tick that raised, whatever the reason, is a BLIND tick, never a silent one: the status says so
+    (the dashboard and ``/metrics`` show it), the blind alert is raised once per episode, and the tick is
+    recorded when the ledger allows. Nothing of the failed tick's reading is trusted."""
+    finished = ports.clock.now()
+    error = error[:300]
+    decision = blind_decision(config, state.sight.last_ok_at, now, error)
+    steps: list[DecisionStep] = []
+    alerts: list[Alert] = []
+    if _worth_recording(state, decision, now):
+        step = step_for(decision, now, Outcome.APPLIED if decision.mode == Mode.ENFORCE else Outcome.PROPOSED)
+        steps.append(replace(step, saved_usd=0.0))
+        state.count_step(steps[0])
+        alert = decision_alert(
+            decision, Execution(steps=steps), budget=None, usd_per_eur=config.budget.usd_per_eur, now=now
+        )
+        alerts = first_sightings([alert] if alert else [], state.dedupe.raised, now)
+        for new in alerts:
+            state.dedupe.raised[new.key] = now
+        for event in events_of(steps, alerts, usd_per_eur=config.budget.usd_per_eur, now=now):
+            state.events.appendleft(event)
+    previous = ports.status.get()
+    if previous is not None:
+        status = replace(
+            previous,
+            last_tick_at=finished,
+            last_tick_ok=False,
+            last_tick_duration_s=max(0.0, finished - now),
+            blind=True,
+            blind_reason=error,
+            events=tuple(state.events),
+        )
+    else:
+        status = build_status(
+            state,
+            started_at=now,
+            finished_at=finished,
+            error=error,
+            budget=None,
+            endpoints=(),
+            ledger=LedgerFigures(problem=state.ledger.problem),
+            delivery=ports.delivery(),
+            config=config,
+        )
+    recorded: RecordedTick | None = None
+    try:
+        recorded = ports.ledger.record_tick(
+            TickRecord(
+                started_at=now,
+                finished_at=finished,
+                ok=False,
+                blind=True,
+                error=error,
+                decisions=tuple(steps),
+                alerts=tuple(alerts),
+                meta={STATUS_META_KEY: status_json(status)},
+            )
+        )
+    except LedgerError as exc:
+        _ledger_failed(state, ports, str(exc), now)
+        state.ledger.unrecorded.carry(steps, alerts, (), ())
+    state.ticks += 1
+    ports.status.set(status)
+    if recorded is not None and recorded.new_alerts:
+        ports.wake_alerts()
+    return TickOutcome(
+        tick_id=recorded.tick_id if recorded is not None else None,
+        started_at=now,
+        finished_at=finished,
+        ok=False,
+        blind=True,
+        error=error,
+        decisions=(decision,),
+        rows=tuple(steps),
+        new_alerts=recorded.new_alerts if recorded is not None else (),
+        status=status,
+    )
+
+
+def _intend(decisions: list[Decision], state: DaemonState, ports: Ports, now: float) -> list[Decision]:
+    """Write the actions about to be taken, before taking them. If the ledger refuses, act only where
+    waiting costs the most (stopping runaway work, from memory) and hold the rest as proposals."""
+    acting = [d for d in decisions if d.mode == Mode.ENFORCE and d.action not in NOTIFY_ONLY_ACTIONS]
+    if not acting:
+        return decisions
+    try:
+        ports.ledger.record_intents([step_for(d, now, Outcome.INTENDED) for d in acting])
+    except LedgerError as exc:
+        _ledger_failed(state, ports, str(exc), now)
+        return [
+            d
+            if d.mode != Mode.ENFORCE or d.action in NOTIFY_ONLY_ACTIONS or d.rule == Rule.RUNAWAY_JOB
+            else replace(d, mode=Mode.DRY_RUN, reason=f"{d.reason} [held: the ledger cannot record it]")
+            for d in decisions
+        ]
+    return decisions
+
+
+def _stored_spend(
+    state: DaemonState, ports: Ports, now: float
+) -> dict[tuple[str, float, SpendSource], float]:
+    """The month's hours in the ledger; the last ones read when the ledger cannot be read now."""
+    try:
+        state.stored_spend = ports.ledger.month_spend_by_hour(month_start(now))
+    except LedgerError as exc:
+        _ledger_failed(state, ports, str(exc), now)
+        if state.stored_spend is None:
+            raise
+    return state.stored_spend
+
+
+def _ledger_failed(state: DaemonState, ports: Ports, problem: str, now: float) -> None:
+    """The ledger refused: say so once per episode (log, Slack from memory, the status and metrics)."""
+    trouble = state.ledger
+    trouble.problem = problem[:300]
+    if trouble.since is None:
+        trouble.since = now
+        log.error("the ledger refuses writes; guarding from memory until it accepts them again: %s", problem)
+        ports.alert_without_ledger(
+            f"ledger-failing:{int(now)}",
+            f":floppy_disk: The watchdog's ledger refuses writes ({trouble.problem}). It keeps guarding from "
+            "memory (runaway jobs are still cancelled, other actions wait) and writes what it did once the "
+            "ledger accepts writes again. Check the disk of the state directory.",
+        )
+
+
+def _ledger_works(state: DaemonState, ports: Ports, now: float) -> None:
+    trouble = state.ledger
+    if trouble.since is not None:
+        late = len(trouble.unrecorded.decisions)
+        lost = f", {trouble.unrecorded.dropped} lost" if trouble.unrecorded.dropped else ""
+        log.warning(
+            "the ledger accepts writes again (failing since %s); %d decision steps written late%s",
+            _iso(trouble.since),
+            late,
+            lost,
+        )
+        ports.alert_without_ledger(
+            f"ledger-recovered:{int(trouble.since)}",
+            f":floppy_disk: The watchdog's ledger accepts writes again (it refused them since "
+            f"{_iso(trouble.since)}); {late} decision steps were written late{lost}.",
+        )
+    state.ledger = LedgerTrouble()
+
+
+def _count_bad_records(state: DaemonState, malformed_lines: int, dropped_ids: int, reading: Reading) -> None:
+    bad = state.counters.bad_records
+    for kind, count in (
+        ("log_line", malformed_lines),
+        ("job_id_in_ping", dropped_ids),
+        ("job_status", len(reading.bad_jobs)),
+    ):
+        if count:
+            bad[kind] += count
+    for job_id, problem in reading.bad_jobs.items():
+        log.warning("skipped job %r: %s", job_id[:80], problem)
 
 
 def _count_requests(state: DaemonState, tracked: Tracked) -> None:
@@ -346,7 +523,10 @@ def _status(  # noqa: PLR0917
         ]
     else:
         endpoints = list(previous.endpoints) if previous is not None else []
-    sent, unsent = ports.ledger.alert_counts()
+    try:
+        sent, unsent = ports.ledger.alert_counts()
+    except LedgerError:
+        sent, unsent = 0, 0
     return build_status(
         state,
         started_at=now,
@@ -354,7 +534,8 @@ def _status(  # noqa: PLR0917
         error=reading.error,
         budget=budget_view(budget, money, state.calendar, config),
         endpoints=endpoints,
-        ledger=LedgerFigures(sent, unsent + new_alerts, ports.ledger.size_bytes()),
+        ledger=LedgerFigures(sent, unsent + new_alerts, ports.ledger.size_bytes(), state.ledger.problem),
+        delivery=ports.delivery(),
         config=config,
     )
 

@@ -99,7 +99,7 @@ def track(
                 execution_ms=job.execution_time_ms,
             )
         )
-    for job_id in reading.gone_jobs:
+    for job_id in (*reading.gone_jobs, *reading.bad_jobs):
         tracker.forget_job(job_id)
     requests = {
         endpoint.id: max(log_requests.get(endpoint.id, 0), health_requests.get(endpoint.id, 0))

@@ -35,6 +35,10 @@ CRASH_WINDOW_S = 600.0
 once per cold start plus health-check failure (tens of seconds), so a window of a few ticks at the
 default 5 s poll could never hold the retries that betray it."""
 COLD_START_KEEP_S = 32 * DAY_S
+MAX_UNCONFIRMED_JOBS = 32
+"""Job ids per endpoint the daemon tracks before RunPod has confirmed them in progress. Heartbeats are
+not proof (a log line can be forged): past this bound, ids whose worker RunPod does not list are dropped
+first, so a flood of forged ids cannot crowd out the real job of a live worker."""
 TRAFFIC_KEEP_S = 8 * DAY_S
 """Traffic counts are kept 8 days: the jump detector's baseline is the same hour of the last 7."""
 
@@ -59,6 +63,9 @@ class JobTrack:
     source: str
     """Where the daemon learned of the job: ``"log"`` (a heartbeat) or ``"status"`` (a status poll)."""
     status: JobStatus = JobStatus.IN_PROGRESS
+    confirmed_at: float | None = None
+    """When RunPod's status answer last said the job is in progress (None: only a heartbeat named it).
+    Only confirmed jobs are judged by the runaway rule."""
     finished_at: float | None = None
     delay_ms: int | None = None
     execution_ms: int | None = None
@@ -96,10 +103,13 @@ class Tracker:
 
     # -- logs -----------------------------------------------------------------------------------------
 
-    def observe_logs(self, events: Sequence[LogEvent], now: float) -> None:
+    def observe_logs(self, events: Sequence[LogEvent], now: float) -> int:
         """Count the new log lines, and make the job ids heartbeats report in progress tracked jobs
-        (``since`` = the first ping that named them)."""
+        (``since`` = the first ping that named them). Returns how many ids were dropped (not ids, too many
+        in one ping, or beyond ``MAX_UNCONFIRMED_JOBS`` on an endpoint)."""
+        rejected_before = self.traffic.rejected_job_ids
         self.traffic.add_events(events)
+        dropped = self.traffic.rejected_job_ids - rejected_before
         for endpoint_id, jobs in self.traffic.jobs_in_pings(now - JOB_PING_RECENT_S).items():
             for job_id, seen in jobs.items():
                 track = self.jobs.get(job_id)
@@ -109,6 +119,23 @@ class Tracker:
                 if track.finished_at is None:
                     track.since = min(track.since, seen.first_seen)
                     track.worker_id = seen.worker_id or track.worker_id
+            dropped += self._bound_unconfirmed(endpoint_id)
+        return dropped
+
+    def _bound_unconfirmed(self, endpoint_id: str) -> int:
+        unconfirmed = [
+            t
+            for t in self.jobs.values()
+            if t.endpoint_id == endpoint_id and t.confirmed_at is None and t.finished_at is None
+        ]
+        excess = len(unconfirmed) - MAX_UNCONFIRMED_JOBS
+        if excess <= 0:
+            return 0
+        # Keep the ids of workers RunPod lists, then the oldest; drop the rest.
+        unconfirmed.sort(key=lambda t: (t.worker_id in self.workers, -t.since), reverse=False)
+        for track in unconfirmed[:excess]:
+            del self.jobs[track.job_id]
+        return excess
 
     # -- workers --------------------------------------------------------------------------------------
 
@@ -189,8 +216,17 @@ class Tracker:
     # -- jobs -----------------------------------------------------------------------------------------
 
     def open_job_ids(self) -> list[tuple[str, str]]:
-        """(endpoint, job) of the jobs not known to be finished."""
-        return sorted((t.endpoint_id, t.job_id) for t in self.jobs.values() if t.finished_at is None)
+        """(endpoint, job) of the jobs not known to be finished, in the order their status is worth reading:
+        jobs RunPod confirmed (still running?), then jobs of workers RunPod lists as RUNNING, then the
+        others; oldest first within each."""
+        live = {w for w, t in self.workers.items() if t.status == WorkerStatus.RUNNING}
+
+        def priority(track: JobTrack) -> tuple[int, float, str]:
+            rank = 0 if track.confirmed_at is not None else 1 if track.worker_id in live else 2
+            return rank, track.since, track.job_id
+
+        open_jobs = sorted((t for t in self.jobs.values() if t.finished_at is None), key=priority)
+        return [(t.endpoint_id, t.job_id) for t in open_jobs]
 
     def observe_job(
         self,
@@ -210,7 +246,9 @@ class Tracker:
         track.worker_id = worker_id or track.worker_id
         track.delay_ms = delay_ms if delay_ms is not None else track.delay_ms
         track.execution_ms = execution_ms if execution_ms is not None else track.execution_ms
-        if status in (JobStatus.IN_PROGRESS, JobStatus.RUNNING) and execution_ms:
+        in_progress = status in (JobStatus.IN_PROGRESS, JobStatus.RUNNING)
+        track.confirmed_at = now if in_progress else None
+        if in_progress and execution_ms:
             track.since = min(track.since, now - execution_ms / 1000.0)
         if status.terminal and track.finished_at is None:
             track.finished_at = now
@@ -227,11 +265,13 @@ class Tracker:
         self.jobs.pop(job_id, None)
 
     def jobs_in_progress(self, endpoint_id: str) -> tuple[JobInProgress, ...]:
+        """The endpoint's jobs RunPod confirmed in progress (a heartbeat alone is not proof)."""
         return tuple(
             JobInProgress(t.job_id, t.worker_id, t.since)
             for t in sorted(self.jobs.values(), key=lambda t: t.job_id)
             if t.endpoint_id == endpoint_id
             and t.finished_at is None
+            and t.confirmed_at is not None
             and t.status in (JobStatus.IN_PROGRESS, JobStatus.RUNNING)
         )
 
@@ -308,7 +348,8 @@ class OwnActions:
         for row in sorted(decisions, key=lambda r: r.id):
             attempted = row.outcome in (Outcome.APPLIED, Outcome.FAILED)
             if row.mode == Mode.ENFORCE and attempted and now - row.at < 2 * HOUR_S:
-                own.note_action(ActionRecord(row.at, row.endpoint_id, row.rule, row.action))
+                applied = row.outcome == Outcome.APPLIED
+                own.note_action(ActionRecord(row.at, row.endpoint_id, row.rule, row.action, applied))
             if (
                 row.action == Action.CANCEL_JOB
                 and row.outcome == Outcome.APPLIED
