@@ -889,3 +889,36 @@ def test_an_unnamed_source_is_never_deny_listed() -> None:
         view(facts(cfg()), traffic_findings=(finding,), settings=cut_settings("deny-list")), NOW
     )
     assert [d.action for d in decisions] == [Action.ALERT]
+
+
+def test_a_cooldown_that_would_cut_off_other_callers_is_only_an_alert() -> None:
+    """A forged flood with cut = "cooldown" used to hold an endpoint at zero workers for 15 minutes,
+    repeatably, whoever else was using it. A cut must weigh what it costs the team's real users."""
+    alone = facts(cfg(), requests_by_source_1h={"203.0.113.9": 900})
+    decisions = evaluate(view(alone, traffic_findings=(FINDING,), settings=cut_settings("cooldown")), NOW)
+    assert [d.action for d in decisions] == [Action.SCALE_TO_ZERO, Action.ALERT]
+    shared = facts(cfg(), requests_by_source_1h={"203.0.113.9": 900, "learner-app": 12, "(unknown)": 3})
+    decisions = evaluate(view(shared, traffic_findings=(FINDING,), settings=cut_settings("cooldown")), NOW)
+    assert [d.action for d in decisions] == [Action.ALERT]
+    assert (
+        "not cut: a cool-down would also refuse 15 request(s) from 2 other caller(s)" in decisions[0].reason
+    )
+
+
+@pytest.mark.parametrize("cut", ["deny-list", "cooldown"])
+def test_a_source_on_never_cut_is_reported_and_never_cut(cut: CutAction) -> None:
+    """40 forged lines naming a partner used to get the partner denied."""
+    settings = replace(cut_settings(cut), never_cut=("203.0.113.0/24",))
+    alone = facts(cfg(), requests_by_source_1h={"203.0.113.9": 900})
+    decisions = evaluate(view(alone, traffic_findings=(FINDING,), settings=settings), NOW)
+    assert [d.action for d in decisions] == [Action.ALERT]
+    assert "203.0.113.9 is on pings.never_cut" in decisions[0].reason
+
+
+def test_a_source_that_is_no_deny_list_entry_is_never_written() -> None:
+    wide = replace(FINDING, source="0.0.0.0/0")
+    decisions = evaluate(
+        view(facts(cfg()), traffic_findings=(wide,), settings=cut_settings("deny-list")), NOW
+    )
+    assert [d.action for d in decisions] == [Action.ALERT]
+    assert "cannot deny it" in decisions[0].reason

@@ -19,10 +19,12 @@ from watchdog.traffic import (
     EndpointContext,
     MinuteCount,
     TrafficCounter,
+    deny_entry,
     detect_jump,
     detect_keep_warm,
     detect_ping_rate,
     detect_rate,
+    is_protected,
     poisson_tail,
     requests_from_health,
 )
@@ -369,7 +371,7 @@ def test_deny_list_is_written_atomically_sorted_and_idempotently(tmp_path: Path)
     assert deny.write(["203.0.113.9", "bot.example", "203.0.113.9"]) is True
     text = deny.path.read_text()
     assert text == DENY_LIST_HEADER + "203.0.113.9\nbot.example\n"
-    assert oct(os.stat(deny.path).st_mode & 0o777) == "0o644"
+    assert oct(os.stat(deny.path).st_mode & 0o777) == "0o640"  # owner and group (the gateway's) only
     inode_before = os.stat(deny.path).st_ino
     assert deny.write(["bot.example", "203.0.113.9"]) is False
     assert os.stat(deny.path).st_ino == inode_before  # untouched
@@ -385,7 +387,57 @@ def test_deny_list_add_keeps_manual_entries(tmp_path: Path) -> None:
     assert deny.add(["bot.example"]) is False
 
 
-@pytest.mark.parametrize("bad", ["", "  ", "# comment", "a\nb", "(unknown)"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "  ",
+        "# comment",
+        "a\nb",
+        "(unknown)",
+        "0.0.0.0/0",
+        "10.0.0.0/8",
+        "::/0",
+        "*",
+        "a\u2028*",
+        "x" * 129,
+    ],
+)
 def test_deny_list_rejects_entries_that_would_corrupt_the_file(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError):
         DenyList(tmp_path / "deny.txt").write([bad])
+
+
+@pytest.mark.parametrize(
+    ("source", "entry"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("203.0.113.0/24", "203.0.113.0/24"),
+        ("203.0.113.7/24", "203.0.113.0/24"),
+        ("2001:db8:1::/48", "2001:db8:1::/48"),
+        ("keepwarm-bot", "keepwarm-bot"),
+        ("client:42", "client:42"),
+    ],
+)
+def test_deny_entries_are_checked_addresses_networks_or_client_ids(source: str, entry: str) -> None:
+    assert deny_entry(source) == entry
+
+
+def test_the_deny_list_reads_back_exactly_what_is_written(tmp_path: Path) -> None:
+    """A source with U+2028 used to be read back as two entries (str.splitlines splits on it), so the
+    daemon wrote a bare "*" line itself and re-applied it until the cap was gone."""
+    path = tmp_path / "deny.txt"
+    path.write_text("# by hand\n192.0.2.1\nbot\u2028*\n", encoding="utf-8")
+    deny = DenyList(path)
+    assert deny.read() == {"192.0.2.1", "bot\u2028*"}
+    assert deny.add(["bot.example"]) is True
+    assert deny.read() == {"192.0.2.1", "bot\u2028*", "bot.example"}  # a hand-written line is kept as is
+    assert "\n*\n" not in path.read_text(encoding="utf-8")
+
+
+def test_never_cut_protects_exact_sources_and_addresses_inside_networks() -> None:
+    protected = ("partner-app", "198.51.100.0/24")
+    assert is_protected("partner-app", protected)
+    assert is_protected("198.51.100.77", protected)
+    assert not is_protected("198.51.101.1", protected)
+    assert not is_protected("partner-app2", protected)

@@ -36,7 +36,7 @@ from watchdog.money import (
     usd_to_eur,
 )
 from watchdog.prices import PriceTable
-from watchdog.traffic import UNKNOWN_SOURCE
+from watchdog.traffic import UNKNOWN_SOURCE, deny_entry, is_protected
 from watchdog.vocabulary import (
     BILLED_BY_DEFAULT,
     NOTIFY_ONLY_ACTIONS,
@@ -141,6 +141,8 @@ class EndpointFacts:
     """Current traffic, for pricing config drift."""
     variable_mtd_usd: float = 0.0
     """This endpoint's month-to-date variable spend: its share of the forecast a pause saves."""
+    requests_by_source_1h: Mapping[str, int] = field(default_factory=dict)
+    """Requests per caller over the last hour (from the logs): who a cool-down would also cut off."""
     last_progress_at: float | None = None
     """When /health last showed jobs of this endpoint finishing. Work that keeps finishing jobs is not one
     hung job of unknown id (a worker serving back-to-back short jobs stays RUNNING between polls), and a
@@ -202,6 +204,8 @@ class PolicySettings:
     cut_cooldown_s: float
     mode: Mode
     """Mode of decisions that belong to no endpoint (budget alerts)."""
+    never_cut: tuple[str, ...]
+    """Sources (addresses, networks, client ids) no traffic cut may touch (``pings.never_cut``)."""
     escalate_after_ticks: int = 3
     """Ticks to wait after a cancel before scaling a still-billing worker's endpoint to zero."""
     crash_retry_delta: int = 3
@@ -773,6 +777,9 @@ def _suspicious_traffic(view: PolicyView, now: float) -> list[Decision]:
         if ep is not None and finding.kind == "keep_warm":
             warm_usd = _worker_usd_per_s(None, ep.config, view.prices) * SECONDS_IN_30_DAYS
             what += f"; a worker kept warm around the clock costs about {_eur(warm_usd, settings)} a month"
+        why_not = _why_not_cut(finding, ep, settings)
+        if why_not:
+            what += f"; not cut: {why_not}"
         decisions.append(
             Decision(
                 rule=Rule.SUSPICIOUS_TRAFFIC,
@@ -788,6 +795,8 @@ def _suspicious_traffic(view: PolicyView, now: float) -> list[Decision]:
                 ),
             )
         )
+        if why_not:
+            continue
         if settings.traffic_cut == "deny_list":
             if finding.source in (None, UNKNOWN_SOURCE):  # a worker or job, or a caller nobody named
                 continue
@@ -831,6 +840,32 @@ def _suspicious_traffic(view: PolicyView, now: float) -> list[Decision]:
             )
         )
     return decisions
+
+
+def _why_not_cut(finding: TrafficFindingLike, ep: EndpointFacts | None, settings: PolicySettings) -> str:
+    """Why this finding gets an alert and no cut ("" when a cut may go ahead).
+
+    The log names the source, and logs can be forged: a source on ``pings.never_cut`` is never cut, and
+    one that is not a usable deny-list entry is not written for the gateway to interpret. A cool-down
+    stops the endpoint for everyone, so it goes ahead only when nobody else called it in the last hour:
+    otherwise a forged flood would cut the team's real users off."""
+    source = finding.source
+    if source and is_protected(source, settings.never_cut):
+        return f"{source} is on pings.never_cut"
+    if settings.traffic_cut == "deny_list" and source not in (None, UNKNOWN_SOURCE):
+        try:
+            deny_entry(source)
+        except ValueError as exc:
+            return f"cannot deny it ({exc})"
+    if settings.traffic_cut == "cooldown" and ep is not None:
+        others = {s: n for s, n in ep.requests_by_source_1h.items() if s != source and n > 0}
+        if others:
+            callers = sum(others.values())
+            return (
+                f"a cool-down would also refuse {callers} request(s) from {len(others)} other caller(s) "
+                "in the last hour; deny this source at the gateway instead"
+            )
+    return ""
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -16,8 +16,11 @@ rather than a z-score, which would be meaningless at these counts.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import ipaddress
 import math
 import os
+import re
 import tempfile
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -642,46 +645,100 @@ class DenyList:
         return f"DenyList({str(self.path)!r})"
 
     def read(self) -> set[str]:
+        """The entries as written, one per ``\\n``-terminated line (never split on other Unicode line
+        breaks: a U+2028 inside a line is that line's, and makes it an invalid entry, not two entries)."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = self._read()
         except FileNotFoundError:
             return set()
-        return {
-            line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
-        }
+        return {line for line in (raw.strip(" \t\r") for raw in text.split("\n")) if line and line[0] != "#"}
 
     def write(self, sources: Iterable[str]) -> bool:
-        """Make the file list exactly ``sources``; returns whether the file changed."""
-        entries = sorted({_check_source(source) for source in sources})
+        """Make the file list exactly ``sources``; returns whether the file changed.
+
+        Raises ValueError when a source is not a usable entry (see :func:`deny_entry`)."""
+        return self._write_lines(sorted({deny_entry(source) for source in sources}))
+
+    def add(self, sources: Iterable[str]) -> bool:
+        """Add ``sources`` to those already listed; returns whether it changed. Entries already in the file
+        (manual additions) are kept as they are, valid or not: the watchdog only adds what it checked."""
+        new = {deny_entry(source) for source in sources}
+        current = self.read()
+        if new <= current:
+            return False
+        return self._write_lines(sorted(current | new))
+
+    def _read(self) -> str:
+        with open(self.path, encoding="utf-8", newline="") as handle:  # no newline translation
+            return handle.read()
+
+    def _write_lines(self, entries: list[str]) -> bool:
         content = DENY_LIST_HEADER + "".join(f"{entry}\n" for entry in entries)
         try:
-            if self.path.read_text(encoding="utf-8") == content:
+            if self._read() == content:
                 return False
         except FileNotFoundError:
             pass
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         try:
-            with os.fdopen(handle, "w", encoding="utf-8") as temp:
+            with os.fdopen(handle, "w", encoding="utf-8", newline="") as temp:
                 temp.write(content)
                 temp.flush()
                 os.fsync(temp.fileno())
-            os.chmod(temp_name, 0o644)
+            os.chmod(temp_name, 0o640)
             os.replace(temp_name, self.path)
         except BaseException:
             Path(temp_name).unlink(missing_ok=True)
             raise
         return True
 
-    def add(self, sources: Iterable[str]) -> bool:
-        """Add ``sources`` to those already listed (manual additions included); returns whether it changed."""
-        return self.write(self.read() | {_check_source(source) for source in sources})
+
+MIN_DENY_PREFIX = {4: 24, 6: 48}
+"""The widest networks the watchdog may deny: an IPv4 /24, an IPv6 /48. A log claiming ``0.0.0.0/0`` as
+its caller must not get the whole internet denied."""
+MAX_DENY_ENTRY = 128
+_CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 
 
-def _check_source(source: str) -> str:
-    cleaned = source.strip()
-    if not cleaned or cleaned.startswith("#") or any(ch in cleaned for ch in "\r\n\0"):
-        raise ValueError(f"not a usable deny-list entry: {source!r}")
-    if cleaned == UNKNOWN_SOURCE:
+def deny_entry(source: str) -> str:
+    """The deny-list entry for a traffic source named in a log, or ValueError saying why it is not one.
+
+    A source is an IP address, a network no wider than :data:`MIN_DENY_PREFIX`, or a client id (ASCII
+    letters, digits and ``._:@-``, at most 128 characters). Logs are hostile: anything else (spaces,
+    control or look-alike characters, wildcards, ``#``) is refused rather than written for a gateway to
+    interpret."""
+    if not isinstance(source, str) or not source or len(source) > MAX_DENY_ENTRY:
+        raise ValueError(f"not a deny-list entry (empty or longer than {MAX_DENY_ENTRY}): {source[:40]!r}")
+    if source == UNKNOWN_SOURCE:
         raise ValueError("cannot deny the unknown source: the log lines did not name one")
-    return cleaned
+    if "/" in source:
+        try:
+            network = ipaddress.ip_network(source, strict=False)
+        except ValueError:
+            raise ValueError(f"not an address or network: {source!r}") from None
+        widest = MIN_DENY_PREFIX[network.version]
+        if network.prefixlen < widest:
+            raise ValueError(f"{source} is wider than /{widest}: the watchdog denies callers, not networks")
+        return str(network)
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(source))
+    if not _CLIENT_ID.fullmatch(source):
+        raise ValueError(f"not an address, a network or a client id: {source!r}")
+    return source
+
+
+def is_protected(source: str, protected: Iterable[str]) -> bool:
+    """Whether ``source`` is one of the ``pings.never_cut`` sources (an exact entry, or an address inside
+    a listed network)."""
+    address = None
+    with contextlib.suppress(ValueError):
+        address = ipaddress.ip_address(source)
+    for entry in protected:
+        if entry == source:
+            return True
+        if address is not None and "/" in entry:
+            with contextlib.suppress(ValueError):
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+    return False

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from runpod_sim.registry import build_simulator
-from runpod_sim.scenarios import HUNG_ENDPOINT_ID
+from runpod_sim.scenarios import HUNG_ENDPOINT_ID, STEADY_ENDPOINT_ID
 from sim_harness.wiring import build_daemon, daemon_against, sim_config
 from watchdog.clock import ManualClock, from_iso
 from watchdog.errors import LedgerError
@@ -177,3 +177,48 @@ async def test_a_full_disk_neither_stops_the_runaway_rule_nor_loses_what_was_don
         assert Outcome.APPLIED in [r.outcome for r in steps]  # ...but written once the disk had room
     finally:
         await daemon.close()
+
+
+def _flood_lines(log: Path, start: float, source: str, count: int) -> None:
+    with log.open("a", encoding="utf-8") as handle:
+        for n in range(count):
+            line = {"ts": start + n * 0.5, "kind": "request", "endpoint_id": STEADY_ENDPOINT_ID}
+            line["source"] = source
+            handle.write(json.dumps(line) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("source", "why"),
+    [
+        ("partner-app", "is on pings.never_cut"),
+        ("0.0.0.0/0", "cannot deny it"),
+        ("bot\u2028*", None),  # refused as a log line already: never traffic, so never a finding
+    ],
+)
+async def test_forged_flood_lines_never_get_a_protected_or_invalid_source_denied(
+    tmp_path: Path, source: str, why: str | None
+) -> None:
+    """40 forged lines got a legitimate partner denied; 0.0.0.0/0 was written verbatim; a source with
+    U+2028 made the daemon write a bare '*' line itself and re-apply it until the cap was gone."""
+    clock = ManualClock(START)
+    log = tmp_path / "access.log"
+    sim = build_simulator("steady", clock=clock, access_log_path=str(log))
+    deny = tmp_path / "deny.txt"
+    pings = {"cut": "deny-list", "deny_list_path": str(deny), "never_cut": ("partner-app",)}
+    async with daemon_against(sim, tmp_path, log_path=log, pings=pings) as daemon:
+        await daemon.tick()
+        for _minute in range(3):
+            _flood_lines(log, clock.now(), source, 40)
+            for _ in range(12):
+                clock.advance(TICK_S)
+                sim.sync()
+                outcome = await daemon.tick()
+                assert outcome.ok
+        steps = [r for r in daemon.ledger.recent_decisions(500) if r.rule == Rule.SUSPICIOUS_TRAFFIC]
+        if why is None:
+            assert not steps and daemon.state.counters.bad_records["log_line"] >= 120
+        else:
+            assert steps and all(r.action == Action.ALERT for r in steps)  # reported, never cut
+            assert why in steps[0].reason
+        assert not deny.exists()
+        assert not [a for a in daemon.state.own.actions if a.action == Action.DENY_LIST]

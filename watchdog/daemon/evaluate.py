@@ -83,6 +83,7 @@ def policy_settings(config: Config) -> PolicySettings:
         traffic_cut="deny_list" if config.pings.cut == "deny-list" else "cooldown",
         cut_cooldown_s=config.pings.cut_cooldown_s,
         mode=config.policy.mode,
+        never_cut=config.pings.never_cut,
     )
 
 
@@ -137,6 +138,7 @@ def decide(
     month_usd_by_endpoint: Mapping[str, float],
     alerted_thresholds: frozenset[float],
     denied_sources: frozenset[str],
+    refused_sources: frozenset[str] = frozenset(),
     config: Config,
     now: float,
 ) -> Judged:
@@ -152,6 +154,10 @@ def decide(
             cancelled_jobs=own.cancelled_jobs(endpoint.id),
             crash=tracked.crash.get(endpoint.id, CrashWindow()),
             requests_per_month=tracker.traffic.endpoint_requests(endpoint.id, now - DAY_S, now + 60) * 30.0,
+            requests_by_source_1h={
+                source: count.requests
+                for source, count in tracker.traffic.by_source(endpoint.id, now - 3600, now + 60).items()
+            },
             variable_mtd_usd=month_usd_by_endpoint.get(endpoint.id, 0.0),
             last_progress_at=tracker.last_progress.get(endpoint.id),
         )
@@ -175,7 +181,10 @@ def decide(
             for d in decisions
             if not (d.rule == Rule.SUSPICIOUS_TRAFFIC and d.action not in _ALERT_CUT_KEEPS)
         ]
-    if denied_sources:  # already cut off: re-adding it after every cool-down would only repeat the alert
+    # already cut off (re-adding it after every cool-down would only repeat the alert), or an entry that
+    # failed to write or to show in the file (trying again would only fail again, every tick)
+    denied_sources = denied_sources | refused_sources
+    if denied_sources:
         decisions = [
             d for d in decisions if not (d.action == Action.DENY_LIST and d.source in denied_sources)
         ]

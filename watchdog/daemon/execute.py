@@ -239,13 +239,21 @@ async def _call(decision: Decision, client: RunPodActions, deny_list: DenyList |
     raise ValueError(f"the executor does not know the action {action!r}")
 
 
-def verify(
-    pending: Sequence[PendingCheck], seen: Observation
-) -> tuple[list[DecisionStep], list[PendingCheck]]:
-    """Check each pending applied decision against this tick's observation: the new ``verified`` or
-    ``not_verified`` steps, and the checks still pending (with one more tick counted)."""
+@dataclass(frozen=True, slots=True)
+class Verification:
+    steps: tuple[DecisionStep, ...]
+    """The new ``verified`` or ``not_verified`` steps."""
+    pending: tuple[PendingCheck, ...]
+    """The checks still waiting (one more tick counted)."""
+    unverified_sources: frozenset[str] = frozenset()
+    """Deny-list entries that never showed in the file: not written again."""
+
+
+def verify(pending: Sequence[PendingCheck], seen: Observation) -> Verification:
+    """Check each pending applied decision against this tick's observation."""
     steps: list[DecisionStep] = []
     still: list[PendingCheck] = []
+    unverified: set[str] = set()
     for waiting in pending:
         check = replace(waiting, ticks=waiting.ticks + 1)
         verdict = _verdict(check, seen)
@@ -254,6 +262,8 @@ def verify(
                 replace(check.step, at=seen.now, outcome=Outcome.VERIFIED, reason=f"verified: {verdict}")
             )
         elif check.ticks >= VERIFY_WITHIN_TICKS:
+            if check.kind == "deny" and check.source:
+                unverified.add(check.source)
             steps.append(
                 replace(
                     check.step,
@@ -265,7 +275,7 @@ def verify(
             )
         else:
             still.append(check)
-    return steps, still
+    return Verification(tuple(steps), tuple(still), frozenset(unverified))
 
 
 def _verdict(check: PendingCheck, seen: Observation) -> str | None:

@@ -226,6 +226,8 @@ class DaemonState:
     """``"rule"`` or ``"rule|endpoint_id"`` → mode, set from the dashboard (saved with the state)."""
     pending_checks: list[PendingCheck] = field(default_factory=list)
     """Applied actions whose effect later ticks still have to see."""
+    refused_sources: set[str] = field(default_factory=set)
+    """Deny-list entries that failed to write or never showed in the file: never tried again."""
     dedupe: Dedupe = field(default_factory=Dedupe)
     counters: Counters = field(default_factory=Counters)
     events: deque[EventView] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
@@ -258,6 +260,8 @@ class DaemonState:
             self.brakes.pop(execution.brake_cleared, None)
         if execution.check is not None:
             self.pending_checks.append(execution.check)
+        if decision.action == Action.DENY_LIST and execution.attempted and not execution.applied:
+            self.refused_sources.add(decision.source or "")
         for step in execution.steps:
             self.count_step(step)
 

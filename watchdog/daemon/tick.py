@@ -143,10 +143,12 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
     steps: list[DecisionStep] = []
     findings: tuple[TrafficFinding, ...] = ()
     if reading.ok:
-        verified, state.pending_checks = verify(state.pending_checks, _observation(reading, ports, now))
-        for step in verified:
+        verification = verify(state.pending_checks, _observation(reading, ports, now))
+        state.pending_checks = list(verification.pending)
+        state.refused_sources |= verification.unverified_sources
+        for step in verification.steps:
             state.count_step(step)
-        steps.extend(verified)
+        steps.extend(verification.steps)
         live = {w.id for ws in reading.workers.values() for w in ws if w.status in BILLED_BY_DEFAULT}
         state.own.age_cancels(live, now)
         judged = decide(
@@ -160,6 +162,7 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
             month_usd_by_endpoint={e.endpoint_id: e.counted_usd for e in money.month.by_endpoint},
             alerted_thresholds=frozenset(state.calendar.alerted_thresholds),
             denied_sources=_denied(ports),
+            refused_sources=frozenset(state.refused_sources),
             config=config,
             now=now,
         )
