@@ -10,6 +10,7 @@ is deterministic up to pip's caches, so the spread shows only noise.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,9 +47,17 @@ def measure(spec: str) -> tuple[int, list[str]]:
         venv.EnvBuilder(with_pip=True).create(root)
         python = root / "bin" / "python"
         if spec:
+            source = Path(tmp) / "source"  # a copy: building in the checkout would leave build/ behind
+            shutil.copytree(
+                REPO,
+                source,
+                ignore=shutil.ignore_patterns(
+                    ".git", ".venv", ".cache", "build", "*.egg-info", "__pycache__"
+                ),
+            )
             subprocess.run(
                 [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", spec],
-                cwd=REPO,
+                cwd=source,
                 check=True,
                 capture_output=True,
             )

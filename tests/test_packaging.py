@@ -80,6 +80,7 @@ def test_a_production_install_is_lean_and_runs_the_daemon(tmp_path: Path) -> Non
     (the simulator is the ``sim`` extra), and ``runpod-watchdog run`` works from it against a simulator
     served from this (test) environment."""
     import os
+    import shutil
     import signal
     import time
     import venv
@@ -94,8 +95,14 @@ def test_a_production_install_is_lean_and_runs_the_daemon(tmp_path: Path) -> Non
     lean = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(lean)
     python = lean / "bin" / "python"
+    source = tmp_path / "source"  # a copy: building in the checkout would leave build/ behind
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(".git", ".venv", ".cache", "build", "*.egg-info", "__pycache__"),
+    )
     install = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(REPO)],
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(source)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -17,6 +17,11 @@ class Clock(Protocol):
         """UTC epoch seconds."""
         ...
 
+    def monotonic(self) -> float:
+        """Seconds that only ever move forward at the rate of real time (in this clock's seconds): the
+        measure of elapsed time, which a wall-clock step does not change."""
+        ...
+
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` of this clock's time."""
         ...
@@ -27,6 +32,9 @@ class SystemClock:
 
     def now(self) -> float:
         return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
@@ -48,6 +56,9 @@ class ScaledClock:
     def now(self) -> float:
         return self._sim_origin + (time.monotonic() - self._real_origin) * self.speed
 
+    def monotonic(self) -> float:
+        return (time.monotonic() - self._real_origin) * self.speed
+
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.speed)
 
@@ -57,18 +68,28 @@ class ManualClock:
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = start
+        self._elapsed = 0.0
 
     def now(self) -> float:
         return self._now
+
+    def monotonic(self) -> float:
+        return self._elapsed
 
     def advance(self, seconds: float) -> None:
         if seconds < 0:
             raise ValueError("time does not go backwards")
         self._now += seconds
+        self._elapsed += seconds
+
+    def step_wall_clock(self, seconds: float) -> None:
+        """The wall clock jumps (either way) while elapsed time does not: an NTP step, a hand-set date."""
+        self._now += seconds
 
     def set(self, now: float) -> None:
         if now < self._now:
             raise ValueError("time does not go backwards")
+        self._elapsed += now - self._now
         self._now = now
 
     async def sleep(self, seconds: float) -> None:

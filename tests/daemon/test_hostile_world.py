@@ -12,8 +12,9 @@ import pytest
 
 from runpod_sim.registry import build_simulator
 from runpod_sim.scenarios import HUNG_ENDPOINT_ID, STEADY_ENDPOINT_ID
-from sim_harness.wiring import build_daemon, daemon_against, sim_config
+from sim_harness.wiring import build_daemon, daemon_against, sim_config, sim_secrets, sim_transport
 from watchdog.clock import ManualClock, from_iso
+from watchdog.daemon.service import Daemon
 from watchdog.errors import LedgerError
 from watchdog.ledger import Ledger
 from watchdog.vocabulary import Action, Outcome, Rule
@@ -222,3 +223,44 @@ async def test_forged_flood_lines_never_get_a_protected_or_invalid_source_denied
             assert why in steps[0].reason
         assert not deny.exists()
         assert not [a for a in daemon.state.own.actions if a.action == Action.DENY_LIST]
+
+
+@pytest.mark.parametrize("step_s", [-3600.0, 600.0])
+async def test_a_wall_clock_step_neither_switches_the_runaway_rule_off_nor_fires_it_early(
+    tmp_path: Path, step_s: float
+) -> None:
+    """A −1 h step switched runaway detection off for an hour; +10 min cancelled a job early. Durations
+    now follow elapsed time, and the tick that sees the step is blind rather than wrong."""
+    sim_clock = ManualClock(START)
+    log = tmp_path / "access.log"
+    sim = build_simulator("hung-job", clock=sim_clock, access_log_path=str(log))
+    job_id = _hung_job_id(sim)
+    daemon_clock = ManualClock(START)  # the daemon's host: its wall clock will be stepped
+    # (the platform timeout the drift rule patches in is set above the limit: the daemon must do it)
+    policy = {"max_execution_s": 300.0, "grace_s": 30.0, "required_execution_timeout_s": 3600}
+    config = sim_config(tmp_path, log_path=log, policy=policy)
+    daemon = Daemon(config, sim_secrets(), clock=daemon_clock, transport=sim_transport(sim))
+    await daemon.open()
+    try:
+        cancelled_at = None
+        for tick in range(120):
+            if tick == 24:  # the job has run about 2 minutes, well inside its 330 s
+                daemon_clock.step_wall_clock(step_s)
+            sim.sync()
+            outcome = await daemon.tick()
+            if tick == 24:
+                assert outcome.blind and f"the system clock jumped by {step_s:+.0f} s" in (
+                    outcome.error or ""
+                )
+                assert not [r for r in outcome.rows if r.action == Action.CANCEL_JOB]
+            if any(r.action == Action.CANCEL_JOB and r.outcome == Outcome.APPLIED for r in outcome.rows):
+                cancelled_at = sim_clock.now()
+                break
+            sim_clock.advance(TICK_S)
+            daemon_clock.advance(TICK_S)
+        assert cancelled_at is not None
+        job_started = sim.job(HUNG_ENDPOINT_ID, job_id).started_at
+        assert job_started is not None
+        assert 330 <= cancelled_at - job_started <= 330 + 10 + 2 * TICK_S  # on time, by elapsed time
+    finally:
+        await daemon.close()

@@ -54,6 +54,8 @@ from watchdog.traffic import DenyList
 log = logging.getLogger("watchdog.daemon")
 
 RETENTION_EVERY_S = 3600.0
+CLOCK_STEP_TOLERANCE_S = 2.0
+"""A wall clock that moved this much more (or less) than elapsed time between two ticks was stepped."""
 
 
 class StartupError(Exception):
@@ -93,6 +95,8 @@ class Daemon:
         self._ports: Ports | None = None
         self.dispatcher: AlertDispatcher | None = None
         self._last_retention_at: float | None = None
+        self._clock_reading: tuple[float, float] | None = None
+        """(wall, monotonic) at the last tick: a wall-clock step shows as a difference between them."""
 
     @property
     def ports(self) -> Ports:
@@ -165,6 +169,16 @@ class Daemon:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def _wall_clock_step(self, now: float) -> float | None:
+        """How far the wall clock jumped since the last tick beyond the time that really passed (None: it
+        did not, within ``CLOCK_STEP_TOLERANCE_S``; NTP slews are far smaller)."""
+        elapsed = self.clock.monotonic()
+        previous, self._clock_reading = self._clock_reading, (now, elapsed)
+        if previous is None:
+            return None
+        step = (now - previous[0]) - (elapsed - previous[1])
+        return step if abs(step) > CLOCK_STEP_TOLERANCE_S else None
+
     def _count_call(self, route: str, status: int | None, seconds: float) -> None:
         self.state.counters.api_calls[f"{route}|{status if status is not None else 'error'}"] += 1
 
@@ -176,6 +190,13 @@ class Daemon:
             await self.open()
         async with self.lock:
             now = self.clock.now()
+            step = self._wall_clock_step(now)
+            if step is not None:
+                self.state.shift_times(step)
+                log.warning("the system clock jumped by %+.0f s: this tick takes no action", step)
+                return failed_tick(
+                    self.state, self.ports, self.config, now, f"the system clock jumped by {step:+.0f} s"
+                )
             try:
                 return await run_tick(self.state, self.ports, self.config, now)
             except RunPodAuthError:

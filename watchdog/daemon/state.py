@@ -21,7 +21,7 @@ import json
 import logging
 from collections import defaultdict, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -264,6 +264,26 @@ class DaemonState:
             self.refused_sources.add(decision.source or "")
         for step in execution.steps:
             self.count_step(step)
+
+    def shift_times(self, delta: float) -> None:
+        """The system clock jumped by ``delta`` seconds (NTP stepped it, someone set it): move every time
+        the state remembers by as much, so durations stay true and a wall-clock step neither ages a job
+        nor makes it young. The accounting chain is the ledger's and is not moved; the next interval is
+        accounted as unobserved (RunPod's billing covers it), or waits until time passes its end again."""
+        self.tracker.shift_times(delta)
+        self.own.shift_times(delta)
+        sight, billing = self.sight, self.billing
+        sight.last_ok_at = None if sight.last_ok_at is None else sight.last_ok_at + delta
+        sight.blind_since = None if sight.blind_since is None else sight.blind_since + delta
+        billing.last_read_at = None if billing.last_read_at is None else billing.last_read_at + delta
+        billing.failed_at = None if billing.failed_at is None else billing.failed_at + delta
+        self.dedupe.recorded = {k: at + delta for k, at in self.dedupe.recorded.items()}
+        self.dedupe.raised = {k: at + delta for k, at in self.dedupe.raised.items()}
+        self.brakes = {
+            e: replace(b, since=b.since + delta, until=None if b.until is None else b.until + delta)
+            for e, b in self.brakes.items()
+        }
+        self.accounting.workers_at = None
 
     def count_step(self, step: DecisionStep) -> None:
         """Count a recorded decision step (and the money it saved, or would have) for the metrics."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from watchdog.ledger import DecisionRow
 from watchdog.logwatch import LogEvent
@@ -282,6 +282,26 @@ class Tracker:
 
     # -- housekeeping ---------------------------------------------------------------------------------
 
+    def shift_times(self, delta: float) -> None:
+        """The system clock jumped by ``delta`` seconds: move every remembered time with it, so a duration
+        (how long a job has run, how long a worker idled) stays what it really is. Log timestamps are the
+        writers' own clocks and stay as written."""
+        for worker in self.workers.values():
+            worker.since += delta
+            worker.first_seen += delta
+        for job in self.jobs.values():
+            job.since += delta
+            if job.finished_at is not None:
+                job.finished_at += delta
+            if job.confirmed_at is not None:
+                job.confirmed_at += delta
+        for endpoint_id, window in self.crash.items():
+            self.crash[endpoint_id] = deque((at + delta, r, c) for at, r, c in window)
+        for samples in self.cold_starts.values():
+            samples[:] = [(at + delta, seconds) for at, seconds in samples]
+        self.last_progress = {e: at + delta for e, at in self.last_progress.items()}
+        self.held_at = {e: at + delta for e, at in self.held_at.items()}
+
     def prune(self, now: float) -> None:
         """Forget finished jobs after a day, traffic after 8 days, cold starts after 32 days."""
         for job_id in [
@@ -335,6 +355,12 @@ class OwnActions:
             gone = cancel.worker_id is None or cancel.worker_id not in live_worker_ids
             if (gone and cancel.ticks_since > 1) or now - cancel.cancelled_at > DAY_S:
                 del self.cancelled[job_id]
+
+    def shift_times(self, delta: float) -> None:
+        """See :meth:`Tracker.shift_times`."""
+        self.actions = [replace(a, at=a.at + delta) for a in self.actions]
+        for cancel in self.cancelled.values():
+            cancel.cancelled_at += delta
 
     def prune(self, now: float) -> None:
         """Keep a day of actions (the cap looks back an hour, the cool-down minutes)."""
