@@ -259,3 +259,70 @@ async def test_snapshot_prints_endpoints_workers_health_and_billing(tmp_path: Pa
     assert HUNG_ENDPOINT_ID in text and "execution timeout NONE" in text
     assert "1 running" in text and "1 in progress" in text
     assert "Billed this month" in text and "€" in text
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "SLACK_", "CREDENTIALS"))}
+    env.pop("NOTIFY_SOCKET", None)
+    env.update(extra)
+    return env
+
+
+def test_a_metrics_port_already_in_use_is_a_startup_error(tmp_path: Path) -> None:
+    """It used to start a daemon nobody could scrape, with one line in the log."""
+    sim = build_simulator("steady", clock=SystemClock())
+    with socket.socket() as taken, serve_in_thread(sim) as base_url:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config_path = tmp_path / "config.toml"
+        text = _config_toml(tmp_path, base_url).replace("enabled = false", f'listen = "127.0.0.1:{port}"')
+        config_path.write_text(text)
+        result = subprocess.run(
+            [sys.executable, "-m", "watchdog", "run", "--config", str(config_path)],
+            env=_clean_env(RUNPOD_API_KEY=DEFAULT_API_KEY),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_the_daemon_writes_owner_group_files_whatever_the_umask_and_never_dumps_core(tmp_path: Path) -> None:
+    """Files the daemon writes are created owner/group only, and core dumps (which held the API key) are
+    disabled by the process itself, not only by the unit."""
+    sim = build_simulator("steady", clock=SystemClock())
+    limits = RateLimits(runtime_per_window=dict(GENEROUS_RUNTIME_LIMITS), rest_per_window=100_000)
+    with serve_in_thread(sim, rate_limits=limits) as base_url:
+        config_path = tmp_path / "config.toml"
+        config_path.write_text(_config_toml(tmp_path, base_url))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "watchdog", "run", "--config", str(config_path)],
+            env=_clean_env(RUNPOD_API_KEY=DEFAULT_API_KEY),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            umask=0,  # the laxest umask a start script could leave
+        )
+        try:
+            ledger = tmp_path / "ledger.sqlite3"
+            deadline = time.monotonic() + 30
+            while not ledger.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(1.5)
+            limits_text = Path(f"/proc/{process.pid}/limits").read_text()
+            modes = {
+                p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir() if p.name.startswith("ledger")
+            }
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    core = next(line for line in limits_text.splitlines() if line.startswith("Max core file size"))
+    assert core.split()[4:6] == ["0", "0"], core
+    assert modes and all(mode & 0o007 == 0 for mode in modes.values()), {k: oct(v) for k, v in modes.items()}

@@ -900,3 +900,36 @@ def _read_stopped_ledger_as_nobody(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['k1']"
+
+
+def test_an_empty_file_or_a_directory_is_not_silently_a_new_ledger(tmp_path: Path) -> None:
+    empty = tmp_path / "ledger.sqlite3"
+    empty.write_bytes(b"")
+    with pytest.raises(LedgerError, match="empty file"):
+        Ledger.open(empty)
+    folder = tmp_path / "folder.sqlite3"
+    folder.mkdir()
+    with pytest.raises(LedgerError, match="is a directory"):
+        Ledger.open(folder)
+
+
+def test_a_ledger_deleted_or_replaced_under_its_writer_is_noticed_and_reopened(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    with Ledger.open(path) as ledger:
+        ledger.check_file()
+        path.unlink()
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        with pytest.raises(LedgerError, match="was deleted"):
+            ledger.check_file()
+        ledger.reopen()
+        ledger.check_file()
+        assert path.is_file() and ledger.schema_steps()  # a new, migrated ledger at the path
+        other = tmp_path / "restored.sqlite3"
+        Ledger.open(other).close()
+        os.replace(other, path)
+        with pytest.raises(LedgerError, match="was replaced"):
+            ledger.check_file()
+        path.write_bytes(b"")
+        with pytest.raises(LedgerError, match="empty file"):
+            ledger.reopen()

@@ -150,6 +150,7 @@ def run(config_path: str | None) -> int:
     from watchdog.daemon.service import StartupError, serve
     from watchdog.logs import SecretRedactor, setup_logging
 
+    _harden_process()
     redactor = setup_logging("INFO", SecretRedactor())
     try:
         config, secrets = load_or_exit(config_path)
@@ -165,6 +166,17 @@ def run(config_path: str | None) -> int:
         return 2
     except KeyboardInterrupt:
         return 0
+
+
+def _harden_process() -> None:
+    """What the daemon writes (ledger, deny list, socket) is for its owner and group only, whatever umask
+    it was started with; and it never dumps core (a core file would hold the API key), whatever the
+    unit's ``LimitCORE`` says."""
+    import os
+    import resource
+
+    os.umask(os.umask(0) | 0o007)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def _run_plugin_command(args: argparse.Namespace) -> int:

@@ -1011,6 +1011,41 @@ class Ledger(LedgerReadModel):
         self.path = path
         self._db = db
         self._lock = lock
+        self._identity = _file_identity(path)
+        """(device, inode) of the file opened: another file at the path means it was replaced."""
+
+    def check_file(self) -> None:
+        """Raise LedgerError if the file at ``path`` is no longer the one this handle writes to: deleted
+        (SQLite would go on writing into an unlinked inode, lost at exit) or replaced (a restore, a
+        mistaken ``cp``). Cheap: one ``stat``."""
+        try:
+            identity = _file_identity(self.path)
+        except FileNotFoundError:
+            raise LedgerError(f"the ledger file {self.path} was deleted while the daemon ran") from None
+        if identity != self._identity:
+            raise LedgerError(
+                f"the ledger file {self.path} was replaced by another file while the daemon ran"
+            )
+
+    def reopen(self, *, busy_timeout_ms: int = 5000) -> None:
+        """Open the file now at ``path`` (creating it if it is gone) under the same lock, and write there
+        from now on. On failure this handle is unchanged and LedgerError says why."""
+        _refuse_empty(self.path)
+        try:
+            db = Database(sqlite3.connect(self.path, timeout=busy_timeout_ms / 1000))
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot reopen the ledger {self.path}: {exc}") from exc
+        try:
+            _configure_writer(db, self.path, busy_timeout_ms)
+            _check_not_newer(_applied_steps(db), self.path)
+            MIGRATIONS.apply(db)
+        except (sqlite3.Error, LedgerError) as exc:
+            db.close()
+            raise LedgerError(f"cannot reopen the ledger {self.path}: {exc}") from exc
+        old, self._db = self._db, db
+        with contextlib.suppress(sqlite3.Error):
+            old.close()
+        self._identity = _file_identity(self.path)
 
     @classmethod
     def open(cls, path: str | Path, *, busy_timeout_ms: int = 5000) -> Ledger:
@@ -1023,6 +1058,9 @@ class Ledger(LedgerReadModel):
         path = Path(path)
         if not path.parent.is_dir():
             raise LedgerError(f"the ledger directory {path.parent} does not exist")
+        if path.is_dir():
+            raise LedgerError(f"the ledger path {path} is a directory, not a file")
+        _refuse_empty(path)
         lock = _InstanceLock(path)
         lock.acquire(path)
         db: Database | None = None
@@ -1526,6 +1564,19 @@ class Ledger(LedgerReadModel):
         except sqlite3.Error as exc:
             raise LedgerError(f"checkpointing the ledger {self.path} failed: {exc}") from exc
         return int(busy), int(log), int(done)
+
+
+def _refuse_empty(path: Path) -> None:
+    if path.is_file() and path.stat().st_size == 0:
+        raise LedgerError(
+            f"the ledger {path} is an empty file (0 bytes), not a new ledger: restore it from a backup, "
+            "or delete it to start a new one (the month's history would then be RunPod's billing only)"
+        )
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
 
 
 def _set_meta(db: Database, key: str, value: str) -> None:

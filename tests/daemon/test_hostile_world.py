@@ -264,3 +264,20 @@ async def test_a_wall_clock_step_neither_switches_the_runaway_rule_off_nor_fires
         assert 330 <= cancelled_at - job_started <= 330 + 10 + 2 * TICK_S  # on time, by elapsed time
     finally:
         await daemon.close()
+
+
+async def test_a_ledger_deleted_while_running_is_noticed_alerted_and_reopened(tmp_path: Path) -> None:
+    clock, sim, log = _hung(tmp_path)
+    async with daemon_against(sim, tmp_path, log_path=log, policy={"mode": "dry-run"}) as daemon:
+        await daemon.tick()
+        clock.advance(TICK_S)
+        path = daemon.ledger.path
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        outcome = await daemon.tick()
+        assert outcome.ok and outcome.tick_id is not None
+        assert path.is_file() and [t.started_at for t in daemon.ledger.ticks_since(0)] == [outcome.started_at]
+        assert daemon.dispatcher is not None and daemon.dispatcher.health().undelivered == 1  # the alert
+        clock.advance(TICK_S)
+        again = await daemon.tick()
+        assert again.ok and len(daemon.ledger.ticks_since(0)) == 2  # the accounting chain goes on there

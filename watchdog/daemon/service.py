@@ -42,7 +42,7 @@ from watchdog.daemon.commands import run_command
 from watchdog.daemon.notices import reload_failed_alert
 from watchdog.daemon.ports import Ports
 from watchdog.daemon.publish import status_line
-from watchdog.daemon.state import DaemonState, restore_state
+from watchdog.daemon.state import Accounting, DaemonState, restore_state
 from watchdog.daemon.tick import TickOutcome, failed_tick, run_tick
 from watchdog.errors import ConfigError, LedgerError, RunPodAuthError
 from watchdog.ledger import Ledger
@@ -169,6 +169,33 @@ class Daemon:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def _check_ledger_file(self, now: float) -> None:
+        """A ledger deleted or replaced under the daemon is noticed before the tick writes into it (SQLite
+        would write into the unlinked file, lost at exit), alerted, and reopened at its path."""
+        ports = self.ports
+        try:
+            ports.ledger.check_file()
+        except LedgerError as exc:
+            problem = str(exc)
+        else:
+            return
+        try:
+            ports.ledger.reopen()
+        except LedgerError as exc:
+            text = f"{problem}; reopening it failed ({exc}): the watchdog guards from memory"
+            log.error("%s", text)
+            self.state.ledger.since = self.state.ledger.since or now
+            self.state.ledger.problem = text[:300]
+            ports.alert_without_ledger(f"ledger-lost:{int(now)}", f":floppy_disk: {text}")
+            return
+        self.state.accounting = Accounting(accounted_until=ports.ledger.last_accounted_at())
+        text = (
+            f"{problem}: the watchdog reopened {ports.ledger.path} and records there from now on; what "
+            "the old file held (earlier ticks, decisions, this month's estimate) is only in RunPod's billing"
+        )
+        log.error("%s", text)
+        ports.alert_without_ledger(f"ledger-replaced:{int(now)}", f":floppy_disk: {text}")
+
     def _wall_clock_step(self, now: float) -> float | None:
         """How far the wall clock jumped since the last tick beyond the time that really passed (None: it
         did not, within ``CLOCK_STEP_TOLERANCE_S``; NTP slews are far smaller)."""
@@ -197,6 +224,7 @@ class Daemon:
                 return failed_tick(
                     self.state, self.ports, self.config, now, f"the system clock jumped by {step:+.0f} s"
                 )
+            self._check_ledger_file(now)
             try:
                 return await run_tick(self.state, self.ports, self.config, now)
             except RunPodAuthError:
@@ -367,8 +395,11 @@ async def serve(config: Config, secrets: Secrets, config_path: str | None) -> in
                     certfile=config.metrics.tls_cert_file or None,
                     keyfile=config.metrics.tls_key_file or None,
                 )
-            except OSError as exc:
-                log.error("metrics endpoint %s not started: %s", config.metrics.listen, exc)
+            except OSError as exc:  # a port in use: say so and exit 2, not run a daemon nobody can scrape
+                raise StartupError(
+                    f"the metrics endpoint cannot listen on {config.metrics.listen}: {exc.strerror or exc} "
+                    "(another process has the port? set [metrics] listen, or enabled = false)"
+                ) from None
         control = ControlServer(
             config.control.resolved_socket_path,
             daemon.status_ref,
