@@ -266,14 +266,18 @@ async def test_a_wall_clock_step_neither_switches_the_runaway_rule_off_nor_fires
         await daemon.close()
 
 
+def _delete(path: Path, *suffixes: str) -> None:
+    for suffix in suffixes:
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 async def test_a_ledger_deleted_while_running_is_noticed_alerted_and_reopened(tmp_path: Path) -> None:
     clock, sim, log = _hung(tmp_path)
     async with daemon_against(sim, tmp_path, log_path=log, policy={"mode": "dry-run"}) as daemon:
         await daemon.tick()
         clock.advance(TICK_S)
         path = daemon.ledger.path
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        _delete(path, "", "-wal", "-shm")
         outcome = await daemon.tick()
         assert outcome.ok and outcome.tick_id is not None
         assert path.is_file() and [t.started_at for t in daemon.ledger.ticks_since(0)] == [outcome.started_at]
