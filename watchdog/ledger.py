@@ -64,6 +64,7 @@ __all__ = [
     "AlertRow",
     "BilledSpend",
     "BrakeState",
+    "ChangeRecord",
     "CommandRecord",
     "CommandRow",
     "ConfigChange",
@@ -200,7 +201,8 @@ class JobUpdate:
     endpoint_id: str
     status: str
     source: str
-    """Where the daemon learned of the job, e.g. ``"status"`` or ``"log"``."""
+    """How the job's start (``started_at``) is known: ``worker_log``, ``status``, ``worker_running``,
+    ``heartbeat`` or ``first_seen`` (see ``watchdog.daemon.tracker.START_EVIDENCE``)."""
     worker_id: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
@@ -296,6 +298,18 @@ class TickRecord:
     meta: Mapping[str, str] = field(default_factory=dict)
     """``meta`` entries to write with the tick (e.g. the daemon's status JSON under ``"status"``, which the
     TUI shows while the daemon is down); the ledger's own keys are refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRecord:
+    """What the daemon did between ticks (a deadline check): written whole or not at all."""
+
+    at: float
+    decisions: tuple[DecisionStep, ...] = ()
+    brakes_set: tuple[BrakeState, ...] = ()
+    brakes_cleared: tuple[str, ...] = ()
+    alerts: tuple[Alert, ...] = ()
+    meta: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1313,8 +1327,14 @@ class Ledger(LedgerReadModel):
                 [count.endpoint_id, count.source, count.minute, count.requests, count.pings],
             )
 
+    def record_changes(self, changes: ChangeRecord) -> tuple[str, ...]:
+        """Write what the daemon did between ticks (decisions, brakes, alerts, meta) in ONE transaction,
+        the same way a tick writes them; returns the keys of the alerts newly queued."""
+        with self._transaction("recording changes") as db:
+            return self._write_changes(db, None, changes.at, changes)
+
     def _write_changes(
-        self, db: Database, tick_id: int | None, at: float, changes: TickRecord | CommandRecord
+        self, db: Database, tick_id: int | None, at: float, changes: TickRecord | CommandRecord | ChangeRecord
     ) -> tuple[str, ...]:
         """What the daemon decided and did, the same way for a tick and for a command: brakes, decision
         steps, alerts (returns the keys newly queued) and meta entries."""

@@ -377,6 +377,39 @@ def _runaway(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decision]:
     return decisions
 
 
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """When the runaway rule will fire for one piece of work, if nothing changes: a job RunPod confirmed in
+    progress (``job_id``), or a worker running work no known job accounts for (``job_id`` None)."""
+
+    at: float
+    endpoint_id: str
+    job_id: str | None
+    worker_id: str | None
+
+
+DEADLINE_MARGIN_S = 0.1
+"""The runaway rule fires strictly past the limit; its deadline is checked this long after it."""
+
+
+def runaway_deadlines(endpoints: Sequence[EndpointFacts]) -> list[Deadline]:
+    """The moments the runaway rule fires (start + max_execution_s + grace_s, just past), earliest first,
+    so the daemon can check then instead of at its next tick. The same limits as :func:`_runaway`."""
+    deadlines: list[Deadline] = []
+    for ep in endpoints:
+        limit_s = ep.limits.max_execution_s + ep.limits.grace_s + DEADLINE_MARGIN_S
+        cancelled = {c.job_id for c in ep.cancelled_jobs}
+        deadlines.extend(
+            Deadline(job.since + limit_s, ep.config.id, job.job_id, job.worker_id)
+            for job in ep.jobs_in_progress
+            if job.job_id not in cancelled
+        )
+        since, worker_id = _unknown_work(ep)
+        if since is not None and ep.config.workers_max > 0:
+            deadlines.append(Deadline(since + limit_s, ep.config.id, None, worker_id))
+    return sorted(deadlines, key=lambda d: (d.at, d.endpoint_id, d.job_id or ""))
+
+
 def _unknown_work(ep: EndpointFacts) -> tuple[float | None, str | None]:
     """(first seen, worker id) of in-progress work no known job accounts for.
 

@@ -124,6 +124,8 @@ def traffic_findings(tracker: Tracker, reading: Reading, config: Config, now: fl
 class Judged:
     decisions: tuple[Decision, ...]
     findings: tuple[TrafficFinding, ...]
+    facts: tuple[EndpointFacts, ...] = ()
+    """What the policy knew of each endpoint: the runaway deadlines are computed from it."""
 
 
 def decide(
@@ -188,7 +190,7 @@ def decide(
         decisions = [
             d for d in decisions if not (d.action == Action.DENY_LIST and d.source in denied_sources)
         ]
-    return Judged(tuple(decisions), tuple(findings))
+    return Judged(tuple(decisions), tuple(findings), facts)
 
 
 _ALERT_CUT_KEEPS = (Action.ALERT, Action.RESTORE)

@@ -8,6 +8,7 @@ those coroutines will do.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,3 +55,6 @@ class Ports:
     """Raises an alert the ledger cannot hold (it is about the ledger failing): key, text."""
     delivery: Callable[[], DeliveryHealth | None] = _no_delivery
     """How alert delivery stands (None: no dispatcher, e.g. a test driving ticks by hand)."""
+    acting: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held while decisions are executed and recorded: a deadline check acts while a tick is still
+    reading RunPod, never while it acts."""

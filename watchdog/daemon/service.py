@@ -43,7 +43,7 @@ from watchdog.daemon.notices import reload_failed_alert
 from watchdog.daemon.ports import Ports
 from watchdog.daemon.publish import status_line
 from watchdog.daemon.state import Accounting, DaemonState, restore_state
-from watchdog.daemon.tick import TickOutcome, failed_tick, run_tick
+from watchdog.daemon.tick import DeadlineOutcome, TickOutcome, check_deadlines, failed_tick, run_tick
 from watchdog.errors import ConfigError, LedgerError, RunPodAuthError
 from watchdog.ledger import Ledger
 from watchdog.logwatch import LogTailer
@@ -95,6 +95,7 @@ class Daemon:
         self._ports: Ports | None = None
         self.dispatcher: AlertDispatcher | None = None
         self._last_retention_at: float | None = None
+        self._deadlines_changed = asyncio.Event()
         self._clock_reading: tuple[float, float] | None = None
         """(wall, monotonic) at the last tick: a wall-clock step shows as a difference between them."""
 
@@ -233,9 +234,14 @@ class Daemon:
                 log.exception("tick failed")
                 return failed_tick(self.state, self.ports, self.config, now, f"{type(exc).__name__}: {exc}")
 
+    async def check_deadlines(self) -> DeadlineOutcome:
+        """Act on the runaway deadlines that are due (see :func:`~watchdog.daemon.tick.check_deadlines`):
+        without the tick lock, so a slow tick does not delay a due cancel."""
+        return await check_deadlines(self.state, self.ports, self.config, self.clock.now())
+
     async def command(self, kind: str, args: dict[str, Any]) -> dict[str, Any]:
         """A control-socket command, applied under the tick lock and recorded in one transaction."""
-        async with self.lock:
+        async with self.lock, self.ports.acting:
             ports = self.ports
             answer = await run_command(
                 kind,
@@ -289,7 +295,10 @@ class Daemon:
         if self._ports is None:
             await self.open()
         assert self.dispatcher is not None
-        background = [asyncio.create_task(self.dispatcher.run_forever(stop), name="alerts")]
+        background = [
+            asyncio.create_task(self.dispatcher.run_forever(stop), name="alerts"),
+            asyncio.create_task(self._watch_deadlines(stop), name="deadlines"),
+        ]
         interval = self.notifier.watchdog_interval_s
         if interval:
             background.append(asyncio.create_task(self._watchdog_pings(stop, interval), name="sd-watchdog"))
@@ -304,6 +313,7 @@ class Daemon:
                 except Exception:
                     log.exception("tick failed")
                     outcome = None
+                self._deadlines_changed.set()
                 if outcome is not None and outcome.status is not None:
                     line = status_line(outcome.status, self.state.ticks, len(outcome.actions))
                     if not ready:
@@ -327,6 +337,33 @@ class Daemon:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         return 0
+
+    async def _watch_deadlines(self, stop: asyncio.Event) -> None:
+        """Sleep until the earliest runaway deadline (or until a tick changes them), then check it: the
+        cancel goes out at the deadline, whatever the tick interval."""
+        speed = float(getattr(self.clock, "speed", 1.0))
+        while not stop.is_set():
+            self._deadlines_changed.clear()
+            deadlines = self.state.deadlines
+            wait = self.config.runpod.poll_interval_s
+            if deadlines:
+                wait = min(wait, max(0.0, deadlines[0].at - self.clock.now()))
+            changed = asyncio.ensure_future(self._deadlines_changed.wait())
+            stopped = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait(
+                    {changed, stopped}, timeout=wait / speed, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for waiter in (changed, stopped):
+                    waiter.cancel()
+            if stop.is_set():
+                return
+            if self.state.deadlines and self.state.deadlines[0].at <= self.clock.now():
+                try:
+                    await self.check_deadlines()
+                except Exception:  # a bug here must not stop the watch; the next tick still judges
+                    log.exception("deadline check failed")
 
     async def _watchdog_pings(self, stop: asyncio.Event, interval: float) -> None:
         while not stop.is_set():

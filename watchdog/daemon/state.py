@@ -31,7 +31,7 @@ from watchdog.daemon.tracker import OwnActions, Tracker, WorkerTrack
 from watchdog.ledger import Alert, BrakeState, DecisionStep, LedgerReadModel
 from watchdog.logwatch import LogPosition, LogTailer
 from watchdog.models import Worker
-from watchdog.policy import ActionRecord, Decision
+from watchdog.policy import ActionRecord, Deadline, Decision, EndpointFacts
 from watchdog.status import EventView
 from watchdog.vocabulary import Action, Mode, Outcome, SpendSource, WorkerStatus
 
@@ -226,6 +226,11 @@ class DaemonState:
     """``"rule"`` or ``"rule|endpoint_id"`` → mode, set from the dashboard (saved with the state)."""
     pending_checks: list[PendingCheck] = field(default_factory=list)
     """Applied actions whose effect later ticks still have to see."""
+    facts: dict[str, EndpointFacts] = field(default_factory=dict)
+    """What the policy knew of each endpoint at the last tick that saw RunPod: a deadline check starts
+    from it and replaces what it reads afresh."""
+    deadlines: list[Deadline] = field(default_factory=list)
+    """When the runaway rule fires next, earliest first: the service checks then, not at its next tick."""
     refused_sources: set[str] = field(default_factory=set)
     """Deny-list entries that failed to write or never showed in the file: never tried again."""
     dedupe: Dedupe = field(default_factory=Dedupe)

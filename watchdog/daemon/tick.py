@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 from watchdog.clock import month_start
 from watchdog.config import Config
 from watchdog.daemon.accounting import Accrued, MonthMoney, accrue, billed_rows, month_money
-from watchdog.daemon.evaluate import blind_decision, decide, endpoint_limits, is_repeat
-from watchdog.daemon.execute import Execution, Observation, execute, step_for, verify
+from watchdog.daemon.evaluate import blind_decision, decide, endpoint_limits, is_repeat, policy_settings
+from watchdog.daemon.execute import Execution, Observation, brake_entry, execute, step_for, verify
 from watchdog.daemon.fetch import Reading, ReadPlan, read_logs, read_runpod
 from watchdog.daemon.notices import decision_alert, events_of, first_sightings, metric_alerts
 from watchdog.daemon.ports import Ports
@@ -43,21 +43,30 @@ from watchdog.daemon.publish import (
 )
 from watchdog.daemon.state import DaemonState, LedgerTrouble, roll_calendar, state_meta
 from watchdog.daemon.track import Tracked, track
-from watchdog.errors import LedgerError, RunPodAuthError
+from watchdog.errors import LedgerError, RunPodAuthError, RunPodError, RunPodNotFound
 from watchdog.ledger import (
     STATUS_META_KEY,
     Alert,
     BilledSpend,
     BrakeState,
+    ChangeRecord,
     DecisionStep,
     RecordedTick,
     TickRecord,
 )
 from watchdog.money import BudgetStatus, budget_status
-from watchdog.policy import Decision
+from watchdog.policy import Deadline, Decision, EndpointFacts, PolicyView, evaluate, runaway_deadlines
 from watchdog.status import DaemonStatus, status_json
 from watchdog.traffic import TrafficFinding
-from watchdog.vocabulary import BILLED_BY_DEFAULT, NOTIFY_ONLY_ACTIONS, Mode, Outcome, Rule, SpendSource
+from watchdog.vocabulary import (
+    BILLED_BY_DEFAULT,
+    NOTIFY_ONLY_ACTIONS,
+    Action,
+    Mode,
+    Outcome,
+    Rule,
+    SpendSource,
+)
 
 log = logging.getLogger(__name__)
 
@@ -167,102 +176,110 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
             now=now,
         )
         decisions, findings = judged.decisions, judged.findings
+        state.facts = {facts.config.id: facts for facts in judged.facts}
     else:
         decisions = (blind_decision(config, state.sight.last_ok_at, now, reading.error or "unknown error"),)
 
-    # 4. execute --------------------------------------------------------------------------------------------
-    admitted = _intend([d for d in decisions if _worth_recording(state, d, now)], state, ports, now)
-    alerts: list[Alert] = []
-    brakes_set: dict[str, BrakeState] = {}
-    brakes_cleared: list[str] = []
-    for decision in admitted:
-        execution = await execute(
-            decision, ports.client, now=now, brakes=state.brakes, deny_list=ports.deny_list
-        )
-        state.absorb(decision, execution, now)
-        steps.extend(execution.steps)
-        if execution.brake_set is not None:
-            brakes_set[execution.brake_set.endpoint_id] = execution.brake_set
-        if execution.brake_cleared is not None:
-            brakes_set.pop(execution.brake_cleared, None)
-            brakes_cleared.append(execution.brake_cleared)
-        alert = decision_alert(
-            decision, execution, budget=budget, usd_per_eur=config.budget.usd_per_eur, now=now
-        )
-        if alert is not None:
-            alerts.append(alert)
-    if reading.ok:
-        if state.sight.blind_since is not None:
-            log.warning("the watchdog sees RunPod again (blind since %s)", _iso(state.sight.blind_since))
-            state.sight.blind_since = None
-        alerts.extend(
-            metric_alerts(
-                reading.endpoints,
-                requests_24h=endpoints_24h(state.tracker, reading.endpoints, now),
-                usd_24h=money.last_24h_by_endpoint,
-                cold_starts_24h={
-                    e.id: state.tracker.cold_start_samples(e.id, now - DAY_S) for e in reading.endpoints
-                },
-                config=config,
-                now=now,
+    # 4 and 5 hold the acting lock: a deadline check (watchdog.daemon.tick.check_deadlines) may run while
+    # this tick reads RunPod, never while it acts.
+    async with ports.acting:
+        # 4. execute ---------------------------------------------------------------------------------------
+        admitted = _intend([d for d in decisions if _worth_recording(state, d, now)], state, ports, now)
+        alerts: list[Alert] = []
+        brakes_set: dict[str, BrakeState] = {}
+        brakes_cleared: list[str] = []
+        for decision in admitted:
+            execution = await execute(
+                decision, ports.client, now=now, brakes=state.brakes, deny_list=ports.deny_list
             )
-        )
-    # Alerts are rebuilt each tick from what is true (the cost per 1,000 requests is still above $3); the
-    # ledger de-duplicates by key, and only the first sighting of a key belongs in the events log.
-    alerts = first_sightings(alerts, state.dedupe.raised, now)
-    for alert in alerts:
-        state.dedupe.raised[alert.key] = now
-    for event in events_of(steps, alerts, usd_per_eur=config.budget.usd_per_eur, now=now):
-        state.events.appendleft(event)
+            state.absorb(decision, execution, now)
+            steps.extend(execution.steps)
+            if execution.brake_set is not None:
+                brakes_set[execution.brake_set.endpoint_id] = execution.brake_set
+            if execution.brake_cleared is not None:
+                brakes_set.pop(execution.brake_cleared, None)
+                brakes_cleared.append(execution.brake_cleared)
+            alert = decision_alert(
+                decision, execution, budget=budget, usd_per_eur=config.budget.usd_per_eur, now=now
+            )
+            if alert is not None:
+                alerts.append(alert)
+        if reading.ok:
+            if state.sight.blind_since is not None:
+                log.warning("the watchdog sees RunPod again (blind since %s)", _iso(state.sight.blind_since))
+                state.sight.blind_since = None
+            alerts.extend(
+                metric_alerts(
+                    reading.endpoints,
+                    requests_24h=endpoints_24h(state.tracker, reading.endpoints, now),
+                    usd_24h=money.last_24h_by_endpoint,
+                    cold_starts_24h={
+                        e.id: state.tracker.cold_start_samples(e.id, now - DAY_S) for e in reading.endpoints
+                    },
+                    config=config,
+                    now=now,
+                )
+            )
+        # Alerts are rebuilt each tick from what is true (the cost per 1,000 requests is still above $3); the
+        # ledger de-duplicates by key, and only the first sighting of a key belongs in the events log.
+        alerts = first_sightings(alerts, state.dedupe.raised, now)
+        for alert in alerts:
+            state.dedupe.raised[alert.key] = now
+        for event in events_of(steps, alerts, usd_per_eur=config.budget.usd_per_eur, now=now):
+            state.events.appendleft(event)
 
-    # 5. record ---------------------------------------------------------------------------------------------
-    _count_gpu_seconds(state, accrued)
-    _count_bad_records(state, logs.malformed, dropped_ids, reading)
-    finished = ports.clock.now()
-    status = _status(state, ports, config, reading, money, budget, findings, now, finished, len(alerts))
-    carried = state.ledger.unrecorded
-    record = TickRecord(
-        started_at=now,
-        finished_at=finished,
-        ok=reading.ok,
-        blind=not reading.ok,
-        error=reading.error,
-        endpoints=len(reading.endpoints),
-        accounting=accrued.interval,
-        estimates=accrued.estimates,
-        billed=billed,
-        configs=tracked.configs,
-        workers=accrued.workers,
-        jobs=tracked.jobs,
-        traffic=tracked.traffic,
-        brakes_set=(*(b for e, b in carried.brakes_set.items() if e not in brakes_set), *brakes_set.values()),
-        brakes_cleared=(*carried.brakes_cleared, *brakes_cleared),
-        decisions=(*carried.decisions, *steps),
-        alerts=(*carried.alerts, *alerts),
-        meta={**state_meta(state, ports.tailers), STATUS_META_KEY: status_json(status)},
-    )
-    recorded: RecordedTick | None = None
-    try:
-        recorded = ports.ledger.record_tick(record)
-    except LedgerError as exc:
-        # The actions happened: keep them in memory for the next tick the ledger accepts, and keep the
-        # accounting chain where the ledger has it (the next interval covers this one).
-        _ledger_failed(state, ports, str(exc), now)
-        carried.carry(steps, alerts, tuple(brakes_set.values()), brakes_cleared)
-    else:
-        _ledger_works(state, ports, now)
-        state.accounting = accounting
-        for change in recorded.config_changes:
-            if change.changed_fields:
-                fields = ", ".join(change.changed_fields)
-                log.info("endpoint %s config changed: %s", change.endpoint_id, fields)
-    if reading.billing is not None:
-        state.billing.last_read_at, state.billing.failed_at = now, None
-    elif reading.billing_failed:
-        state.billing.failed_at = now
-    state.tracker.prune(now)
-    state.own.prune(now)
-    state.dedupe.prune(now)
+        # 5. record ----------------------------------------------------------------------------------------
+        _count_gpu_seconds(state, accrued)
+        _count_bad_records(state, logs.malformed, dropped_ids, reading)
+        finished = ports.clock.now()
+        status = _status(state, ports, config, reading, money, budget, findings, now, finished, len(alerts))
+        carried = state.ledger.unrecorded
+        record = TickRecord(
+            started_at=now,
+            finished_at=finished,
+            ok=reading.ok,
+            blind=not reading.ok,
+            error=reading.error,
+            endpoints=len(reading.endpoints),
+            accounting=accrued.interval,
+            estimates=accrued.estimates,
+            billed=billed,
+            configs=tracked.configs,
+            workers=accrued.workers,
+            jobs=tracked.jobs,
+            traffic=tracked.traffic,
+            brakes_set=(
+                *(b for e, b in carried.brakes_set.items() if e not in brakes_set),
+                *brakes_set.values(),
+            ),
+            brakes_cleared=(*carried.brakes_cleared, *brakes_cleared),
+            decisions=(*carried.decisions, *steps),
+            alerts=(*carried.alerts, *alerts),
+            meta={**state_meta(state, ports.tailers), STATUS_META_KEY: status_json(status)},
+        )
+        recorded: RecordedTick | None = None
+        try:
+            recorded = ports.ledger.record_tick(record)
+        except LedgerError as exc:
+            # The actions happened: keep them in memory for the next tick the ledger accepts, and keep the
+            # accounting chain where the ledger has it (the next interval covers this one).
+            _ledger_failed(state, ports, str(exc), now)
+            carried.carry(steps, alerts, tuple(brakes_set.values()), brakes_cleared)
+        else:
+            _ledger_works(state, ports, now)
+            state.accounting = accounting
+            for change in recorded.config_changes:
+                if change.changed_fields:
+                    fields = ", ".join(change.changed_fields)
+                    log.info("endpoint %s config changed: %s", change.endpoint_id, fields)
+        if reading.billing is not None:
+            state.billing.last_read_at, state.billing.failed_at = now, None
+        elif reading.billing_failed:
+            state.billing.failed_at = now
+        state.tracker.prune(now)
+        state.own.prune(now)
+        state.dedupe.prune(now)
+        _refresh_deadlines(state)
 
     # 6. publish --------------------------------------------------------------------------------------------
     state.ticks += 1
@@ -282,6 +299,135 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
         rows=tuple(steps),
         new_alerts=recorded.new_alerts if recorded is not None else (),
         status=status,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineOutcome:
+    """What a deadline check did."""
+
+    checked: tuple[Deadline, ...]
+    decisions: tuple[Decision, ...]
+    rows: tuple[DecisionStep, ...]
+
+
+async def check_deadlines(state: DaemonState, ports: Ports, config: Config, now: float) -> DeadlineOutcome:
+    """The runaway rule at the moment it fires, not at the next tick: for each endpoint with a deadline
+    due, read that endpoint's workers and the due jobs' status afresh (the stale-data rule holds: nothing is
+    decided on an answer older than this check; a failed read means no action), then judge the endpoint
+    with the runaway rule alone and act, recording the steps the same way a tick does. Only the acting
+    lock is held, so a slow tick's reads do not delay a due cancel."""
+    due = [d for d in state.deadlines if d.at <= now]
+    if not due:
+        return DeadlineOutcome((), (), ())
+    decisions: list[Decision] = []
+    for endpoint_id in sorted({d.endpoint_id for d in due}):
+        facts = state.facts.get(endpoint_id)
+        if facts is None:
+            continue
+        fresh = await _read_endpoint_afresh(
+            state, ports, facts, [d for d in due if d.endpoint_id == endpoint_id]
+        )
+        if fresh is None:
+            continue
+        view = PolicyView(
+            endpoints=(fresh,),
+            settings=policy_settings(config),
+            last_successful_poll=now,
+            prices=config.price_table,
+            actions=tuple(state.own.actions),
+            brakes=tuple(brake_entry(b) for e, b in sorted(state.brakes.items()) if e == endpoint_id),
+        )
+        decisions.extend(
+            d
+            for d in evaluate(view, now)
+            if d.rule == Rule.RUNAWAY_JOB and d.action in (Action.CANCEL_JOB, Action.SCALE_TO_ZERO)
+        )
+    steps: list[DecisionStep] = []
+    async with ports.acting:
+        admitted = _intend([d for d in decisions if _worth_recording(state, d, now)], state, ports, now)
+        alerts: list[Alert] = []
+        brakes_set: list[BrakeState] = []
+        for decision in admitted:
+            execution = await execute(
+                decision, ports.client, now=now, brakes=state.brakes, deny_list=ports.deny_list
+            )
+            state.absorb(decision, execution, now)
+            steps.extend(execution.steps)
+            if execution.brake_set is not None:
+                brakes_set.append(execution.brake_set)
+            alert = decision_alert(
+                decision, execution, budget=None, usd_per_eur=config.budget.usd_per_eur, now=now
+            )
+            if alert is not None:
+                alerts.append(alert)
+        alerts = first_sightings(alerts, state.dedupe.raised, now)
+        for alert in alerts:
+            state.dedupe.raised[alert.key] = now
+        for event in events_of(steps, alerts, usd_per_eur=config.budget.usd_per_eur, now=now):
+            state.events.appendleft(event)
+        if steps or alerts:
+            try:
+                new_alerts = ports.ledger.record_changes(
+                    ChangeRecord(now, tuple(steps), tuple(brakes_set), (), tuple(alerts))
+                )
+            except LedgerError as exc:
+                _ledger_failed(state, ports, str(exc), now)
+                state.ledger.unrecorded.carry(steps, alerts, brakes_set, ())
+            else:
+                if new_alerts:
+                    ports.wake_alerts()
+    _refresh_deadlines(state)
+    return DeadlineOutcome(tuple(due), tuple(decisions), tuple(steps))
+
+
+async def _read_endpoint_afresh(
+    state: DaemonState, ports: Ports, facts: EndpointFacts, due: Sequence[Deadline]
+) -> EndpointFacts | None:
+    """The endpoint's facts with its workers and the due jobs read now (None when a read fails)."""
+    endpoint_id = facts.config.id
+    try:
+        workers = (await ports.client.list_workers(endpoint_id)).workers
+        for deadline in due:
+            if deadline.job_id is None:
+                continue
+            try:
+                job = await ports.client.job_status(endpoint_id, deadline.job_id)
+            except RunPodNotFound:
+                state.tracker.forget_job(deadline.job_id)
+                continue
+            state.tracker.observe_job(
+                endpoint_id,
+                deadline.job_id,
+                job.status,
+                ports.clock.now(),
+                worker_id=job.worker_id,
+                delay_ms=job.delay_time_ms,
+                execution_ms=job.execution_time_ms,
+            )
+    except (RunPodError, ValueError) as exc:
+        log.warning("deadline check on %s: no action on stale data (%s)", endpoint_id, str(exc)[:200])
+        return None
+    now = ports.clock.now()
+    return replace(
+        facts,
+        workers=state.tracker.observe_workers(endpoint_id, workers, now).views,
+        jobs_in_progress=state.tracker.jobs_in_progress(endpoint_id),
+        cancelled_jobs=state.own.cancelled_jobs(endpoint_id),
+    )
+
+
+def _refresh_deadlines(state: DaemonState) -> None:
+    """The runaway deadlines as the daemon's memory now says (cancels and new evidence included)."""
+    state.deadlines = runaway_deadlines(
+        [
+            replace(
+                facts,
+                jobs_in_progress=state.tracker.jobs_in_progress(endpoint_id),
+                cancelled_jobs=state.own.cancelled_jobs(endpoint_id),
+            )
+            for endpoint_id, facts in state.facts.items()
+        ]
     )
 
 

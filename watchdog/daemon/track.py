@@ -91,7 +91,7 @@ def track(
                 job_id=job_id,
                 endpoint_id=endpoint_id,
                 status=job.status.value,
-                source=seen.source,
+                source=seen.evidence,
                 worker_id=seen.worker_id,
                 started_at=seen.since,
                 finished_at=seen.finished_at,

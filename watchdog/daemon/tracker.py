@@ -53,15 +53,22 @@ class WorkerTrack:
     gpu_type_id: str | None = None
 
 
+START_EVIDENCE = ("worker_log", "status", "worker_running", "heartbeat", "first_seen")
+"""How a job's start is known, most precise first: the SDK's "Started." line in the worker's log stream
+(RunPod's own record, to the second); ``now − executionTime`` from the job's status; the time its worker
+was first seen RUNNING (at tick resolution, and only when nothing else ran on that worker since); the first
+heartbeat that named it (the SDK pings every 10 s, so up to 10 s late); when the daemon first saw it."""
+
+
 @dataclass
 class JobTrack:
     job_id: str
     endpoint_id: str
     worker_id: str | None
     since: float
-    """Start of the job if known, else when it was first seen in progress."""
-    source: str
-    """Where the daemon learned of the job: ``"log"`` (a heartbeat) or ``"status"`` (a status poll)."""
+    """The job's start: the earliest trustworthy evidence of it (see ``evidence``)."""
+    evidence: str
+    """What ``since`` rests on: one of :data:`START_EVIDENCE` (recorded with the job in the ledger)."""
     status: JobStatus = JobStatus.IN_PROGRESS
     confirmed_at: float | None = None
     """When RunPod's status answer last said the job is in progress (None: only a heartbeat named it).
@@ -69,6 +76,12 @@ class JobTrack:
     finished_at: float | None = None
     delay_ms: int | None = None
     execution_ms: int | None = None
+
+    def start_evidence(self, since: float, evidence: str) -> None:
+        """An earlier start from another piece of evidence wins (a worker-log start is never overridden:
+        it is RunPod's own record of the start)."""
+        if self.evidence != "worker_log" and since < self.since:
+            self.since, self.evidence = since, evidence
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +127,12 @@ class Tracker:
             for job_id, seen in jobs.items():
                 track = self.jobs.get(job_id)
                 if track is None:
-                    self.jobs[job_id] = JobTrack(job_id, endpoint_id, seen.worker_id, seen.first_seen, "log")
-                    continue
-                if track.finished_at is None:
-                    track.since = min(track.since, seen.first_seen)
+                    track = self.jobs[job_id] = JobTrack(
+                        job_id, endpoint_id, seen.worker_id, seen.first_seen, "heartbeat"
+                    )
+                elif track.finished_at is None:
                     track.worker_id = seen.worker_id or track.worker_id
+                    track.start_evidence(seen.first_seen, "heartbeat")
             dropped += self._bound_unconfirmed(endpoint_id)
         return dropped
 
@@ -241,7 +255,7 @@ class Tracker:
     ) -> JobTrack:
         track = self.jobs.get(job_id)
         if track is None:
-            track = self.jobs[job_id] = JobTrack(job_id, endpoint_id, worker_id, now, "status")
+            track = self.jobs[job_id] = JobTrack(job_id, endpoint_id, worker_id, now, "first_seen")
         track.status = status
         track.worker_id = worker_id or track.worker_id
         track.delay_ms = delay_ms if delay_ms is not None else track.delay_ms
@@ -249,13 +263,42 @@ class Tracker:
         in_progress = status in (JobStatus.IN_PROGRESS, JobStatus.RUNNING)
         track.confirmed_at = now if in_progress else None
         if in_progress and execution_ms:
-            track.since = min(track.since, now - execution_ms / 1000.0)
+            track.start_evidence(now - execution_ms / 1000.0, "status")
+        if in_progress:
+            self._worker_running_evidence(track)
         if status.terminal and track.finished_at is None:
             track.finished_at = now
             submitted_at = now - ((delay_ms or 0) + (execution_ms or 0)) / 1000.0
             if delay_ms is not None and self.held_at.get(endpoint_id, float("-inf")) < submitted_at:
                 self.cold_starts[endpoint_id].append((now, delay_ms / 1000.0))
         return track
+
+    def _worker_running_evidence(self, track: JobTrack) -> None:
+        """The job started no later than its worker was first seen RUNNING, provided nothing else ran on
+        that worker since (a worker serving back-to-back jobs stays RUNNING: its "since" belongs to an
+        earlier job) and the endpoint showed no completion since."""
+        worker = self.workers.get(track.worker_id or "")
+        if worker is None or worker.status != WorkerStatus.RUNNING:
+            return
+        finished_since = any(
+            other.worker_id == track.worker_id
+            and other.job_id != track.job_id
+            and other.finished_at is not None
+            and other.finished_at >= worker.since
+            for other in self.jobs.values()
+        )
+        progress = self.last_progress.get(track.endpoint_id)
+        if not finished_since and (progress is None or progress < worker.since):
+            track.start_evidence(worker.since, "worker_running")
+
+    def note_job_started(self, endpoint_id: str, job_id: str, worker_id: str | None, at: float) -> None:
+        """RunPod's worker log said the job started at ``at`` (the most precise evidence there is)."""
+        track = self.jobs.get(job_id)
+        if track is None:
+            self.jobs[job_id] = JobTrack(job_id, endpoint_id, worker_id, at, "worker_log")
+            return
+        track.worker_id = worker_id or track.worker_id
+        track.since, track.evidence = at, "worker_log"
 
     def note_held(self, endpoint_id: str, now: float) -> None:
         """The daemon holds this endpoint down at ``now`` (see ``held_at``)."""
