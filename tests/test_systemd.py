@@ -158,6 +158,15 @@ def test_unit_declares_notify_watchdog_credentials_and_start_limits() -> None:
     ]
 
 
+def test_unit_sets_an_open_file_limit_with_room_for_the_control_socket() -> None:
+    """Robustness: systemd's default 1024 descriptors is shared by RunPod's pool, the ledger, tailed logs,
+    /metrics and the control socket's clients; the unit sets its own, well above the control cap."""
+    unit = _directives(UNIT.read_text(encoding="utf-8"))
+    (limit,) = _values(unit, "Service", "LimitNOFILE")
+    assert limit.isdigit(), f"LimitNOFILE={limit}: one number sets soft and hard alike"
+    assert 4096 <= int(limit) <= 524288  # 524288: systemd's own hard ceiling; more buys nothing
+
+
 def test_unit_uses_a_fixed_group_readable_identity() -> None:
     """TUI users read the ledger and reach the control socket through the service group."""
     unit = _directives(UNIT.read_text(encoding="utf-8"))

@@ -523,7 +523,9 @@ class AlertDispatcher:
             return self._report(state)
         if self._sender is None:
             for alert in pending:
-                logger.warning("Alert (no Slack webhook configured): %s", alert.text)
+                logger.warning(
+                    "Alert (no Slack webhook configured): %s", alert.text, extra={"repeat_limit": False}
+                )
                 self._delivered(alert.key, now, state)
                 state.logged.append(alert.key)
             return self._report(state)
@@ -571,7 +573,7 @@ class AlertDispatcher:
         """One attempt per round for each alert raised without the ledger; kept until Slack takes it."""
         for key, text in list(self._memory.items()):
             if self._sender is None:
-                logger.error("Alert (no Slack webhook configured): %s", text)
+                logger.error("Alert (no Slack webhook configured): %s", text, extra={"repeat_limit": False})
             else:
                 if not self._may_post(now):
                     return
