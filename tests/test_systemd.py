@@ -271,16 +271,27 @@ def test_installed_execstartpre_accepts_the_shipped_config(staged: dict[str, obj
     root, tmp = staged["root"], staged["tmp"]
     assert isinstance(root, Path)
     assert isinstance(tmp, Path)
-    etc = root / "etc/runpod-watchdog"
+    # check-config checks that the files it names can be made: systemd creates StateDirectory= and
+    # RuntimeDirectory= before ExecStartPre runs, so the test does the same under its own root and points
+    # a copy of the installed file at them (the paths themselves are checked in the next test).
+    state, runtime, etc = tmp / "var/lib/runpod-watchdog", tmp / "run/runpod-watchdog", tmp / "etc"
+    for directory in (state, runtime, etc):
+        directory.mkdir(parents=True, exist_ok=True)
+    installed = (root / "etc/runpod-watchdog/config.toml").read_text(encoding="utf-8")
+    (etc / "config.toml").write_text(
+        installed.replace("/var/lib/runpod-watchdog", str(state)).replace("/run/runpod-watchdog", str(runtime)),
+        encoding="utf-8",
+    )
     argv = [a.replace("${CONFIGURATION_DIRECTORY}", str(etc)) for a in _unit_exe(root, "ExecStartPre")]
-    state = tmp / "state"
-    state.mkdir(exist_ok=True)
     env = {"PATH": "/usr/bin:/bin", "CONFIGURATION_DIRECTORY": str(etc), "STATE_DIRECTORY": str(state)}
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, env=env, cwd=tmp)
     assert result.returncode == 0, result.stderr
-    # The installed file names the StateDirectory explicitly, so the TUI (no $STATE_DIRECTORY in an
-    # admin's shell) opens the same ledger as the daemon.
-    assert "ledger /var/lib/runpod-watchdog/ledger.sqlite3" in result.stdout
+    assert f"ledger {state}/ledger.sqlite3" in result.stdout
+    # Without the StateDirectory the same check names the missing directory instead of passing.
+    state.rmdir()
+    missing = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, env=env, cwd=tmp)
+    assert missing.returncode == 2
+    assert f"'{state}' does not exist" in missing.stderr
 
 
 @pytest.mark.slow

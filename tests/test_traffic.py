@@ -441,3 +441,19 @@ def test_never_cut_protects_exact_sources_and_addresses_inside_networks() -> Non
     assert is_protected("198.51.100.77", protected)
     assert not is_protected("198.51.101.1", protected)
     assert not is_protected("partner-app2", protected)
+
+
+def test_the_per_minute_series_matches_the_window_queries() -> None:
+    counter = TrafficCounter()
+    for n in range(90):
+        counter.add(request(T0 + n * 37.0, source=f"s{n % 3}"))
+        if n % 4 == 0:
+            counter.add(ping(T0 + n * 41.0))
+    counter.add_health_delta("ep1", T0 + 600.0, requests=25)
+    first = int(T0 - T0 % 60)
+    series = counter.per_minute("ep1", first, 70)
+    expected = tuple(
+        counter.endpoint_requests("ep1", m, m + 60) + counter.endpoint_pings("ep1", m, m + 60)
+        for m in range(first, first + 70 * 60, 60)
+    )
+    assert series == expected and sum(series) > 0

@@ -96,11 +96,11 @@ class ExitCode(Exception):
         self.code = code
 
 
-def load_or_exit(path: str | None) -> tuple[Config, Secrets]:
+def load_or_exit(path: str | None, *, check_files: bool = True) -> tuple[Config, Secrets]:
     """The configuration and secrets, or every problem as ``FILE:LINE: key: message`` on stderr and
     :class:`ExitCode` 2: the one way every command starts."""
     try:
-        return load_config(path), load_secrets()
+        return load_config(path, check_files=check_files), load_secrets()
     except ConfigError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
@@ -119,12 +119,13 @@ def check_config(path: str | None) -> int:
 
 def snapshot(config_path: str | None) -> int:
     """``runpod-watchdog snapshot``: one read-only look at the account. 0, 1 if RunPod could not be read,
-    2 for a bad config or a missing/rejected key."""
+    2 for a bad config or a missing/rejected key. It opens none of the daemon's files, so it does not
+    check them (it runs as any user)."""
     from watchdog.errors import RunPodAuthError, RunPodError
     from watchdog.snapshot import snapshot_text
 
     try:
-        config, secrets = load_or_exit(config_path)
+        config, secrets = load_or_exit(config_path, check_files=False)
     except ExitCode as exit_code:
         return exit_code.code
     if secrets.runpod_api_key is None:

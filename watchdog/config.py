@@ -11,8 +11,41 @@ Why it looks like this:
 * Secrets never live here. The RunPod API key and the Slack webhook URL come only from the environment or
   from systemd credentials, into a :class:`Secrets` object whose ``repr`` cannot leak them, so a logged
   :class:`Config` is always safe to show. A secret-looking value in the file is an error.
-* Loading does the I/O (read the file, look at the environment); everything the daemon asks afterwards
-  (``policy_for``, ``rule_mode``, the price table) is pure.
+* Every number has a floor and a ceiling that a real user never needs to exceed (a budget of 1,000,000 EUR,
+  1000 workers, 10 retries, a poll every 300 s at most...), so a slipped digit is refused, not obeyed; each
+  field's docstring and ``config.toml`` give its range. Two rules join sections: the daemon must look at an
+  endpoint at least twice within ``policy.stale_after_s`` (so ``stale_after_s >= 2 x
+  runpod.poll_interval_s``), and one RunPod call with all its retries must fit in
+  :data:`MAX_CALL_WORST_CASE_S` (the daemon is blind while it waits).
+* The file itself is distrusted: over :data:`MAX_CONFIG_BYTES` it is refused before it is read whole (and
+  only regular files are read: ``/dev/zero`` is not a config), tables and arrays nested deeper than
+  :data:`MAX_NESTING` are refused before :mod:`tomllib` recurses into them (a deep file was a
+  RecursionError; a long dotted key made it quadratic), a UTF-8 byte-order mark is dropped (editors add
+  it; TOML has no use for it), and characters that look like something else are named with their column:
+  invisible ones (zero-width, no-break spaces, controls) anywhere in a key or a string, and any non-ASCII
+  character in a key or an enumerated value (a Cyrillic ``е`` in ``"enforce"``).
+* Secrets never live here. The RunPod API key and the Slack webhook URL come only from the environment or
+  from systemd credentials, into a :class:`Secrets` object whose ``repr`` cannot leak them, so a logged
+  :class:`Config` is always safe to show. A secret-looking value in the file is an error, and is never
+  echoed: keys named like secrets, values with a known shape (RunPod, Slack, Hugging Face, GitHub, GitLab,
+  AWS key ids, ``Bearer``/``Authorization``, PEM private keys, JSON web tokens), and long random-looking
+  tokens in values that are not paths, URLs, regexes or names of outside things (endpoint patterns, client
+  ids, GPU ids: those may legitimately look random).
+* Paths that a service reads or writes must not depend on the working directory (``/`` under systemd):
+  log sources, the deny list and the TLS files must be absolute; ``ledger.path`` and
+  ``control.socket_path`` keep their documented relative meaning (from ``$STATE_DIRECTORY`` /
+  ``$RUNTIME_DIRECTORY``). When systemd's directories are known (the variables are set), the deny list
+  must be inside one of them: ``ProtectSystem=strict`` makes everything else read-only.
+* Log regexes are matched by RE2 (google-re2), a linear-time engine: a hostile log line cannot make a
+  regex backtrack for hours, whatever the pattern; :func:`compile_log_regex` is the one place they are
+  compiled. RE2 has no lookarounds or backreferences (exactly the features that need backtracking); a
+  pattern must be valid for both Python's ``re`` (the documented syntax, ``(?P<name>...)`` groups) and RE2.
+  Note that RE2's ``\\d``, ``\\w`` and ``\\s`` are ASCII-only.
+* Loading does the I/O (read the file, look at the environment and, unless ``check_files=False``, check
+  what the daemon will open: the ledger's directory is writable, existing log files are regular files,
+  the control socket's directory exists or can be created, the TLS files are readable, the deny list's
+  directory is writable), so ``check-config`` refuses what ``run`` would fail on; everything the daemon
+  asks afterwards (``policy_for``, ``rule_mode``, the price table) is pure.
 
 Order of precedence: built-in defaults < the file < environment variables for the three RunPod base URLs
 (``RUNPOD_API_BASE_URL``, ``RUNPOD_REST_API_URL``, ``RUNPOD_ENDPOINT_BASE_URL``, as RunPod's own tools read
@@ -29,14 +62,17 @@ import hmac
 import itertools
 import math
 import os
+import pwd
 import re
+import stat
 import tomllib
 import types
 import typing
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Protocol, TypeVar, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 from watchdog.errors import ConfigError
@@ -53,15 +89,98 @@ SYSTEM_CONFIG_PATH = Path("/etc/runpod-watchdog/config.toml")
 """Config file used when no path is given and ``$RUNPOD_WATCHDOG_CONFIG`` is unset (if it exists)."""
 BUILTIN_SOURCE = "<built-in defaults>"
 
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A config file larger than this (1 MiB) is refused before it is read whole. The shipped one is about
+15 KB; a 50 MB file once took 29 s and 1 GB to parse, and a SIGHUP reload blocked the loop that long."""
+MAX_NESTING = 10
+"""Deepest nesting of arrays and inline tables, and most parts of one dotted key or table header
+(``a.b.c``): the model needs 3. Deeper ones are refused before :mod:`tomllib` sees them (it recursed into
+10,000 nested arrays until RecursionError, and a dotted key of 40,000 parts took it seconds and a GiB)."""
+MAX_CALL_WORST_CASE_S = 600.0
+"""Longest one RunPod call may take with all its retries, seconds: ``(max_retries + 1) x
+(request_timeout_s + the longer of backoff_max_s and retry_after_cap_s)``. The daemon's tick waits for
+it, blind, so it stays in minutes, never an hour."""
+
 SECRET_MESSAGE = (
     "secrets never go in the config file; set RUNPOD_API_KEY / SLACK_WEBHOOK_URL in the environment "
     "or a systemd credential"
 )
-_SECRET_KEY_NAMES = frozenset({"api_key", "apikey", "token", "webhook", "webhook_url", "password", "secret"})
-_SECRET_KEY_SUFFIXES = ("_api_key", "_token", "_webhook_url", "_password", "_secret")
-_SECRET_VALUE = re.compile(r"rpa_[A-Za-z0-9]{10,}|xox[bpa]-|https://hooks\.slack\.com/services/")
+_SECRET_KEY_NAMES = frozenset(
+    {
+        "api_key",
+        "apikey",
+        "token",
+        "webhook",
+        "webhook_url",
+        "password",
+        "passwd",
+        "secret",
+        "authorization",
+        "bearer",
+        "private_key",
+        "access_key",
+        "secret_key",
+        "credentials",
+    }
+)
+_SECRET_KEY_SUFFIXES = (
+    "_api_key",
+    "_token",
+    "_webhook_url",
+    "_password",
+    "_passwd",
+    "_secret",
+    "_private_key",
+    "_access_key",
+    "_secret_key",
+)
+_SECRET_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("a RunPod API key", re.compile(r"rpa_[A-Za-z0-9]{10,}")),
+    ("a Slack token", re.compile(r"xox[abeoprs]-")),
+    ("a Slack webhook URL", re.compile(r"https://hooks\.slack\.com/services/")),
+    ("an Authorization header", re.compile(r"\bauthorization\s*:", re.IGNORECASE)),
+    # 16+ token characters with a digit: "Bearer instruments" (a fixed cost's name) is not a token
+    ("a bearer token", re.compile(r"\bbearer\s+(?=[\w.~+/=-]*\d)[\w.~+/=-]{16,}", re.IGNORECASE)),
+    ("an AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("a private key", re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")),
+    ("a Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
+    ("a GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})")),
+    ("a GitLab token", re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}")),
+    ("a JSON web token", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.")),
+)
+"""Values with the shape of a credential, wherever they appear (names first, for the message)."""
+_TOKEN_CANDIDATE = re.compile(r"[A-Za-z0-9+/=_-]{32,}")
+_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_NOT_TOKEN_SCANNED = frozenset(
+    {
+        # regexes, paths and URLs: long runs of mixed characters are their normal shape
+        "regex",
+        "path",
+        "deny_list_path",
+        "tls_cert_file",
+        "tls_key_file",
+        "socket_path",
+        "graphql_url",
+        "rest_url",
+        "runtime_url",
+        # names of things outside the file, which may be random ids (endpoint ids, client ids, GPU ids)
+        "watch",
+        "allow_list",
+        "always_paused",
+        "never_cut",
+        "match",
+        "gpu_type_id",
+        "pool",
+    }
+)
+"""Keys whose values are not searched for long random tokens (the known shapes above still apply)."""
 
 _UNIX_SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, one of them the terminating NUL
+_GLOB_CHARACTERS = "*?["
+_SYSTEMD_ROOTS = (Path("/var/lib"), Path("/run"))
+"""Where systemd's StateDirectory= and RuntimeDirectory= are created (see ``_check_files``)."""
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _limits(
@@ -124,6 +243,27 @@ def _listen_problem(value: str) -> str | None:
 def _socket_mode_problem(value: str) -> str | None:
     if re.fullmatch(r"0?[0-7]{3}", value) is None:
         return f'must be an octal file mode such as "0660", got {_describe(value)}'
+    if int(value, 8) & 0o007:
+        return (
+            f"must give other users no access (last digit 0), got {value!r}: anyone on the machine could "
+            'drive the daemon (pause endpoints, cancel jobs); use "0660" (owner and group) or "0600"'
+        )
+    return None
+
+
+def _relative_path_problem(value: str) -> str:
+    return (
+        f"must be an absolute path, got {value!r}: a relative path (or ~) depends on the directory and the "
+        "user the daemon starts with (/ and no home under systemd)"
+    )
+
+
+def _watch_problem(patterns: tuple[str, ...]) -> str | None:
+
+    if not patterns:
+        return 'must not be empty: the daemon would watch no endpoint; use ["*"] to watch them all'
+    if "" in patterns:
+        return 'has an empty pattern, which matches no endpoint; use "*" to watch them all'
     return None
 
 
@@ -133,14 +273,105 @@ def _increasing_problem(values: tuple[float, ...]) -> str | None:
     return None
 
 
+class LogMatch(Protocol):
+    """A match of a :class:`LogPattern` (RE2's, or a :class:`re.Match` in tests)."""
+
+    def groupdict(self) -> dict[str, Any]: ...
+
+
+class LogPattern(Protocol):
+    """What the log tailer needs of a compiled log regex (RE2's, or a :class:`re.Pattern` in tests)."""
+
+    @property
+    def groupindex(self) -> Mapping[str, int]: ...
+
+    def search(self, text: str, /) -> LogMatch | None: ...
+
+
+def compile_log_regex(pattern: str) -> LogPattern:
+    """Compile a log source's regex for the engine it runs on: RE2, linear in the length of the line
+    whatever the pattern, so a hostile log line cannot make a regex such as ``(a+)+$`` backtrack for hours
+    inside a tick. The pattern must also be valid Python ``re`` syntax (what the documentation promises).
+
+    Raises ValueError with a message for a person when it is neither.
+    """
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"invalid regular expression: {error}") from None
+    # Imported here, not at the top: ``runpod-watchdog --version`` and the rest of the CLI load this module,
+    # and only a config with regex log sources needs the compiled engine.
+    import re2  # type: ignore[import-untyped]  # noqa: PLC0415  # google-re2 ships no type information
+
+    options = re2.Options()
+    options.log_errors = False  # RE2 would also print its complaint on stderr, outside FILE:LINE lines
+    try:
+        return typing.cast(LogPattern, re2.compile(pattern, options))
+    except re2.error as error:
+        reason = error.args[0] if error.args else error
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise ValueError(
+            f"not supported by RE2, the linear-time engine log regexes run on: {reason}. RE2 has no "
+            "lookarounds such as (?=...) or (?!...) and no backreferences such as \\1, the features that let "
+            "a regex backtrack for hours on one hostile line"
+        ) from None
+
+
 def _regex_problem(value: str) -> str | None:
     if not value:
         return None
     try:
-        re.compile(value)
-    except re.error as error:
-        return f"invalid regular expression: {error}"
+        compile_log_regex(value)
+    except ValueError as error:
+        return str(error)
     return None
+
+
+def _secret_shape(value: str, key: str | int | None) -> str | None:
+    """What ``value`` looks like if it looks like a credential (``"a bearer token"``), else None."""
+    for name, shape in _SECRET_SHAPES:
+        if shape.search(value):
+            return name
+    if key in _NOT_TOKEN_SCANNED or value.startswith(("/", "~", "./", "../")) or "://" in value:
+        return None
+    for token in _TOKEN_CANDIDATE.findall(_UUID.sub(" ", value)):
+        if _looks_random(token.rstrip("=")):
+            return f"a {len(token)}-character random token"
+    return None
+
+
+def _looks_random(token: str) -> bool:
+    """A run of 32+ token characters that mixes letters and digits like a generated credential: hex with
+    at least 3 bits of entropy per character, anything else with upper case, lower case, digits and 4 bits
+    (names, field names and paths stay below: they are words)."""
+    if not any(char.isdigit() for char in token) or not any(char.isalpha() for char in token):
+        return False
+    counts = [token.count(char) for char in set(token)]
+    bits = -sum(count / len(token) * math.log2(count / len(token)) for count in counts)
+    if set(token) <= _HEX:
+        return bits >= 3.0
+    has_cases = any(char.isupper() for char in token) and any(char.islower() for char in token)
+    return has_cases and bits >= 4.0
+
+
+def _odd_character(text: str, *, non_ascii: bool) -> tuple[int, str] | None:
+    """The first character of ``text`` that is invisible (zero-width, no-break or other unusual spaces,
+    controls other than tab and newline) or, with ``non_ascii``, not ASCII at all: ``(index, char)``."""
+    if text.isascii():  # the usual case, checked in C: only control characters can be odd
+        found = _ASCII_CONTROL.search(text)
+        return None if found is None else (found.start(), found.group())
+    for index, char in enumerate(text):
+        if char in "\t\n\r":
+            continue
+        if not char.isprintable() or (non_ascii and not char.isascii()):
+            return index, char
+    return None
+
+
+def _character_name(char: str) -> str:
+    """``U+0435 CYRILLIC SMALL LETTER IE``."""
+    return f"U+{ord(char):04X} {unicodedata.name(char, 'unnamed character')}"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -153,18 +384,18 @@ class FixedCost:
 
     name: str = field(metadata=_limits(nonempty=True))
     """What is paid for, e.g. ``"Hugging Face demo space"``. Required."""
-    usd_per_month: float = field(metadata=_limits(ge=0))
-    """Its price, USD per month (>= 0). Required."""
+    usd_per_month: float = field(metadata=_limits(ge=0, le=1_000_000))
+    """Its price, USD per month (0-1000000). Required."""
 
 
 @dataclass(frozen=True, slots=True)
 class BudgetConfig:
     """``[budget]``: the money the organisation can spend, and when to warn and when to brake."""
 
-    monthly_eur: float = field(default=20.0, metadata=_limits(gt=0))
-    """The monthly budget, EUR (> 0). Default 20.0."""
-    usd_per_eur: float = field(default=1.16, metadata=_limits(gt=0))
-    """Exchange rate, USD for 1 EUR (> 0); RunPod bills in USD. Default 1.16."""
+    monthly_eur: float = field(default=20.0, metadata=_limits(gt=0, le=1_000_000))
+    """The monthly budget, EUR (in (0, 1000000]). Default 20.0."""
+    usd_per_eur: float = field(default=1.16, metadata=_limits(gt=0, le=10))
+    """Exchange rate, USD for 1 EUR (in (0, 10]); RunPod bills in USD. Default 1.16."""
     alert_thresholds: tuple[float, ...] = field(
         default=(0.5, 0.8, 1.0), metadata=_limits(gt=0, le=2, nonempty=True, check=_increasing_problem)
     )
@@ -253,18 +484,28 @@ class RunPodConfig:
     runtime_url: str = field(default="https://api.runpod.ai/v2", metadata=_limits(check=_url_problem))
     """Serverless job runtime base (``/{endpoint_id}/health``, ``/cancel/...``).
     Env override: ``$RUNPOD_ENDPOINT_BASE_URL``. Default "https://api.runpod.ai/v2"."""
-    poll_interval_s: float = field(default=5.0, metadata=_limits(ge=1))
-    """Seconds between two polls of endpoints, workers and jobs (>= 1). Default 5.0."""
-    billing_interval_s: float = field(default=300.0, metadata=_limits(gt=0))
-    """Seconds between two reads of RunPod's billing API (>= poll_interval_s). Default 300.0."""
-    request_timeout_s: float = field(default=10.0, metadata=_limits(gt=0))
-    """Timeout of one HTTP request, seconds (> 0). Default 10.0."""
-    max_retries: int = field(default=4, metadata=_limits(ge=0))
-    """Retries after a connect error, timeout, 5xx or 429 (>= 0; never after 401/403). Default 4."""
-    backoff_max_s: float = field(default=30.0, metadata=_limits(gt=0))
-    """Ceiling of the exponential backoff between retries, seconds (> 0). Default 30.0."""
-    retry_after_cap_s: float = field(default=60.0, metadata=_limits(gt=0))
-    """Longest ``Retry-After`` honoured, seconds (> 0); longer waits are capped. Default 60.0."""
+    poll_interval_s: float = field(default=5.0, metadata=_limits(ge=1, le=300))
+    """Seconds between two polls of endpoints, workers and jobs (1-300; at most policy.stale_after_s / 2).
+    Default 5.0."""
+    billing_interval_s: float = field(default=300.0, metadata=_limits(gt=0, le=3600))
+    """Seconds between two reads of RunPod's billing API (poll_interval_s-3600: RunPod bills by the hour).
+    Default 300.0."""
+    request_timeout_s: float = field(default=10.0, metadata=_limits(gt=0, le=60))
+    """Timeout of one HTTP request, seconds (in (0, 60]). Default 10.0."""
+    max_retries: int = field(default=4, metadata=_limits(ge=0, le=10))
+    """Retries after a connect error, timeout, 5xx or 429 (0-10; never after 401/403). One call with all
+    its retries must fit in 600 s: (max_retries + 1) x (request_timeout_s + the longer of backoff_max_s and
+    retry_after_cap_s) <= 600. Default 4."""
+    backoff_max_s: float = field(default=30.0, metadata=_limits(gt=0, le=120))
+    """Ceiling of the exponential backoff between retries, seconds (in (0, 120]). Default 30.0."""
+    retry_after_cap_s: float = field(default=60.0, metadata=_limits(gt=0, le=300))
+    """Longest ``Retry-After`` honoured, seconds (in (0, 300]); longer waits are capped. Default 60.0."""
+
+    @property
+    def call_worst_case_s(self) -> float:
+        """Longest one call may take with all its retries, seconds (see :data:`MAX_CALL_WORST_CASE_S`)."""
+        wait = max(self.backoff_max_s, self.retry_after_cap_s)
+        return (self.max_retries + 1) * (self.request_timeout_s + wait)
 
     def _problems(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
         if self.billing_interval_s < self.poll_interval_s:
@@ -272,6 +513,15 @@ class RunPodConfig:
                 ("billing_interval_s",),
                 f"must be >= poll_interval_s ({_number(self.poll_interval_s)}), "
                 f"got {_number(self.billing_interval_s)}",
+            )
+        if self.call_worst_case_s > MAX_CALL_WORST_CASE_S:
+            yield (
+                ("max_retries",),
+                f"one RunPod call could take {_number(round(self.call_worst_case_s))} s with its retries "
+                f"({self.max_retries + 1} attempts x (request_timeout_s {_number(self.request_timeout_s)} + "
+                f"{_number(max(self.backoff_max_s, self.retry_after_cap_s))} s of waiting)), over the "
+                f"{_number(MAX_CALL_WORST_CASE_S)} s limit: the daemon is blind while it waits; lower "
+                "max_retries, request_timeout_s, backoff_max_s or retry_after_cap_s",
             )
 
 
@@ -308,26 +558,28 @@ if tuple(f.name for f in dataclasses.fields(RuleModes)) != CONFIGURABLE_RULES:  
 @dataclass(frozen=True, slots=True)
 class EndpointOverride:
     """``[[policy.endpoint]]``: settings for the endpoints whose id or name matches ``match``; keys left out
-    keep the ``[policy]`` default. When several entries match, later ones win key by key."""
+    keep the ``[policy]`` default. When several entries match one endpoint (different patterns, e.g.
+    ``"prod-*"`` and ``"prod-chat"``), they apply in file order and later ones win key by key; two entries
+    with the same ``match`` are refused (merge them)."""
 
     match: str = field(metadata=_limits(nonempty=True))
-    """Endpoint id or name; shell-style patterns (``*``, ``?``) allowed. Required."""
+    """Endpoint id or name; shell-style patterns (``*``, ``?``) allowed; unique. Required."""
     mode: Mode | None = None
     """"enforce" or "dry-run" for these endpoints (rules set to "dry-run" stay so). Default: policy.mode."""
-    max_execution_s: float | None = field(default=None, metadata=_limits(gt=0))
-    """Runaway limit, seconds. Default: policy.max_execution_s."""
-    grace_s: float | None = field(default=None, metadata=_limits(ge=0))
-    """Extra seconds before acting. Default: policy.grace_s."""
+    max_execution_s: float | None = field(default=None, metadata=_limits(gt=0, le=604800))
+    """Runaway limit, seconds (in (0, 604800]). Default: policy.max_execution_s."""
+    grace_s: float | None = field(default=None, metadata=_limits(ge=0, le=3600))
+    """Extra seconds before acting (0-3600). Default: policy.grace_s."""
     max_idle_timeout_s: int | None = field(default=None, metadata=_limits(ge=1, le=3600))
-    """Highest idle timeout allowed, seconds. Default: policy.max_idle_timeout_s."""
-    max_workers: int | None = field(default=None, metadata=_limits(ge=0))
-    """Highest workers max allowed. Default: policy.max_workers."""
-    max_workers_min: int | None = field(default=None, metadata=_limits(ge=0))
-    """Highest workers min (active, always billed) allowed. Default: policy.max_workers_min."""
-    max_workers_standby: int | None = field(default=None, metadata=_limits(ge=0))
-    """Highest workers standby allowed. Default: policy.max_workers_standby."""
+    """Highest idle timeout allowed, seconds (1-3600). Default: policy.max_idle_timeout_s."""
+    max_workers: int | None = field(default=None, metadata=_limits(ge=0, le=1000))
+    """Highest workers max allowed (0-1000). Default: policy.max_workers."""
+    max_workers_min: int | None = field(default=None, metadata=_limits(ge=0, le=1000))
+    """Highest workers min (active, always billed) allowed (0-1000). Default: policy.max_workers_min."""
+    max_workers_standby: int | None = field(default=None, metadata=_limits(ge=0, le=1000))
+    """Highest workers standby allowed (0-1000). Default: policy.max_workers_standby."""
     required_execution_timeout_s: int | None = field(default=None, metadata=_limits(ge=5, le=604800))
-    """Execution timeout patched onto these endpoints, seconds.
+    """Execution timeout patched onto these endpoints, seconds (5-604800).
     Default: policy.required_execution_timeout_s."""
 
     def matches(self, endpoint_id: str, endpoint_name: str) -> bool:
@@ -377,35 +629,37 @@ class PolicyConfig:
     mode: Mode = Mode.ENFORCE
     """"enforce" acts (cancel, patch, pause); "dry-run" only records what it would have done and the money
     that would have saved. Default "enforce"."""
-    watch: tuple[str, ...] = field(default=("*",), metadata=_limits())
-    """Endpoint ids or names (patterns allowed) to watch; "*" = all. Default ["*"]."""
+    watch: tuple[str, ...] = field(default=("*",), metadata=_limits(check=_watch_problem))
+    """Endpoint ids or names (patterns allowed) to watch; "*" = all; never empty (an empty list would watch
+    nothing). Default ["*"]."""
     allow_list: tuple[str, ...] = field(default=(), metadata=_limits())
     """Endpoint ids or names the budget brake never stops (other rules still apply). Default []."""
     always_paused: tuple[str, ...] = field(default=(), metadata=_limits())
     """Endpoint ids or names always kept at workers max 0. Default []."""
-    max_execution_s: float = field(default=120.0, metadata=_limits(gt=0))
-    """Work in progress longer than this is a runaway, seconds (> 0). Default 120."""
-    grace_s: float = field(default=30.0, metadata=_limits(ge=0))
-    """Extra seconds past a limit before acting, seconds (>= 0). Default 30."""
+    max_execution_s: float = field(default=120.0, metadata=_limits(gt=0, le=604800))
+    """Work in progress longer than this is a runaway, seconds (in (0, 604800], 7 days). Default 120."""
+    grace_s: float = field(default=30.0, metadata=_limits(ge=0, le=3600))
+    """Extra seconds past a limit before acting, seconds (0-3600). Default 30."""
     max_idle_timeout_s: int = field(default=10, metadata=_limits(ge=1, le=3600))
     """Highest idle timeout allowed on an endpoint, seconds (1-3600, RunPod's range). Default 10."""
-    max_workers: int = field(default=1, metadata=_limits(ge=0))
-    """Highest workers max allowed on an endpoint (>= 0). Default 1."""
-    max_workers_min: int = field(default=0, metadata=_limits(ge=0))
-    """Highest workers min (active workers, billed 24/7) allowed (>= 0, <= max_workers). Default 0."""
-    max_workers_standby: int = field(default=0, metadata=_limits(ge=0))
-    """Highest workers standby allowed (>= 0). Default 0."""
+    max_workers: int = field(default=1, metadata=_limits(ge=0, le=1000))
+    """Highest workers max allowed on an endpoint (0-1000). Default 1."""
+    max_workers_min: int = field(default=0, metadata=_limits(ge=0, le=1000))
+    """Highest workers min (active workers, billed 24/7) allowed (0-1000, <= max_workers). Default 0."""
+    max_workers_standby: int = field(default=0, metadata=_limits(ge=0, le=1000))
+    """Highest workers standby allowed (0-1000). Default 0."""
     required_execution_timeout_s: int = field(default=120, metadata=_limits(ge=5, le=604800))
     """Execution timeout patched onto endpoints that have none or a longer one, seconds (5-604800).
     Default 120."""
     brake_idle_timeout_s: int = field(default=5, metadata=_limits(ge=1, le=3600))
     """Idle timeout set by the budget brake on the endpoints it keeps, seconds (1-3600). Default 5."""
-    max_actions_per_hour: int = field(default=12, metadata=_limits(ge=1))
-    """Most actions on one endpoint per hour (>= 1); beyond that the daemon alerts instead. Default 12."""
-    cooldown_s: float = field(default=300.0, metadata=_limits(ge=0))
-    """Seconds to wait after an action on an endpoint before the next one (>= 0). Default 300."""
-    stale_after_s: float = field(default=30.0, metadata=_limits(gt=0))
-    """Data older than this many seconds never triggers an action (> 0). Default 30."""
+    max_actions_per_hour: int = field(default=12, metadata=_limits(ge=1, le=1000))
+    """Most actions on one endpoint per hour (1-1000); beyond that the daemon alerts instead. Default 12."""
+    cooldown_s: float = field(default=300.0, metadata=_limits(ge=0, le=86400))
+    """Seconds to wait after an action on an endpoint before the next one (0-86400). Default 300."""
+    stale_after_s: float = field(default=30.0, metadata=_limits(gt=0, le=3600))
+    """Data older than this many seconds never triggers an action (in (0, 3600], and at least
+    2 x runpod.poll_interval_s, so the daemon gets two looks at an endpoint within it). Default 30."""
     rules: RuleModes = field(default_factory=RuleModes, metadata=_limits())
     """``[policy.rules]``: per-rule modes, all "inherit" by default."""
     endpoint: tuple[EndpointOverride, ...] = field(default=(), metadata=_limits())
@@ -419,6 +673,15 @@ class PolicyConfig:
             )
         for both in sorted(set(self.allow_list) & set(self.always_paused)):
             yield ("always_paused",), f"{both!r} is also in allow_list"
+        first_with: dict[str, int] = {}
+        for index, override in enumerate(self.endpoint):
+            if override.match in first_with:
+                yield (
+                    ("endpoint", index, "match"),
+                    f"duplicate match {override.match!r} (also policy.endpoint"
+                    f"[{first_with[override.match]}]): merge the two entries into one",
+                )
+            first_with.setdefault(override.match, index)
         for index, override in enumerate(self.endpoint):
             workers = override.max_workers if override.max_workers is not None else self.max_workers
             workers_min = (
@@ -440,12 +703,13 @@ class LogSource:
     name: str = field(metadata=_limits(nonempty=True))
     """Label used in alerts and the ledger. Required, unique."""
     path: str = field(metadata=_limits(nonempty=True))
-    """Log file to follow. Required."""
+    """Log file to follow: an absolute path, one file (no glob characters ``*?[``). Required."""
     format: LogFormat = "json"
     """"json" (one object per line) or "regex". Default "json"."""
     regex: str = field(default="", metadata=_limits(check=_regex_problem))
-    """Python regular expression whose named groups are named like the *_field keys (at least the time,
-    endpoint and kind ones); required when format = "regex". Default ""."""
+    """Python regular expression whose named groups ``(?P<name>...)`` are named like the *_field keys (at
+    least the time, endpoint and kind ones); required when format = "regex". It runs on RE2, a linear-time
+    engine: no lookarounds or backreferences, and ``\\d \\w \\s`` match ASCII only. Default ""."""
     time_field: str = field(default="ts", metadata=_limits(nonempty=True))
     """Field (or group) holding the time: epoch seconds or ISO-8601. Default "ts"."""
     endpoint_field: str = field(default="endpoint_id", metadata=_limits(nonempty=True))
@@ -488,14 +752,22 @@ class LogSource:
         return found
 
     def _problems(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        globs = sorted({char for char in self.path if char in _GLOB_CHARACTERS})
+        if globs:
+            yield (
+                ("path",),
+                f"contains glob character(s) {' '.join(repr(char) for char in globs)}: a log source is one "
+                "file, patterns are not expanded",
+            )
         if self.format == "regex":
             if not self.regex:
                 yield ("regex",), 'is required when format = "regex"'
                 return
-            if _regex_problem(self.regex) is not None:
-                yield ("regex",), str(_regex_problem(self.regex))
+            try:
+                groups = set(compile_log_regex(self.regex).groupindex)
+            except ValueError as error:
+                yield ("regex",), str(error)
                 return
-            groups = set(re.compile(self.regex).groupindex)
             required = (self.time_field, self.endpoint_field, self.kind_field)
             missing = [name for name in required if name not in groups]
             if missing:
@@ -515,28 +787,30 @@ class PingsConfig:
 
     source: tuple[LogSource, ...] = field(default=(), metadata=_limits())
     """``[[pings.source]]``: access logs to follow. Default: none."""
-    max_requests_per_min: int = field(default=30, metadata=_limits(ge=1))
-    """Requests per minute per endpoint above which traffic is suspicious (>= 1). Default 30."""
-    max_pings_per_min: int = field(default=20, metadata=_limits(ge=1))
-    """Pings per minute per endpoint above which traffic is suspicious (>= 1); a heartbeat every 10 s is
-    6/min. Default 20."""
-    keep_warm_window_min: float = field(default=30.0, metadata=_limits(gt=0))
-    """Window for keep-warm detection, minutes (> 0). Default 30."""
+    max_requests_per_min: int = field(default=30, metadata=_limits(ge=1, le=1_000_000))
+    """Requests per minute per endpoint above which traffic is suspicious (1-1000000). Default 30."""
+    max_pings_per_min: int = field(default=20, metadata=_limits(ge=1, le=1_000_000))
+    """Pings per minute per endpoint above which traffic is suspicious (1-1000000); a heartbeat every 10 s
+    is 6/min. Default 20."""
+    keep_warm_window_min: float = field(default=30.0, metadata=_limits(gt=0, le=1440))
+    """Window for keep-warm detection, minutes (in (0, 1440], a day). Default 30."""
     keep_warm_max_busy_ratio: float = field(default=0.2, metadata=_limits(ge=0, le=1))
     """Steady pings while workers are busy less than this share of the window = keep-warm pinging
     (in [0, 1]). Default 0.2."""
-    jump_min_count: int = field(default=10, metadata=_limits(ge=1))
-    """Fewest requests in an hour before a jump counts (>= 1). Default 10."""
-    jump_factor: float = field(default=4.0, metadata=_limits(gt=1))
+    jump_min_count: int = field(default=10, metadata=_limits(ge=1, le=1_000_000))
+    """Fewest requests in an hour before a jump counts (1-1000000). Default 10."""
+    jump_factor: float = field(default=4.0, metadata=_limits(gt=1, le=1000))
     """An hour with at least this many times the usual hourly rate (and implausible by chance) is a jump
-    (> 1). Default 4.0."""
+    (in (1, 1000]). Default 4.0."""
     cut: CutAction = "alert"
     """What to do about suspicious traffic: "alert" only, "deny-list" (append the source to deny_list_path),
     or "cooldown" (pause the endpoint for cut_cooldown_s). Default "alert"."""
     deny_list_path: str = ""
-    """File the gateway reads its deny list from (required when cut = "deny-list"). Default ""."""
-    cut_cooldown_s: float = field(default=900.0, metadata=_limits(gt=0))
-    """How long a cut lasts, seconds (> 0). Default 900."""
+    """File the gateway reads its deny list from: an absolute path (required when cut = "deny-list").
+    Under systemd ($STATE_DIRECTORY or $RUNTIME_DIRECTORY set) it must be inside one of those directories:
+    ProtectSystem=strict makes everything else read-only. Default ""."""
+    cut_cooldown_s: float = field(default=900.0, metadata=_limits(gt=0, le=604800))
+    """How long a cut lasts, seconds (in (0, 604800], 7 days). Default 900."""
     never_cut: tuple[str, ...] = field(default=(), metadata=_limits())
     """Sources (addresses, CIDRs or client ids, as the logs name them) that are never cut, whatever their
     traffic: partners, the team's own monitoring. They are still reported. Default []."""
@@ -547,8 +821,12 @@ class PingsConfig:
             if source.name in seen:
                 yield ("source", index, "name"), f"duplicate source name {source.name!r}"
             seen.add(source.name)
+            if source.path and not Path(source.path).is_absolute():
+                yield ("source", index, "path"), _relative_path_problem(source.path)
         if self.cut == "deny-list" and not self.deny_list_path:
             yield ("deny_list_path",), 'is required when cut = "deny-list"'
+        if self.deny_list_path and not Path(self.deny_list_path).is_absolute():
+            yield ("deny_list_path",), _relative_path_problem(self.deny_list_path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -559,11 +837,11 @@ class LedgerConfig:
     """SQLite file. "" = "$STATE_DIRECTORY/ledger.sqlite3" when systemd sets STATE_DIRECTORY, else
     "./runpod-watchdog.sqlite3". A relative path is taken from STATE_DIRECTORY (or the current directory).
     Default ""."""
-    raw_retention_days: int = field(default=35, metadata=_limits(ge=32))
-    """Days per-tick rows are kept (>= 32: the month to date counts, hour by hour, the larger of the
-    estimate and the bill, so the month's hours must still be hourly). Default 35."""
-    rollup_retention_days: int = field(default=400, metadata=_limits(ge=1))
-    """Days hourly/daily rollups are kept (>= raw_retention_days). Default 400."""
+    raw_retention_days: int = field(default=35, metadata=_limits(ge=32, le=366))
+    """Days per-tick rows are kept (32-366; at least 32: the month to date counts, hour by hour, the larger
+    of the estimate and the bill, so the month's hours must still be hourly). Default 35."""
+    rollup_retention_days: int = field(default=400, metadata=_limits(ge=1, le=3660))
+    """Days hourly/daily rollups are kept (raw_retention_days-3660, ten years). Default 400."""
     resolved_path: Path = field(default=Path("runpod-watchdog.sqlite3"), metadata=_limits(derived=True))
     """Absolute ledger path, computed at load time from ``path`` and the environment (not a file key)."""
 
@@ -585,9 +863,11 @@ class MetricsConfig:
     listen: str = field(default="127.0.0.1:9877", metadata=_limits(check=_listen_problem))
     """HOST:PORT to listen on (IPv6 as "[::1]:9877"; port 0 = any free port). Default "127.0.0.1:9877"."""
     tls_cert_file: str = ""
-    """PEM certificate for HTTPS; set both TLS files or neither. Default "" (plain HTTP)."""
+    """PEM certificate for HTTPS, an absolute path to a readable file; set both TLS files or neither.
+    Default "" (plain HTTP)."""
     tls_key_file: str = ""
-    """PEM private key for HTTPS; set both TLS files or neither. Default ""."""
+    """PEM private key for HTTPS, an absolute path to a readable file; set both TLS files or neither.
+    Default ""."""
 
     @property
     def host(self) -> str:
@@ -601,6 +881,10 @@ class MetricsConfig:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             missing = "tls_key_file" if self.tls_cert_file else "tls_cert_file"
             yield (missing,), "set both tls_cert_file and tls_key_file, or neither"
+        for key in ("tls_cert_file", "tls_key_file"):
+            name = getattr(self, key)
+            if name and not Path(name).is_absolute():
+                yield (key,), _relative_path_problem(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -609,16 +893,16 @@ class SlackConfig:
 
     channel: str = ""
     """Channel the webhook posts to, shown in the TUI only (the webhook decides). Default ""."""
-    min_interval_s: float = field(default=1.0, metadata=_limits(ge=0))
-    """Fewest seconds between two messages (>= 0; Slack allows about 1 per second). Default 1.0."""
-    cost_per_1000_alert_usd: float = field(default=3.0, metadata=_limits(gt=0))
-    """Alert when the cost per 1000 requests exceeds this, USD (> 0). Default 3.0."""
-    cold_start_alert_s: float = field(default=15.0, metadata=_limits(gt=0))
-    """Alert when cold starts take longer than this, seconds (> 0). Default 15.0."""
-    max_attempts: int = field(default=0, metadata=_limits(ge=0))
-    """Delivery attempts per alert (>= 0; 0 = retry until delivered). Default 0."""
-    retry_max_s: float = field(default=300.0, metadata=_limits(gt=0))
-    """Longest wait between two delivery attempts, seconds (> 0). Default 300."""
+    min_interval_s: float = field(default=1.0, metadata=_limits(ge=0, le=300))
+    """Fewest seconds between two messages (0-300; Slack allows about 1 per second). Default 1.0."""
+    cost_per_1000_alert_usd: float = field(default=3.0, metadata=_limits(gt=0, le=10000))
+    """Alert when the cost per 1000 requests exceeds this, USD (in (0, 10000]). Default 3.0."""
+    cold_start_alert_s: float = field(default=15.0, metadata=_limits(gt=0, le=3600))
+    """Alert when cold starts take longer than this, seconds (in (0, 3600]). Default 15.0."""
+    max_attempts: int = field(default=0, metadata=_limits(ge=0, le=1000))
+    """Delivery attempts per alert (0-1000; 0 = retry until delivered). Default 0."""
+    retry_max_s: float = field(default=300.0, metadata=_limits(gt=0, le=3600))
+    """Longest wait between two delivery attempts, seconds (in (0, 3600]). Default 300."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -629,7 +913,8 @@ class ControlConfig:
     """Unix socket path. "" = "$RUNTIME_DIRECTORY/control.sock" when systemd sets RUNTIME_DIRECTORY, else
     "runpod-watchdog.sock" next to the ledger. Default ""."""
     socket_mode: str = field(default="0660", metadata=_limits(check=_socket_mode_problem))
-    """Permissions of the socket, octal string (the group may drive the daemon). Default "0660"."""
+    """Permissions of the socket, octal string (the group may drive the daemon); nothing for other users
+    (the last digit must be 0: "0660" or "0600"). Default "0660"."""
     resolved_socket_path: Path = field(default=Path("runpod-watchdog.sock"), metadata=_limits(derived=True))
     """Absolute socket path, computed at load time (not a file key)."""
 
@@ -642,10 +927,11 @@ class ControlConfig:
 class TuiConfig:
     """``[tui]``: the dashboard."""
 
-    refresh_s: float = field(default=1.0, metadata=_limits(gt=0))
-    """Seconds between two reads of the ledger (> 0). Default 1.0."""
-    stale_after_s: float = field(default=15.0, metadata=_limits(gt=0))
-    """The status bar says "stale" when the last tick is older than this, seconds (> 0). Default 15."""
+    refresh_s: float = field(default=1.0, metadata=_limits(gt=0, le=60))
+    """Seconds between two reads of the ledger (in (0, 60]). Default 1.0."""
+    stale_after_s: float = field(default=15.0, metadata=_limits(gt=0, le=3600))
+    """The status bar says "stale" when the last tick is older than this, seconds (in (0, 3600]).
+    Default 15."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -678,6 +964,16 @@ class Config:
     @property
     def price_table(self) -> PriceTable:
         return self.prices.table
+
+    def _problems(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        poll = self.runpod.poll_interval_s
+        if self.policy.stale_after_s < 2 * poll:
+            yield (
+                ("policy", "stale_after_s"),
+                f"must be >= 2 x runpod.poll_interval_s ({_number(2 * poll)}), got "
+                f"{_number(self.policy.stale_after_s)}: the daemon must get two looks at an endpoint within "
+                "the stale bound, or one missed poll leaves it blind",
+            )
 
     def policy_for(self, endpoint_id: str, endpoint_name: str) -> EffectivePolicy:
         """Resolve ``[policy]`` plus each matching ``[[policy.endpoint]]`` (file order) for one endpoint."""
@@ -854,13 +1150,21 @@ def default_config(env: Mapping[str, str] | None = None) -> Config:
     return _load_document({}, BUILTIN_SOURCE, _KeyLocator(""), os.environ if env is None else env)
 
 
-def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None, *, check_files: bool = True
+) -> Config:
     """Load and validate a config file; raise ConfigError listing every problem found.
 
     Args:
         path: the file. None searches ``$RUNPOD_WATCHDOG_CONFIG``, then ``/etc/runpod-watchdog/config.toml``
             if it exists, and otherwise uses the built-in defaults.
         env: environment for URL overrides and systemd directories (default ``os.environ``).
+        check_files: also check, as the user running this, what the daemon will open: the ledger's
+            directory exists and is writable (and the ledger is not a directory), log files that exist are
+            regular files, the control socket's directory exists or can be created, the TLS files can be
+            read, the deny list's directory is writable. That is what ``run`` would fail on, so
+            ``check-config`` (systemd's ``ExecStartPre=``, as the service user) refuses it first. Readers
+            that run as another user and write none of these (the dashboard, ``snapshot``) pass False.
     """
     env = os.environ if env is None else env
     if path is None:
@@ -871,17 +1175,104 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         else:
             return default_config(env)
     label = str(path)
-    try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except OSError as error:
-        raise ConfigError(f"{label}:1: (file): cannot read: {error.strerror or error}") from None
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{label}:1: (file): not UTF-8 text: {error.reason}") from None
+    text = _read_config_text(Path(path), label)
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a byte-order mark some editors add: TOML has no use for it
+    too_deep = _nesting_problem(text)
+    if too_deep is not None:
+        raise ConfigError(f"{label}:{too_deep[0]}: syntax: {too_deep[1]}")
     try:
         document = tomllib.loads(text)
+        locator = _KeyLocator(text)
+        return _load_document(document, label, locator, env, check_files=check_files)
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{label}:{_syntax_error_line(str(error), text)}: syntax: {error}") from None
-    return _load_document(document, label, _KeyLocator(text), env)
+        line = _syntax_error_line(str(error), text)
+        raise ConfigError(f"{label}:{line}: syntax: {error}{_odd_character_note(text, line)}") from None
+    except RecursionError:  # pragma: no cover - _nesting_problem refuses what could recurse this deep
+        raise ConfigError(f"{label}:1: syntax: nested too deeply to read") from None
+
+
+def _read_config_text(path: Path, label: str) -> str:
+    """The file's text, refusing what is not a regular file or is over :data:`MAX_CONFIG_BYTES` before
+    reading it whole (and reading at most one byte more than the limit, whatever ``stat`` said)."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(
+                f"{label}:1: (file): is not a regular file but {_file_kind(info.st_mode)}; "
+                "a configuration is a file"
+            )
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(_too_big(label, info.st_size))
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(f"{label}:1: (file): cannot read: {error.strerror or error}") from None
+    if len(data) > MAX_CONFIG_BYTES:  # it grew since stat
+        raise ConfigError(_too_big(label, None))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{label}:1: (file): not UTF-8 text: {error.reason}") from None
+
+
+def _too_big(label: str, size: int | None) -> str:
+    shown = f"is {size} bytes" if size is not None else "is larger than that"
+    return (
+        f"{label}:1: (file): {shown}, over the {MAX_CONFIG_BYTES}-byte (1 MiB) limit of a configuration "
+        "file (the shipped one is about 15 KB): is it the right file?"
+    )
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    return "not a file"
+
+
+def _nesting_problem(text: str) -> tuple[int, str] | None:
+    """``(line, message)`` for the first line nesting arrays/inline tables deeper than :data:`MAX_NESTING`
+    or writing a key or table header of more parts than that; checked on the text, before tomllib."""
+    state = _LexState()
+    for number, line in enumerate(text.split("\n"), start=1):
+        state.consume(line)
+        if state.peak > MAX_NESTING:
+            return number, (
+                f"arrays and inline tables nested more than {MAX_NESTING} deep (a configuration needs 2)"
+            )
+        if state.dots >= MAX_NESTING:
+            return (
+                number,
+                f"a key or table header of more than {MAX_NESTING} dotted parts (a configuration needs 3)",
+            )
+    return None
+
+
+def _odd_character_note(text: str, line: int) -> str:
+    """For a syntax error: name an invisible character on the line, or a non-ASCII one before any quote
+    or comment (in a bare key), which a person cannot see is wrong."""
+    lines = text.split("\n")
+    source = lines[line - 1] if 0 < line <= len(lines) else ""
+    odd = _odd_character(source, non_ascii=False)
+    kind = "an invisible character"
+    if odd is None:
+        odd = _odd_character(re.split(r"[\"'#]", source, maxsplit=1)[0], non_ascii=True)
+        kind = "not a plain ASCII character (bare keys are ASCII)"
+    if odd is None:
+        return ""
+    return f"; the line has {_character_name(odd[1])} at column {odd[0] + 1}, {kind}: delete or retype it"
 
 
 def _syntax_error_line(message: str, text: str) -> int:
@@ -912,16 +1303,28 @@ class _Problems:
             return
         self.found.append((self.locator.line_of(path), f"{_dotted(path)}: {message}"))
 
-    def add_secret(self, path: KeyPath) -> None:
-        self.add(path, SECRET_MESSAGE)
+    def add_secret(self, path: KeyPath, shape: str | None = None) -> None:
+        self.add(path, SECRET_MESSAGE if shape is None else f"looks like {shape}; {SECRET_MESSAGE}")
         self.secret_paths.add(path)
+
+    def character(self, path: KeyPath, text: str, index: int) -> str:
+        """``U+0435 CYRILLIC SMALL LETTER IE at column 9``: ``text[index]`` and where it is on its line."""
+        char = text[index]
+        column = self.locator.line_text(self.locator.line_of(path)).find(char) + 1
+        where = f"at column {column}" if column > 0 else f"at character {index + 1} of the value"
+        return f"{_character_name(char)} {where}"
 
     def lines(self) -> list[str]:
         return [f"{self.file}:{line}: {text}" for line, text in sorted(self.found, key=lambda item: item[0])]
 
 
 def _load_document(
-    document: dict[str, Any], label: str, locator: _KeyLocator, env: Mapping[str, str]
+    document: dict[str, Any],
+    label: str,
+    locator: _KeyLocator,
+    env: Mapping[str, str],
+    *,
+    check_files: bool = False,
 ) -> Config:
     problems = _Problems(label, locator)
     _scan_for_secrets(document, (), problems)
@@ -929,6 +1332,8 @@ def _load_document(
     env_problems: list[str] = []
     if config is not None:
         config = _apply_environment(config, label, env, env_problems, problems)
+        if check_files and not problems.found:
+            _check_files(config, problems, env)
     all_lines = problems.lines() + env_problems
     if all_lines or config is None:
         raise ConfigError(all_lines or [f"{label}:1: (file): invalid configuration"])
@@ -987,12 +1392,162 @@ def _apply_environment(
         name = getattr(metrics, key)
         if name and not Path(name).expanduser().is_file():
             problems.add(("metrics", key), f"file not found: {name!r}")
+
+    deny_list = config.pings.deny_list_path
+    writable = [
+        directory
+        for variable in ("STATE_DIRECTORY", "RUNTIME_DIRECTORY")
+        for directory in env.get(variable, "").split(":")
+        if directory
+    ]
+    if writable and deny_list and not any(_is_inside(deny_list, directory) for directory in writable):
+        problems.add(
+            ("pings", "deny_list_path"),
+            f"{deny_list!r} is outside the service's writable directories ({', '.join(writable)}): under "
+            "systemd (ProtectSystem=strict) the daemon cannot write anywhere else; put the deny list in "
+            "one of them",
+        )
     return dataclasses.replace(config, runpod=runpod, ledger=ledger, control=control, source=label)
 
 
 def _first_dir(value: str) -> str:
     """systemd joins several ``StateDirectory=`` entries with ``:``; the first one is ours."""
     return value.split(":", 1)[0]
+
+
+def _is_inside(path: str, directory: str) -> bool:
+    return Path(os.path.normpath(path)).is_relative_to(os.path.normpath(directory))
+
+
+# ----------------------------------------------------------------------------------------------------
+# What the daemon will open, checked as the user running this (load_config(check_files=True))
+
+
+def _check_files(config: Config, problems: _Problems, env: Mapping[str, str]) -> None:
+    # Outside systemd, a missing directory right under /var/lib or /run is what StateDirectory= and
+    # RuntimeDirectory= create at start (the manual `sudo -u runpod-watchdog check-config` before the first
+    # start, or after a reboot emptied /run); under systemd they exist, and ExecStartPre checks them again.
+    systemd_creates = () if env.get("STATE_DIRECTORY") or env.get("RUNTIME_DIRECTORY") else _SYSTEMD_ROOTS
+    ledger = config.ledger.resolved_path
+    found = _stat(ledger)
+    if isinstance(found, os.stat_result) and stat.S_ISDIR(found.st_mode):
+        problems.add(
+            ("ledger", "path"),
+            f"{str(ledger)!r} is a directory; name the SQLite file, e.g. {str(ledger / 'ledger.sqlite3')!r}",
+        )
+    elif isinstance(found, os.stat_result) and not stat.S_ISREG(found.st_mode):
+        problems.add(
+            ("ledger", "path"), f"{str(ledger)!r} is not a regular file but {_file_kind(found.st_mode)}"
+        )
+    elif not _is_dir(ledger.parent):
+        if ledger.parent.parent not in systemd_creates:  # the daemon does not create it; systemd might
+            problems.add(
+                ("ledger", "path"),
+                f"the ledger's directory {str(ledger.parent)!r} does not exist; create it (the daemon does "
+                "not)",
+            )
+    elif not os.access(ledger.parent, os.W_OK | os.X_OK):
+        problems.add(
+            ("ledger", "path"),
+            f"the ledger's directory {str(ledger.parent)!r} is not writable by {_user()}: the daemon creates "
+            "the ledger, its -wal, -shm and .lock files there",
+        )
+    elif isinstance(found, os.stat_result) and not os.access(ledger, os.R_OK | os.W_OK):
+        problems.add(
+            ("ledger", "path"), f"the ledger {str(ledger)!r} is not readable and writable by {_user()}"
+        )
+
+    for index, source in enumerate(config.pings.source):
+        found = _stat(Path(source.path))
+        where: KeyPath = ("pings", "source", index, "path")
+        if isinstance(found, str):
+            problems.add(where, f"cannot be checked: {found}")
+        elif found is None:
+            continue  # a log that does not exist yet is watched for
+        elif not stat.S_ISREG(found.st_mode):
+            problems.add(
+                where, f"is not a regular file but {_file_kind(found.st_mode)}; only regular files are read"
+            )
+        elif not os.access(source.path, os.R_OK):
+            problems.add(where, f"is not readable by {_user()}")
+
+    socket = config.control.resolved_socket_path
+    found = _stat(socket, follow=False)
+    if isinstance(found, os.stat_result) and not stat.S_ISSOCK(found.st_mode):
+        problems.add(
+            ("control", "socket_path"),
+            f"{str(socket)!r} exists and is {_file_kind(found.st_mode)}, not a socket: the daemon replaces "
+            "what is there when it starts; choose another path",
+        )
+    else:
+        problem = _directory_problem(socket.parent, systemd_creates)
+        if problem is not None:
+            problems.add(("control", "socket_path"), f"the control socket's {problem}")
+
+    for key in ("tls_cert_file", "tls_key_file"):
+        name = getattr(config.metrics, key)
+        if name:
+            try:
+                with open(name, "rb") as handle:
+                    handle.read(1)
+            except OSError as error:
+                problems.add(("metrics", key), f"cannot be read by {_user()}: {error.strerror or error}")
+
+    deny_list = config.pings.deny_list_path
+    if deny_list:
+        problem = _directory_problem(Path(deny_list).parent, systemd_creates)
+        if problem is not None:
+            problems.add(("pings", "deny_list_path"), f"the deny list's {problem}")
+
+
+def _stat(path: Path, *, follow: bool = True) -> os.stat_result | str | None:
+    """The file's status; None if it does not exist; the reason if it cannot be looked at."""
+    try:
+        return path.stat() if follow else path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as error:
+        return str(error.strerror or error)
+
+
+def _is_dir(path: Path) -> bool:
+    found = _stat(path)
+    return isinstance(found, os.stat_result) and stat.S_ISDIR(found.st_mode)
+
+
+def _directory_problem(directory: Path, systemd_creates: tuple[Path, ...] = ()) -> str | None:
+    """Why the daemon could not create a file in ``directory`` (creating the directory if needed); None
+    also when the directory is missing right under one of ``systemd_creates``."""
+    existing = directory
+    while not _is_dir(existing):
+        found = _stat(existing)
+        if found is not None or existing.parent == existing:
+            shown = "does not exist" if found is None else f"is {_describe_found(found)}"
+            return f"directory {str(directory)!r} cannot be created: {str(existing)!r} {shown}"
+        existing = existing.parent
+    if existing in systemd_creates and existing != directory:
+        return None
+    if os.access(existing, os.W_OK | os.X_OK):
+        return None
+    if existing == directory:
+        return f"directory {str(directory)!r} is not writable by {_user()}"
+    return (
+        f"directory {str(directory)!r} does not exist and cannot be created: {str(existing)!r} is not "
+        f"writable by {_user()}"
+    )
+
+
+def _describe_found(found: os.stat_result | str) -> str:
+    return f"unreadable ({found})" if isinstance(found, str) else _file_kind(found.st_mode)
+
+
+def _user() -> str:
+    """``user runpod-watchdog`` (or the uid when it has no name): whose access was checked."""
+    uid = os.geteuid()
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name}"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _scan_for_secrets(value: Any, path: KeyPath, problems: _Problems) -> None:
@@ -1007,8 +1562,10 @@ def _scan_for_secrets(value: Any, path: KeyPath, problems: _Problems) -> None:
         for index, item in enumerate(value):
             # Items of an array of tables have their own location; items of a plain array point at the key.
             _scan_for_secrets(item, (*path, index) if isinstance(item, dict) else path, problems)
-    elif isinstance(value, str) and _SECRET_VALUE.search(value):
-        problems.add_secret(path)
+    elif isinstance(value, str):
+        shape = _secret_shape(value, path[-1] if path else None)
+        if shape is not None:
+            problems.add_secret(path, shape)
 
 
 _HINTS: dict[type, dict[str, Any]] = {}
@@ -1077,6 +1634,11 @@ def _report_unknown(key: str, value: Any, path: KeyPath, known: list[str], probl
         isinstance(value, list) and bool(value) and all(isinstance(item, dict) for item in value)
     )
     message = "unknown section" if is_table else "unknown key"
+    odd = _odd_character(key, non_ascii=True)
+    if odd is not None:
+        message += (
+            f"; it contains {problems.character(path, key, odd[0])}, not a plain ASCII character: retype it"
+        )
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     if close:
         message += f"; did you mean {close[0]!r}?"
@@ -1121,10 +1683,16 @@ def _convert(
         problems.add(path, f"expected true or false, got {_describe(value)}")
         return False, None
     if hint is str:
-        if isinstance(value, str):
-            return True, value
-        problems.add(path, f"expected a string, got {_describe(value)}")
-        return False, None
+        if not isinstance(value, str):
+            problems.add(path, f"expected a string, got {_describe(value)}")
+            return False, None
+        odd = _odd_character(value, non_ascii=False)
+        if odd is not None:
+            problems.add(
+                path, f"contains {problems.character(path, value, odd[0])}, an invisible character: delete it"
+            )
+            return False, None
+        return True, value
     if hint is int:
         if not isinstance(value, int) or isinstance(value, bool):
             problems.add(path, f"expected an integer, got {_describe(value)}")
@@ -1146,6 +1714,10 @@ def _is_choice(value: Any, choices: list[str], path: KeyPath, problems: _Problem
         return True
     message = f"must be one of {', '.join(repr(choice) for choice in choices)}, got {_describe(value)}"
     if isinstance(value, str):
+        odd = _odd_character(value, non_ascii=True)
+        if odd is not None:
+            where = problems.character(path, value, odd[0])
+            message += f"; it contains {where}, not a plain ASCII character: retype it"
         close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
         if close:
             message += f"; did you mean {close[0]!r}?"
@@ -1163,15 +1735,16 @@ def _check_bounds(value: float, path: KeyPath, problems: _Problems, limits: Mapp
     )
     if ok:
         return True
-    low = f"({_number(gt)}" if gt is not None else f"[{_number(ge)}" if ge is not None else None
-    high = f"{_number(lt)})" if lt is not None else f"{_number(le)}]" if le is not None else None
-    if low is not None and high is not None:
-        expected = f"must be in {low}, {high}"
-    elif low is not None:
-        expected = f"must be {'>' if gt is not None else '>='} {low[1:]}"
+    # Name the bound that was crossed (the field's docstring and config.toml give the whole range).
+    if gt is not None and value <= gt:
+        expected = f"> {_number(gt)}"
+    elif ge is not None and value < ge:
+        expected = f">= {_number(ge)}"
+    elif lt is not None and value >= lt:
+        expected = f"< {_number(lt)}"
     else:
-        expected = f"must be {'<' if lt is not None else '<='} {high[:-1] if high else ''}"
-    problems.add(path, f"{expected}, got {_number(value)}")
+        expected = f"<= {_number(le)}"
+    problems.add(path, f"must be {expected}, got {_number(value)}")
     return False
 
 
@@ -1198,7 +1771,7 @@ def _describe(value: Any) -> str:
     kind = _TOML_TYPE_NAMES.get(type(value), f"a {type(value).__name__}")
     if isinstance(value, dict):
         return kind
-    if isinstance(value, str) and _SECRET_VALUE.search(value):
+    if isinstance(value, str) and _secret_shape(value, None) is not None:
         return f"{kind} (value not shown)"
     shown = repr(value)
     if len(shown) > 40:
@@ -1249,7 +1822,12 @@ class _KeyLocator:
     def __init__(self, text: str) -> None:
         self._lines: dict[KeyPath, int] = {}
         self._array_counts: dict[KeyPath, int] = {}
-        self._scan(text)
+        self._text_lines = text.split("\n")
+        self._scan()
+
+    def line_text(self, line: int) -> str:
+        """The text of line ``line`` (1-based), "" when there is none."""
+        return self._text_lines[line - 1] if 0 < line <= len(self._text_lines) else ""
 
     def line_of(self, path: KeyPath) -> int:
         for length in range(len(path), 0, -1):
@@ -1269,10 +1847,10 @@ class _KeyLocator:
                 resolved = (*resolved, self._array_counts[resolved] - 1)
         return resolved
 
-    def _scan(self, text: str) -> None:
+    def _scan(self) -> None:
         table: KeyPath = ()
         state = _LexState()
-        for number, line in enumerate(text.splitlines(), start=1):
+        for number, line in enumerate(self._text_lines, start=1):
             if state.at_top_level:
                 table = self._read_line(line, number, table)
             state.consume(line)
@@ -1294,33 +1872,48 @@ class _KeyLocator:
             resolved = self._resolve(segments)
             self._record(resolved, number)
             return resolved
-        key = re.match(r"^([^=#\[]+?)\s*=", stripped)
+        key = re.match(r"^([^=#\[]+)=", stripped)  # greedy, then rstrip: a lazy \s*= was quadratic
         if key:
-            segments = _split_dotted_key(key.group(1))
+            segments = _split_dotted_key(key.group(1).rstrip())
             if segments is not None:
                 for length in range(1, len(segments) + 1):
                     self._record((*table, *segments[:length]), number)
         return table
 
 
+_LEX_KEY = re.compile(r"""#|"{3}|'{3}|["'\[\]{}.=,]""")
+"""Where the lexer stops while reading a key: comments, string delimiters, brackets, dots, ``=``, ``,``."""
+_LEX_VALUE = re.compile(r"""#|"{3}|'{3}|["'\[\]{}]""")
+"""... while reading a value at top level or in an array (dots and commas say nothing there)."""
+_LEX_INLINE_VALUE = re.compile(r"""#|"{3}|'{3}|["'\[\]{},]""")
+"""... while reading a value in an inline table (a comma starts the next key)."""
+_BASIC_STRING_REST = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*"')  # the unrolled loop: one C scan per run
+
+
 @dataclass(slots=True)
 class _LexState:
-    """Just enough TOML lexing to know whether the next line starts a new statement."""
+    """Just enough TOML lexing to know whether the next line starts a new statement, how deep arrays and
+    inline tables nest (``peak``: the deepest on the last line) and the most dots in one key (``dots``).
+    It stops at what matters in the current context only (a long array of numbers is one regex search)."""
 
     multiline: str = ""
-    depth: int = 0
+    brackets: list[str] = field(default_factory=list)
+    """The open ``[`` and ``{``, innermost last."""
+    peak: int = 0
+    dots: int = 0
 
     @property
     def at_top_level(self) -> bool:
-        return not self.multiline and self.depth == 0
+        return not self.multiline and not self.brackets
 
     def consume(self, line: str) -> None:
-        at_statement_start = self.at_top_level
-        stripped = line.lstrip()
-        if at_statement_start and stripped.startswith("["):
-            return  # a table header: brackets here are not arrays
+        header = self.at_top_level and line.lstrip().startswith("[")  # its brackets are not arrays
+        in_key = self.at_top_level  # a statement starts with its key (or is a header)
+        self.peak = len(self.brackets)
+        self.dots = 0
+        run = 0  # dots in the key being read
         position = 0
-        while position < len(line):
+        while True:
             if self.multiline:
                 end = line.find(self.multiline, position)
                 if end < 0:
@@ -1328,31 +1921,49 @@ class _LexState:
                 position = end + 3
                 self.multiline = ""
                 continue
-            char = line[position]
-            if char == "#":
+            if in_key:
+                pattern = _LEX_KEY
+            elif self.brackets and self.brackets[-1] == "{":
+                pattern = _LEX_INLINE_VALUE
+            else:
+                pattern = _LEX_VALUE
+            found = pattern.search(line, position)
+            if found is None:
                 return
-            if line.startswith(('"""', "'''"), position):
-                self.multiline = line[position : position + 3]
-                position += 3
-                continue
-            if char in "\"'":
-                position = _skip_string(line, position)
-                continue
-            if char in "[{":
-                self.depth += 1
-            elif char in "]}":
-                self.depth = max(0, self.depth - 1)
-            position += 1
+            token = found.group()
+            position = found.end()
+            if token == "#":
+                return
+            if len(token) == 3:
+                self.multiline = token
+            elif token in "\"'":
+                position = _skip_string(line, found.start())
+            elif token == ".":
+                run += 1
+                self.dots = max(self.dots, run)
+            elif not header:
+                run = 0
+                if token == "=":
+                    in_key = False
+                elif token == ",":
+                    in_key = self.brackets[-1:] == ["{"]
+                elif token in "[{":
+                    self.brackets.append(token)
+                    self.peak = max(self.peak, len(self.brackets))
+                    if self.peak > MAX_NESTING:
+                        return  # refused (see _nesting_problem): no need to read on
+                    in_key = token == "{"
+                else:
+                    if self.brackets:
+                        self.brackets.pop()
+                    in_key = False
 
 
 def _skip_string(line: str, start: int) -> int:
-    quote = line[start]
-    position = start + 1
-    while position < len(line):
-        if quote == '"' and line[position] == "\\":
-            position += 2
-            continue
-        if line[position] == quote:
-            return position + 1
-        position += 1
-    return position
+    """The position after the single-line string that starts at ``start`` (the end of the line if it
+    does not close there)."""
+    if line[start] == "'":
+        end = line.find("'", start + 1)
+        return len(line) if end < 0 else end + 1
+    found = _BASIC_STRING_REST.match(line, start + 1)
+    return len(line) if found is None else found.end()

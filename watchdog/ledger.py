@@ -1327,6 +1327,16 @@ class Ledger(LedgerReadModel):
                 [count.endpoint_id, count.source, count.minute, count.requests, count.pings],
             )
 
+    def write_meta(self, entries: Mapping[str, str]) -> None:
+        """Write ``meta`` entries outside a tick (the last status at shutdown); the ledger's own keys are
+        refused."""
+        reserved = set(entries) & _RESERVED_META_KEYS
+        if reserved:
+            raise LedgerError(f"meta keys reserved for the ledger: {', '.join(sorted(reserved))}")
+        with self._transaction("writing meta") as db:
+            for key, value in entries.items():
+                _set_meta(db, key, value)
+
     def record_changes(self, changes: ChangeRecord) -> tuple[str, ...]:
         """Write what the daemon did between ticks (decisions, brakes, alerts, meta) in ONE transaction,
         the same way a tick writes them; returns the keys of the alerts newly queued."""

@@ -107,11 +107,7 @@ def endpoint_view(
     requests_24h = traffic.endpoint_requests(endpoint.id, now - DAY_S, now + 60)
     requests_month = calendar.requests.get(endpoint.id, 0)
     month_usd = money.endpoint_month_usd(endpoint.id)
-    current_minute = minute_of(now)
-    rate = tuple(
-        traffic.endpoint_requests(endpoint.id, m, m + 60) + traffic.endpoint_pings(endpoint.id, m, m + 60)
-        for m in range(current_minute - 59 * 60, current_minute + 60, 60)
-    )
+    rate = traffic.per_minute(endpoint.id, minute_of(now) - 59 * 60, 60)
     required_ms = effective.required_execution_timeout_s * 1000
     return EndpointView(
         id=endpoint.id,

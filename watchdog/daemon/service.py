@@ -45,10 +45,10 @@ from watchdog.daemon.publish import status_line
 from watchdog.daemon.state import Accounting, DaemonState, restore_state
 from watchdog.daemon.tick import DeadlineOutcome, TickOutcome, check_deadlines, failed_tick, run_tick
 from watchdog.errors import ConfigError, LedgerError, RunPodAuthError
-from watchdog.ledger import Ledger
+from watchdog.ledger import STATUS_META_KEY, Ledger
 from watchdog.logwatch import LogTailer
 from watchdog.sdnotify import SystemdNotifier
-from watchdog.status import StatusRef
+from watchdog.status import StatusRef, status_json
 from watchdog.traffic import DenyList
 
 log = logging.getLogger("watchdog.daemon")
@@ -158,6 +158,10 @@ class Daemon:
         ports, self._ports = self._ports, None
         if ports is None:
             return
+        status = ports.status.get()
+        if status is not None:  # the last status, for the dashboard while the daemon is down
+            with contextlib.suppress(LedgerError):
+                ports.ledger.write_meta({STATUS_META_KEY: status_json(status)})
         for tailer in ports.tailers:
             tailer.close()
         await ports.client.aclose()  # type: ignore[attr-defined]

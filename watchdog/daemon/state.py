@@ -237,6 +237,8 @@ class DaemonState:
     counters: Counters = field(default_factory=Counters)
     events: deque[EventView] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
     ledger: LedgerTrouble = field(default_factory=LedgerTrouble)
+    status_written: tuple[float, tuple[bool, bool]] | None = None
+    """When the status was last written to the ledger, and its (blind, ledger failing) flags then."""
     stored_spend: dict[tuple[str, float, SpendSource], float] | None = None
     """The month's hours as the ledger last returned them: the month to date when a read fails."""
     ticks: int = 0

@@ -255,7 +255,7 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
             brakes_cleared=(*carried.brakes_cleared, *brakes_cleared),
             decisions=(*carried.decisions, *steps),
             alerts=(*carried.alerts, *alerts),
-            meta={**state_meta(state, ports.tailers), STATUS_META_KEY: status_json(status)},
+            meta={**state_meta(state, ports.tailers), **_status_meta(state, status, now)},
         )
         recorded: RecordedTick | None = None
         try:
@@ -587,6 +587,21 @@ def _count_bad_records(state: DaemonState, malformed_lines: int, dropped_ids: in
             bad[kind] += count
     for job_id, problem in reading.bad_jobs.items():
         log.warning("skipped job %r: %s", job_id[:80], problem)
+
+
+STATUS_WRITE_EVERY_S = 30.0
+"""The status the dashboard falls back to when the daemon is down is written at most this often (and at
+every change of blindness or ledger trouble): serialising a 1,000-endpoint status every tick costs more
+than the tick itself."""
+
+
+def _status_meta(state: DaemonState, status: DaemonStatus, now: float) -> dict[str, str]:
+    flags = (status.blind, status.ledger_problem is not None)
+    last = state.status_written
+    if last is not None and now - last[0] < STATUS_WRITE_EVERY_S and last[1] == flags:
+        return {}
+    state.status_written = (now, flags)
+    return {STATUS_META_KEY: status_json(status)}
 
 
 def _count_requests(state: DaemonState, tracked: Tracked) -> None:
