@@ -15,6 +15,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,11 +26,20 @@ import httpx
 import jsonschema
 import pytest
 
-from watchdog.client import ACCOUNT_SPEND_QUERY, RunPodClient
+from watchdog import client as client_module
+from watchdog.client import (
+    ACCOUNT_SPEND_QUERY,
+    DeadlineScope,
+    InvalidIdentifier,
+    QuotaWindow,
+    RunPodClient,
+    RunPodDeadlineReached,
+)
 from watchdog.clock import from_iso
 from watchdog.errors import (
     ConfigError,
     RunPodAuthError,
+    RunPodError,
     RunPodNotFound,
     RunPodProtocolError,
     RunPodRejected,
@@ -52,9 +62,23 @@ Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
 # ---------------------------------------------------------------------- harness
 
 
+class FakeClock:
+    """Monotonic time that moves only when the client sleeps (or a test says so): deadlines are exact."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @dataclass
 class Harness:
     client: RunPodClient
+    clock: FakeClock = field(default_factory=FakeClock)
     requests: list[httpx.Request] = field(default_factory=list)
     sleeps: list[float] = field(default_factory=list)
     calls: list[tuple[str, int | None, float]] = field(default_factory=list)
@@ -78,6 +102,7 @@ async def make() -> AsyncIterator[Callable[..., Harness]]:
 
     def build(handler: Handler, **overrides: Any) -> Harness:
         harness_ref: list[Harness] = []
+        clock = FakeClock()
 
         def transport_handler(request: httpx.Request) -> httpx.Response | Awaitable[httpx.Response]:
             harness_ref[0].requests.append(request)
@@ -87,6 +112,7 @@ async def make() -> AsyncIterator[Callable[..., Harness]]:
         async def fake_sleep(seconds: float) -> None:
             harness_ref[0].sleeps.append(seconds)
             harness_ref[0].events.append(("sleep", seconds))
+            clock.advance(seconds)
 
         options: dict[str, Any] = {
             "api_key": API_KEY,
@@ -95,12 +121,13 @@ async def make() -> AsyncIterator[Callable[..., Harness]]:
             "runtime_url": RUNTIME_URL,
             "transport": httpx.MockTransport(transport_handler),
             "sleep": fake_sleep,
+            "clock": clock,
             "on_call": lambda route, status, seconds: harness_ref[0].calls.append((route, status, seconds)),
         }
         options.update(overrides)
         client = RunPodClient(**options)
         clients.append(client)
-        harness_ref.append(Harness(client))
+        harness_ref.append(Harness(client, clock))
         return harness_ref[0]
 
     yield build
@@ -846,6 +873,28 @@ async def test_a_key_echoed_by_the_server_is_redacted_everywhere(
         assert API_KEY not in route
 
 
+async def test_a_key_echoed_inside_a_long_value_is_redacted_before_anything_is_shortened(
+    make: Callable[..., Harness],
+) -> None:
+    """Messages shorten long values (to 40 characters in a protocol error): redacting only the finished
+    message would miss a key cut in half. The body is redacted as it is read, so models hold no key either."""
+    echoed = "x" * 30 + API_KEY
+    harness = make(
+        serve(
+            {
+                "GET /v2/ep1/status/j1": {"id": "j1", "status": echoed},
+                "GET /v2/ep1/status/j2": {"id": "j2", "status": "FAILED", "error": f"bad key {API_KEY}"},
+            }
+        )
+    )
+    exc = await expect_error(RunPodProtocolError, harness.client.job_status("ep1", "j1"))
+    assert API_KEY[:12] not in str(exc) and "xxx" in str(exc)
+    job = await harness.client.job_status("ep1", "j2")
+    assert job.error == "bad key <redacted>"
+    bad = await expect_error(InvalidIdentifier, harness.client.job_status("ep1", "a b " + API_KEY))
+    assert API_KEY[:12] not in str(bad)
+
+
 def test_repr_never_shows_the_key() -> None:
     client = RunPodClient(
         api_key=API_KEY, graphql_url=GRAPHQL_URL, rest_url=REST_URL, runtime_url=RUNTIME_URL
@@ -1153,3 +1202,443 @@ def test_every_command_builds_the_client_with_every_retry_setting() -> None:
         4.0,
     )
     assert "k" * 20 not in repr(client)
+
+
+# ---------------------------------------------------------------------- deadlines: no call outlives its budget
+
+
+def limited(retry_after: str | None = None, **headers: str) -> httpx.Response:
+    extra = dict(headers)
+    if retry_after is not None:
+        extra["Retry-After"] = retry_after
+    return reply(
+        problem(429, "Too Many Requests", "rate limit exceeded for the minute window"), 429, headers=extra
+    )
+
+
+async def test_a_429_storm_with_huge_max_retries_stops_at_the_deadline(make: Callable[..., Harness]) -> None:
+    """The adversarial tester's case: Retry-After 30 forever, max_retries 10**9. The tick's deadline (100 s)
+    ends it: three waits fit, the fourth would pass the deadline and is not started."""
+    harness = make(sequence(limited("30")), max_retries=10**9)
+    started = harness.clock()
+    with harness.client.deadline(100) as scope:
+        exc = await expect_error(RunPodDeadlineReached, harness.client.list_endpoints())
+    assert isinstance(exc, RunPodUnavailable)
+    assert harness.sleeps == [30.0, 30.0, 30.0]
+    assert len(harness.requests) == 4
+    assert harness.clock() - started == 90.0
+    assert str(exc) == (
+        "GET /v2/serverless: deadline reached: the wait the 429's Retry-After asks for (30.0s) would end "
+        "after it, 10.0s left; 4 attempts, last answer: HTTP 429: Too Many Requests - rate limit exceeded "
+        "for the minute window"
+    )
+    assert exc.status == 429 and exc.quota_starved
+    assert scope.quota_starved and scope.deadline_reached and scope.quota_wait_s == 90.0
+    assert scope.starved_routes == ["GET /v2/serverless"]
+    assert harness.client.last_call_starved
+
+
+async def test_a_retry_after_beyond_the_time_left_means_give_up_now(make: Callable[..., Harness]) -> None:
+    harness = make(sequence(limited("45"), reply({"endpoints": []})))
+    with harness.client.deadline(10) as scope:
+        exc = await expect_error(RunPodDeadlineReached, harness.client.list_endpoints())
+    assert harness.sleeps == []  # the wait that would pass the deadline is never started
+    assert len(harness.requests) == 1
+    assert "Retry-After asks for (45.0s) would end after it, 10.0s left" in str(exc)
+    assert "; 1 attempt, last answer: HTTP 429" in str(exc)
+    assert scope.quota_starved and exc.quota_starved
+
+
+async def test_without_a_deadline_the_call_budget_bounds_any_max_retries(
+    make: Callable[..., Harness],
+) -> None:
+    unavailable = reply(problem(503, "Service Unavailable", "maintenance"), 503)
+    harness = make(sequence(unavailable), rng=AlwaysOne(), max_retries=10**9)
+    exc = await expect_error(RunPodDeadlineReached, harness.client.list_endpoints())
+    assert harness.sleeps == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]  # 91.5 s; 30 more would pass 120
+    assert sum(harness.sleeps) <= 120
+    assert str(exc).startswith(
+        "GET /v2/serverless: call budget of 120s reached: the backoff before the next attempt (30.0s) would "
+        "end after it, 28.5s left"
+    )
+    assert "9 attempts, last answer: HTTP 503: Service Unavailable - maintenance" in str(exc)
+    assert not exc.quota_starved and not harness.client.last_call_starved
+    budget = make(sequence(unavailable), rng=AlwaysOne(), max_retries=10**9, call_budget_s=5)
+    await expect_error(RunPodDeadlineReached, budget.client.list_endpoints())
+    assert budget.sleeps == [0.5, 1.0, 2.0]
+
+
+async def test_a_deadline_already_passed_sends_nothing(make: Callable[..., Harness]) -> None:
+    harness = make(sequence(reply({"endpoints": []})))
+    with harness.client.deadline(0):
+        exc = await expect_error(RunPodDeadlineReached, harness.client.list_endpoints())
+    assert harness.requests == []
+    assert str(exc) == "GET /v2/serverless: deadline reached: no time left for an attempt; no attempt made"
+
+
+async def test_each_attempt_is_cut_to_the_time_left(make: Callable[..., Harness]) -> None:
+    async def hang(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        return reply({})
+
+    harness = make(hang, timeout_s=10, clock=time.monotonic, rng=AlwaysOne())
+    started = time.monotonic()
+    with harness.client.deadline(0.2):
+        exc = await expect_error(RunPodDeadlineReached, harness.client.health("ep1"))
+    assert time.monotonic() - started < 2  # not the 10 s attempt timeout
+    assert len(harness.requests) == 1
+    assert re.search(r"1 attempt, last answer: no answer within 0\.\d+s \(the call's deadline\)$", str(exc))
+
+
+async def test_nested_deadlines_never_extend_the_outer_one(make: Callable[..., Harness]) -> None:
+    harness = make(sequence(reply({"endpoints": []})))
+    with harness.client.deadline(10) as outer, harness.client.deadline(500) as inner:
+        assert inner.at == outer.at == harness.clock() + 10
+        with harness.client.deadline(at=harness.clock() + 3) as innermost:
+            assert innermost.remaining_s() == 3
+    with harness.client.deadline() as unbounded:
+        assert unbounded.at is None and unbounded.remaining_s() is None
+        assert await harness.client.list_endpoints() == []
+    assert not unbounded.quota_starved
+
+
+@pytest.mark.parametrize("kwargs", [{"seconds": -1}, {"seconds": float("nan")}, {"at": float("inf")}])
+def test_a_nonsense_deadline_is_refused(kwargs: dict[str, float]) -> None:
+    client = RunPodClient(
+        api_key=API_KEY, graphql_url=GRAPHQL_URL, rest_url=REST_URL, runtime_url=RUNTIME_URL
+    )
+    with pytest.raises(ValueError), client.deadline(**kwargs):
+        pass
+
+
+async def test_a_deadline_block_covers_the_tasks_it_starts(make: Callable[..., Harness]) -> None:
+    """The daemon reads workers and /health with asyncio.gather: those tasks share the block's scope."""
+    health_then_ok = sequence(limited("2"), reply({}))
+
+    def handler(request: httpx.Request) -> httpx.Response | Awaitable[httpx.Response]:
+        if request.url.path.endswith("/health"):
+            return health_then_ok(request)
+        return reply({"workers": []})
+
+    harness = make(handler)
+    with harness.client.deadline(60) as scope:
+        workers, health = await asyncio.gather(
+            harness.client.list_workers("ep1"), harness.client.health("ep1")
+        )
+    assert workers.workers == () and health.jobs_in_queue == 0
+    assert scope.quota_starved and scope.quota_wait_s == 2.0  # the read succeeded, but under quota pressure
+    assert scope.starved_routes == ["GET /v2/ep1/health"]
+    assert not scope.deadline_reached
+
+
+async def test_cancelling_a_call_in_a_long_retry_after_wait_is_prompt_and_harmless(
+    make: Callable[..., Harness],
+) -> None:
+    """SIGTERM cancels the tick's task: a call asleep in a Retry-After wait must stop at once, and the
+    client must keep working (the daemon's final actions still go through it)."""
+    answers = [limited("50")]
+    answered = asyncio.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answered.set()
+        return answers[0]
+
+    harness = make(handler, sleep=asyncio.sleep, clock=time.monotonic)
+    task = asyncio.create_task(harness.client.list_endpoints())
+    await asyncio.wait_for(answered.wait(), 5)
+    await asyncio.sleep(0.05)  # now inside the 50 s wait
+    started = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - started < 0.5
+    assert harness.client.last_call_starved
+    answers[0] = reply({"endpoints": []})
+    assert await harness.client.list_endpoints() == []
+    assert len(harness.requests) == 2
+    assert not harness.client.last_call_starved
+
+
+# ---------------------------------------------------------------------- quota awareness
+
+
+async def test_quota_reports_every_window_per_api(make: Callable[..., Harness]) -> None:
+    headers = {
+        "RateLimit": '"minute";r=0;t=12, "hour";r=2800;t=1812',
+        "RateLimit-Policy": '"minute";q=60;w=60, "hour";q=3000;w=3600, "day";q=50000;w=86400',
+    }
+    harness = make(sequence(reply({"endpoints": []}, headers=headers), reply({"endpoints": []})))
+    assert harness.client.quota() == {}
+    await harness.client.list_endpoints()
+    harness.clock.advance(2)
+    quota = harness.client.quota()
+    assert set(quota) == {"rest:minute", "rest:hour"}
+    assert quota["rest:minute"] == QuotaWindow(
+        api="rest", name="minute", remaining=0, reset_in_s=10.0, age_s=2.0, limit=60, window_s=60.0
+    )
+    assert quota["rest:minute"].exhausted and not quota["rest:hour"].exhausted
+    assert (quota["rest:hour"].remaining, quota["rest:hour"].limit) == (2800, 3000)
+    assert not harness.client.last_call_starved  # seeing r=0 is not starving; waiting for it is
+    with harness.client.deadline(30) as scope:
+        await harness.client.list_endpoints()
+    assert harness.sleeps == [10.0]
+    assert scope.quota_starved and scope.quota_wait_s == 10.0 and harness.client.last_call_starved
+    harness.clock.advance(20)
+    assert not harness.client.quota()["rest:minute"].exhausted  # reset since: no longer a reason to wait
+
+
+async def test_a_used_up_window_beyond_the_deadline_gives_up_without_calling(
+    make: Callable[..., Harness],
+) -> None:
+    exhausted = {"RateLimit": '"minute";r=0;t=40'}
+    harness = make(sequence(reply({"endpoints": []}, headers=exhausted), reply({"endpoints": []})))
+    await harness.client.list_endpoints()
+    with harness.client.deadline(5) as scope:
+        exc = await expect_error(RunPodDeadlineReached, harness.client.list_endpoints())
+    assert len(harness.requests) == 1 and harness.sleeps == []
+    assert str(exc) == (
+        "GET /v2/serverless: deadline reached: the wait for the rest API's RateLimit quota to reset (40.0s) "
+        "would end after it, 5.0s left; no attempt made"
+    )
+    assert exc.quota_starved and scope.quota_starved and harness.client.last_call_starved
+    harness.clock.advance(40)
+    assert await harness.client.list_endpoints() == []
+
+
+def test_the_new_api_is_exported() -> None:
+    for name in ("DeadlineScope", "InvalidIdentifier", "QuotaWindow", "RunPodDeadlineReached"):
+        assert name in client_module.__all__
+    assert issubclass(RunPodDeadlineReached, RunPodUnavailable)
+    assert issubclass(InvalidIdentifier, RunPodRejected) and issubclass(InvalidIdentifier, ValueError)
+    assert DeadlineScope(at=None).remaining_s() is None
+
+
+# ---------------------------------------------------------------------- ids the client puts in URL paths
+
+
+@pytest.mark.parametrize("bad_id", ["job 1", "a/b", "../x", "", ".", "x" * 201, "é"])
+async def test_regression_a_bad_job_id_is_a_typed_error_the_tick_can_catch_per_record(
+    make: Callable[..., Harness], bad_id: str
+) -> None:
+    """The daemon's tick died on the ValueError a job id with a space raised; now it is a RunPodError
+    (InvalidIdentifier, a RunPodRejected) raised before anything is sent, and still a ValueError."""
+    harness = make(serve({}))
+    for call in (harness.client.job_status("ep1", bad_id), harness.client.cancel_job("ep1", bad_id)):
+        exc = await expect_error(InvalidIdentifier, call)
+        assert isinstance(exc, RunPodRejected) and isinstance(exc, ValueError)
+        assert exc.status is None and "job_id must be 1-200 letters" in str(exc)
+        assert exc.route in {"GET /{endpoint_id}/status/{job_id}", "POST /{endpoint_id}/cancel/{job_id}"}
+    assert harness.requests == []
+
+
+async def test_an_id_containing_the_api_key_is_refused_without_echoing_it(
+    make: Callable[..., Harness],
+) -> None:
+    harness = make(serve({}))
+    exc = await expect_error(InvalidIdentifier, harness.client.job_status("ep1", f"x-{API_KEY}"))
+    assert "must not contain the API key" in str(exc)
+    assert harness.requests == []
+
+
+# ---------------------------------------------------------------------- bugs found by tests/test_fuzz_client.py
+
+
+def deep_list(depth: int, leaf: Any = 1) -> Any:
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+async def test_regression_a_huge_integer_in_a_number_field_is_a_protocol_error(
+    make: Callable[..., Harness],
+) -> None:
+    """``math.isfinite(10**400)`` raised OverflowError out of the number check (scaling.queueDelay)."""
+    body = endpoint_body("ep1", scaling={"type": "QUEUE_DELAY", "queueDelay": 10**400})
+    harness = make(sequence(reply(body)))
+    exc = await expect_error(RunPodProtocolError, harness.client.get_endpoint("ep1"))
+    assert exc.field == "scaling.queueDelay"
+    assert str(exc).endswith("expected a number, got an integer of 401 digits")
+    node = client_module._Node.root(body, "GET /x")  # the Python int itself, as the fuzzer fed it
+    with pytest.raises(
+        RunPodProtocolError, match=r"expected a number in 0..1e\+09, got an integer of about 401"
+    ):
+        client_module._parse_endpoint(node)
+
+
+async def test_regression_a_body_nested_too_deeply_is_a_protocol_error(make: Callable[..., Harness]) -> None:
+    """``json.loads`` raised RecursionError, which escaped the client, for a 200 and for an error body."""
+    for status in (200, 400, 429, 503):
+        harness = make(sequence(httpx.Response(status, content=b"[" * 100_000)), max_retries=0)
+        with pytest.raises(RunPodError) as info:
+            await harness.client.list_endpoints()
+        assert_key_absent(info.value)
+        if status == 200:
+            assert isinstance(info.value, RunPodProtocolError) and "nested too deeply" in str(info.value)
+
+
+def test_regression_a_deep_job_error_is_kept_as_bounded_text() -> None:
+    """``json.dumps`` of a deeply nested ``error`` raised RecursionError."""
+    job = client_module._parse_job(
+        client_module._Node.root({"id": "j1", "status": "FAILED", "error": deep_list(5000)}, "GET /x")
+    )
+    assert job.error is not None and job.error.startswith("[[[[") and len(job.error) <= 2000
+
+
+def test_regression_a_deep_graphql_error_item_is_a_rejection_not_a_crash() -> None:
+    """The GraphQL error path ran ``json.dumps`` on each non-message item: RecursionError."""
+    with pytest.raises(RunPodRejected) as info:
+        client_module._parse_account_spend({"errors": [deep_list(5000), "plain"]}, "POST /graphql")
+    assert "GraphQL errors: [[[" in str(info.value) and "plain" in str(info.value)
+    assert len(str(info.value)) < 400
+
+
+def test_regression_retry_after_with_an_absurd_date_is_ignored() -> None:
+    """``email.utils.parsedate_to_datetime`` raised OverflowError for a day of 2,200,000,000."""
+    assert client_module._retry_after_s("2200000000 JAN 0 0:0 GMT", time.time()) is None
+    assert client_module._retry_after_s("Fri, 31 Dec 9999 23:59:59 GMT", time.time()) is not None
+
+
+async def test_regression_a_body_that_fails_to_decompress_is_a_protocol_error(
+    make: Callable[..., Harness],
+) -> None:
+    """httpx.DecodingError (not a TransportError) escaped the client for ``Content-Encoding: gzip`` garbage."""
+    garbage = httpx.ByteStream(b"not gzip")  # a stream: httpx decodes it in the client, as off a socket
+    harness = make(sequence(httpx.Response(200, stream=garbage, headers={"Content-Encoding": "gzip"})))
+    exc = await expect_error(RunPodProtocolError, harness.client.list_endpoints())
+    assert "could not be decoded" in str(exc)
+    assert len(harness.requests) == 1
+
+
+def test_regression_a_5000_digit_integer_never_reaches_int_or_repr() -> None:
+    """A 5,000-digit int was accepted as a count, and describing one in a message raised ValueError
+    (Python refuses to print ints beyond 4,300 digits)."""
+    with pytest.raises(RunPodProtocolError) as info:
+        client_module._parse_purge({"removed": 10**5000}, "POST /x")
+    assert info.value.field == "removed" and "digits" in str(info.value)
+    with pytest.raises(RunPodProtocolError) as info:
+        client_module._parse_purge({"removed": 1, "status": 10**5000}, "POST /x")
+    assert info.value.field == "status"
+
+
+async def test_regression_a_5000_digit_integer_in_json_names_its_field(make: Callable[..., Harness]) -> None:
+    """It used to be "body is not JSON" (json.loads refused it); now the field is named."""
+    harness = make(sequence(httpx.Response(200, content=b'{"removed": ' + b"9" * 5000 + b"}")))
+    exc = await expect_error(RunPodProtocolError, harness.client.purge_queue("ep1"))
+    assert exc.field == "removed" and "an integer of 5000 digits" in str(exc)
+
+
+BOUNDS = [
+    pytest.param(lambda c: c.purge_queue("ep1"), {"removed": -3}, "removed", id="negative-count"),
+    pytest.param(
+        lambda c: c.health("ep1"), {"workers": {"running": -1}}, "workers.running", id="negative-health"
+    ),
+    pytest.param(
+        lambda c: c.health("ep1"), {"jobs": {"inQueue": 2**63}}, "jobs.inQueue", id="count-above-2**53"
+    ),
+    pytest.param(
+        lambda c: c.get_endpoint("ep1"),
+        endpoint_body("ep1", workers={"min": 0, "max": 1e300}),
+        "workers.max",
+        id="float-integer-too-big",
+    ),
+    pytest.param(
+        lambda c: c.job_status("ep1", "j1"),
+        {"id": "j1", "status": "FAILED", "delayTime": 1e308},
+        "delayTime",
+        id="duration-too-big",
+    ),
+    pytest.param(
+        lambda c: c.job_status("ep1", "j1"),
+        {"id": "j1", "status": "FAILED", "executionTime": -5},
+        "executionTime",
+        id="negative-duration",
+    ),
+    pytest.param(
+        lambda c: c.serverless_billing(last_n=1),
+        {
+            "records": [
+                {"startTime": "2026-06-01T00:00:00Z", "endTime": "2026-06-01T01:00:00Z", "totalAmount": -5}
+            ]
+        },
+        "records[0].totalAmount",
+        id="negative-amount-hides-spend",
+    ),
+    pytest.param(
+        lambda c: c.serverless_billing(last_n=1),
+        {
+            "records": [
+                {"startTime": "0001-01-01T00:00:00Z", "endTime": "2026-06-01T01:00:00Z", "totalAmount": 1}
+            ]
+        },
+        "records[0].startTime",
+        id="date-out-of-range",
+    ),
+    pytest.param(
+        lambda c: c.account_spend(),
+        {"data": {"myself": {"currentSpendPerHr": -1}}},
+        "data.myself.currentSpendPerHr",
+        id="negative-spend-rate",
+    ),
+    pytest.param(
+        lambda c: c.get_endpoint("ep1"),
+        endpoint_body("ep1", name="x" * 5000),
+        "name",
+        id="string-too-long",
+    ),
+    pytest.param(
+        lambda c: c.list_endpoints(),
+        {"endpoints": [endpoint_body("a/b c")]},
+        "endpoints[0].id",
+        id="endpoint-id-not-usable-in-a-url",
+    ),
+    pytest.param(
+        lambda c: c.job_status("ep1", "j1"),
+        {"id": "j1", "status": "FAILED", "workerId": "w/1"},
+        "workerId",
+        id="worker-id-not-an-id",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "body", "field_path"), BOUNDS)
+async def test_regression_numbers_dates_strings_and_ids_are_bounded(
+    make: Callable[..., Harness], call: Callable[[RunPodClient], Awaitable[Any]], body: Any, field_path: str
+) -> None:
+    """These used to come through as models (a negative count, an amount of -5 USD, a date in year 1, a
+    5,000-character name, an endpoint id the daemon then failed to put in a URL)."""
+    harness = make(sequence(reply(body)))
+    exc = await expect_error(RunPodProtocolError, call(harness.client))
+    assert exc.field == field_path
+
+
+async def test_regression_infinity_nan_and_1e400_are_protocol_errors(make: Callable[..., Harness]) -> None:
+    for literal in (b"1e400", b"NaN", b"-Infinity"):
+        harness = make(sequence(httpx.Response(200, content=b'{"jobs": {"inQueue": ' + literal + b"}}")))
+        exc = await expect_error(RunPodProtocolError, harness.client.health("ep1"))
+        assert exc.field == "jobs.inQueue"
+
+
+async def test_regression_lone_surrogates_become_replacement_characters(make: Callable[..., Harness]) -> None:
+    """JSON may escape a lone surrogate (``"\\ud800"``); such a str cannot be encoded as UTF-8, so writing
+    the model to the ledger would fail later. Strings in models are always encodable."""
+    body = (
+        rb'{"id": "ep1", "name": "GPU \ud800", "workers": {"min": 0, "max": 1}, "gpu": {"pools": ["\udfff"]}}'
+    )
+    harness = make(sequence(httpx.Response(200, content=body)))
+    endpoint = await harness.client.get_endpoint("ep1")
+    assert endpoint.name == "GPU \ufffd" and endpoint.gpu_pools == ("\ufffd",)
+    endpoint.name.encode("utf-8")
+
+
+async def test_a_long_job_error_is_cut_not_refused(make: Callable[..., Harness]) -> None:
+    harness = make(sequence(reply({"id": "j1", "status": "FAILED", "error": "Traceback\n" + "x" * 10_000})))
+    job = await harness.client.job_status("ep1", "j1")
+    assert job.error is not None and len(job.error) == 2000 and job.error.startswith("Traceback\n")
+
+
+async def test_a_body_larger_than_max_body_bytes_is_a_protocol_error(make: Callable[..., Harness]) -> None:
+    harness = make(sequence(reply({"endpoints": [], "padding": "x" * 5000})), max_body_bytes=1000)
+    exc = await expect_error(RunPodProtocolError, harness.client.list_endpoints())
+    assert "larger than 1000 bytes" in str(exc)
+    assert len(harness.requests) == 1

@@ -12,10 +12,37 @@ Why it is built this way:
   missing optional ones get documented defaults) and strict where a wrong value would mislead a money
   decision (an endpoint without ``workers.max``, a worker status outside the enum).
 * The API key controls a paid account. It only ever travels in the ``Authorization: Bearer`` header
-  (runpod-api.md §1.1: all three hosts accept it) and is scrubbed from every message this module
-  produces, even when a server echoes it back in an error body.
+  (runpod-api.md §1.1: all three hosts accept it). A server echoing it back has it replaced by
+  ``<redacted>`` as the body is read (so no model holds it), and every message this module produces is
+  scrubbed too. An id that contains it is refused, so it never lands in a URL.
 
-What is retried (runpod-api.md §2.5, §3.3, §4.4):
+Hostile answers. Any body, status or header yields a model or a typed ``RunPodError``, never another
+exception (tests/test_fuzz_client.py holds every parser to that). These are ``RunPodProtocolError``, naming
+the field where there is one: a body over ``max_body_bytes`` (64 MiB) or that fails to decompress; JSON
+nested too deeply; integers of more than 30 digits, ``NaN``/``Infinity``, and numbers out of their range
+(negative counts, durations or amounts, the account balance excepted; integers above 2**53 - 1; dates
+outside 2000-2199); strings longer than 1,000 characters; ids (endpoint, worker, job) that are not 1-200
+of ``[A-Za-z0-9_.-]``, since the daemon puts them in URLs next. Lone UTF-16 surrogates in strings become
+U+FFFD, so every string in a model can be written to the ledger; a job's ``error`` is kept, cut at 2,000
+characters. An id the caller passes that cannot go in a URL path as it is raises
+:class:`InvalidIdentifier` (a ``RunPodRejected``, and a ``ValueError`` as before) without sending anything.
+
+Time bounds. No call outlives its budget, whatever ``max_retries`` says: every call stops at its
+deadline, which is the earliest of ``call_budget_s`` (120 s by default) after it started and the deadline
+of the enclosing :meth:`RunPodClient.deadline` block, if any (the daemon bounds a whole tick that way,
+without passing anything to each method). A wait (backoff, ``Retry-After``, a used-up ``RateLimit``
+window) that would end after the deadline is not started: the call raises :class:`RunPodDeadlineReached`
+(a ``RunPodUnavailable``) saying so and what the last answer was; each attempt's timeout is shortened to
+the time left. Every wait is an ``await`` of the injectable ``sleep``, so cancelling the calling task (the
+daemon's SIGTERM) interrupts it at once and leaves the client usable.
+
+Quota. What the ``RateLimit``/``RateLimit-Policy`` headers said is kept per API and window
+(:meth:`RunPodClient.quota`). A call is *quota-starved* when it waited for, or gave up because of, a 429 or
+a used-up ``RateLimit`` window; :attr:`DeadlineScope.quota_starved` collects that for every call inside a
+``deadline`` block (and :attr:`RunPodClient.last_call_starved` for the last call that ended), so a tick
+read under quota pressure is never recorded as a clean one.
+
+What is retried (runpod-api.md §2.5, §3.3, §4.4), within the deadline:
 
 =======================  =============  ======  ==================================================
 call                     connect error  429     read timeout, dropped connection, 5xx, 408
@@ -31,12 +58,14 @@ POST purge-queue         yes            yes     no: a repeat could also remove j
 =======================  =============  ======  ==================================================
 
 A connect error means the request never left; a 429 means RunPod refused it unprocessed; so both are
-safe to repeat for any call. 401/403 are never retried, 404 and other 4xx are never retried either.
+safe to repeat for any call. 401/403 are never retried, 404 and other 4xx are never retried either, nor is
+a body of the wrong shape (asking again would not fix it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import logging
@@ -45,7 +74,8 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Final, Literal, TypeVar
@@ -80,7 +110,15 @@ from watchdog.models import (
 )
 from watchdog.vocabulary import WorkerStatus
 
-__all__ = ["BUCKET_SIZES", "RunPodClient"]
+__all__ = [
+    "BUCKET_SIZES",
+    "DEFAULT_CALL_BUDGET_S",
+    "DeadlineScope",
+    "InvalidIdentifier",
+    "QuotaWindow",
+    "RunPodClient",
+    "RunPodDeadlineReached",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +130,124 @@ ACCOUNT_SPEND_QUERY: Final = (
 )
 """The one GraphQL query we still need: REST v2 has no account balance/spend rate and no workersStandby."""
 
+DEFAULT_CALL_BUDGET_S: Final = 120.0
+"""Longest a call may take, every attempt and wait included, when no tighter deadline is set."""
+DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+"""Largest answer read (after decompression): a month of hourly billing for 50 endpoints is ~9 MB."""
+
 _REDACTED: Final = "<redacted>"
 _ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _NEVER_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 """Transport failures that happen before a single byte of the request reached RunPod."""
+
+_MAX_INT: Final = 2**53 - 1
+"""Largest integer accepted in an answer (JSON's safe integers); larger ones are protocol errors."""
+_MAX_INT_DIGITS: Final = 30
+"""JSON integer literals longer than this are not turned into ``int`` at all (see ``_Oversized``)."""
+_MAX_TEXT: Final = 1000
+"""Longest string accepted in an answer (RunPod's own limit on endpoint names is 191)."""
+_MAX_ERROR_TEXT: Final = 2000
+"""A job's ``error`` (a user's traceback, possibly) is kept up to this many characters."""
+_MAX_USD: Final = 1e9
+_MAX_DURATION_MS: Final = 1e15
+_MAX_SECONDS: Final = 1e12
+_EARLIEST_TIME: Final = 946_684_800.0  # 2000-01-01T00:00:00Z
+_LATEST_TIME: Final = 7_258_118_400.0  # 2200-01-01T00:00:00Z
+_MAX_QUOTA_WINDOWS: Final = 16
+"""``RateLimit`` members kept per API (a hostile header cannot grow the client's memory)."""
 
 _Api = Literal["rest", "runtime", "graphql"]
 OnCall = Callable[[str, int | None, float], None]
 _EnumT = TypeVar("_EnumT", bound=StrEnum)
 _T = TypeVar("_T")
+
+
+# ---------------------------------------------------------------------- public types
+
+
+class InvalidIdentifier(RunPodRejected, ValueError):
+    """An endpoint or job id that cannot be sent: not 1-200 of ``[A-Za-z0-9_.-]``, only dots, or
+    containing the API key. Raised before anything is sent (``status`` is None), so the caller can skip
+    that one record (a job id read from a log, say) and carry on. Also a ``ValueError``, as before."""
+
+    title = "Not a RunPod id"
+
+
+class RunPodDeadlineReached(RunPodUnavailable):
+    """The call's deadline (``RunPodClient.deadline`` or ``call_budget_s``) left no time for the next
+    attempt or wait. ``quota_starved`` is true when a 429 or a used-up ``RateLimit`` window was the cause."""
+
+    title = "RunPod call out of time"
+
+    def __init__(
+        self, message: str, *, route: str = "", status: int | None = None, quota_starved: bool = False
+    ) -> None:
+        self.quota_starved = quota_starved
+        super().__init__(message, route=route, status=status)
+
+
+@dataclass(slots=True, eq=False)
+class DeadlineScope:
+    """What ``with client.deadline(...) as scope`` yields; the calls inside update it as they go."""
+
+    at: float | None
+    """Client-clock (``time.monotonic`` by default) time by which every call inside has returned or
+    raised; None: no bound beyond each call's own ``call_budget_s``."""
+    quota_starved: bool = False
+    """A call inside waited for, or gave up because of, a 429 or a used-up ``RateLimit`` window."""
+    quota_wait_s: float = 0.0
+    """Seconds spent waiting for quota (``Retry-After``, 429 backoff, ``RateLimit`` resets)."""
+    deadline_reached: bool = False
+    """A call inside raised :class:`RunPodDeadlineReached`."""
+    starved_routes: list[str] = field(default_factory=list)
+    """The routes that were quota-starved, first time each (at most 50)."""
+    _parent: DeadlineScope | None = field(default=None, repr=False)
+    _clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+
+    def remaining_s(self) -> float | None:
+        """Seconds left before ``at`` (never negative), or None without a deadline."""
+        return None if self.at is None else max(0.0, self.at - self._clock())
+
+    def _starved(self, route: str, waited_s: float = 0.0) -> None:
+        scope: DeadlineScope | None = self
+        while scope is not None:
+            scope.quota_starved = True
+            scope.quota_wait_s += waited_s
+            if route not in scope.starved_routes and len(scope.starved_routes) < 50:
+                scope.starved_routes.append(route)
+            scope = scope._parent
+
+    def _out_of_time(self) -> None:
+        scope: DeadlineScope | None = self
+        while scope is not None:
+            scope.deadline_reached = True
+            scope = scope._parent
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaWindow:
+    """One rate-limit window of one API, as the last ``RateLimit`` (+ ``RateLimit-Policy``) header said."""
+
+    api: str
+    """``"rest"``, ``"runtime"`` or ``"graphql"``."""
+    name: str
+    """The window's name in the header, e.g. ``"minute"``."""
+    remaining: int
+    """``r``: calls left in the window when the header arrived."""
+    reset_in_s: float
+    """``t`` counted down to when :meth:`RunPodClient.quota` was called; 0 once the window has reset."""
+    age_s: float
+    """Seconds since the header arrived."""
+    limit: int | None = None
+    """``q`` from ``RateLimit-Policy``, when RunPod sent it."""
+    window_s: float | None = None
+    """``w`` from ``RateLimit-Policy``, when RunPod sent it."""
+
+    @property
+    def exhausted(self) -> bool:
+        """No call left until the window resets: a call to this API now would wait or be refused."""
+        return self.remaining <= 0 and self.reset_in_s > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,27 +267,52 @@ class _Call:
     body: Any = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A response read in full (and no larger than ``max_body_bytes``)."""
+
+    status: int
+    headers: httpx.Headers
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
+class _BodyTooLarge(Exception):
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
 class RunPodClient:
     """Typed async access to RunPod's REST v2, job runtime and GraphQL APIs.
 
     Use as an async context manager (one ``httpx.AsyncClient`` is shared by all calls)::
 
         async with RunPodClient(api_key=key, graphql_url=..., rest_url=..., runtime_url=...) as api:
-            endpoints = await api.list_endpoints()
+            with api.deadline(25) as scope:        # optional: bounds every call inside, waits included
+                endpoints = await api.list_endpoints()
+            if scope.quota_starved: ...
 
     Args:
         api_key: RunPod API key; sent only as ``Authorization: Bearer``, never shown anywhere.
         graphql_url: full GraphQL URL, e.g. ``https://api.runpod.io/graphql``.
         rest_url: REST v2 base ending in ``/v2``, e.g. ``https://api.runpod.io/v2``.
         runtime_url: job runtime base ending in ``/v2``, e.g. ``https://api.runpod.ai/v2``.
-        timeout_s: limit for each attempt (connect, write, read, and the attempt as a whole).
-        max_retries: further attempts after the first one fails retryably.
+        timeout_s: limit for each attempt (connect, write, read, and the attempt as a whole); shortened
+            to the time left before the call's deadline.
+        max_retries: further attempts after the first one fails retryably (within the deadline).
         backoff_base_s: first backoff ceiling; it doubles per retry up to ``backoff_max_s``. The actual
             wait is uniformly random in ``[0, ceiling]`` ("full jitter") so many daemons do not retry in step.
         retry_after_cap_s: longest wait honoured from ``Retry-After`` or a ``RateLimit`` header.
+        call_budget_s: longest a call may take, attempts and waits included, when no ``deadline`` block
+            sets an earlier bound.
+        max_body_bytes: largest answer read (after decompression); a larger one is a protocol error.
         transport: an ``httpx`` transport to use instead of the network (tests, the in-process simulator).
         user_agent: sent as ``User-Agent`` (Cloudflare in front of RunPod may reject anonymous clients).
         sleep: how to wait between attempts; injectable so tests need not wait.
+        clock: monotonic seconds for deadlines and quota resets (``time.monotonic``); injectable for tests.
         on_call: called after every HTTP exchange with ``(route template, status or None, seconds)``,
             e.g. ``("GET /v2/serverless/{endpoint_id}", 200, 0.12)``; ``None`` means no response arrived.
         rng: source of jitter (``random.Random`` by default); injectable for deterministic tests.
@@ -158,23 +330,31 @@ class RunPodClient:
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30,
         retry_after_cap_s: float = 60,
+        call_budget_s: float = DEFAULT_CALL_BUDGET_S,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
         user_agent: str = f"runpod-watchdog/{__version__}",
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
         on_call: OnCall | None = None,
         rng: random.Random | None = None,
     ) -> None:
         if not api_key or api_key != api_key.strip() or any(ch.isspace() for ch in api_key):
             raise ConfigError("RUNPOD_API_KEY is empty or contains whitespace")
         if (
-            timeout_s <= 0
+            not _finite_at_least(timeout_s, 0, strict=True)
+            or _is_bool_or_not_int(max_retries)
             or max_retries < 0
-            or backoff_base_s < 0
-            or backoff_max_s < 0
-            or retry_after_cap_s < 0
+            or not _finite_at_least(backoff_base_s, 0)
+            or not _finite_at_least(backoff_max_s, 0)
+            or not _finite_at_least(retry_after_cap_s, 0)
+            or not _finite_at_least(call_budget_s, 0, strict=True)
+            or _is_bool_or_not_int(max_body_bytes)
+            or max_body_bytes < 1
         ):
             raise ConfigError(
-                "RunPod client: timeout_s must be > 0; max_retries, backoffs, retry_after_cap_s >= 0"
+                "RunPod client: timeout_s and call_budget_s must be > 0; max_retries, backoffs, "
+                "retry_after_cap_s >= 0; max_body_bytes >= 1 (all finite)"
             )
         self._api_key = api_key
         self._graphql_url = _checked_url("graphql_url", graphql_url)
@@ -185,11 +365,24 @@ class RunPodClient:
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
         self._retry_after_cap_s = retry_after_cap_s
+        self._call_budget_s = float(call_budget_s)
+        self._max_body_bytes = max_body_bytes
         self._sleep = sleep
+        self._clock = clock
         self._on_call = on_call
         self._rng = rng or random.Random()
         self._quota_deadline: dict[_Api, float] = {}
-        """Per API: monotonic time before which a ``RateLimit`` header told us not to call again."""
+        """Per API: client-clock time before which a ``RateLimit`` header told us not to call again."""
+        self._windows: dict[_Api, tuple[tuple[str, int, float, float], ...]] = {}
+        """Per API: (window, remaining, reset seconds, client-clock time seen) from the last ``RateLimit``."""
+        self._policies: dict[_Api, dict[str, tuple[int, float]]] = {}
+        """Per API: window → (quota, window seconds) from the last ``RateLimit-Policy``."""
+        self._last_call_starved = False
+        # One variable per client: a deadline is on this client's clock. Contexts copied into tasks
+        # (asyncio.gather) share the scope object, so what their calls meet is seen by the block's owner.
+        self._scope: ContextVar[DeadlineScope | None] = ContextVar(
+            f"runpod_client_deadline_{id(self):x}", default=None
+        )
         self._http = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(self._timeout_s),
@@ -246,6 +439,68 @@ class RunPodClient:
         """Close the connection pool; the client cannot be used afterwards."""
         await self._http.aclose()
 
+    # ------------------------------------------------------------------ deadline and quota
+
+    @contextlib.contextmanager
+    def deadline(self, seconds: float | None = None, *, at: float | None = None) -> Iterator[DeadlineScope]:
+        """Bound every call made inside the block (in this task and the tasks it starts), waits included.
+
+        ``seconds`` from now, or ``at`` a time of the client's clock (``time.monotonic`` unless a ``clock``
+        was injected); both: the earlier; neither: no bound beyond ``call_budget_s``, but the scope still
+        collects quota starvation. Nested blocks never extend an outer deadline. A call that cannot finish
+        in time raises :class:`RunPodDeadlineReached` without starting the wait or attempt that would pass
+        the deadline. The yielded :class:`DeadlineScope` says whether any call inside was quota-starved.
+
+        Raises:
+            ValueError: ``seconds`` negative or not a number, or ``at`` not a finite number.
+        """
+        bound: float | None = None
+        if seconds is not None:
+            if not _finite_at_least(seconds, 0):
+                raise ValueError(f"deadline seconds must be a finite number >= 0, not {seconds!r}")
+            bound = self._clock() + float(seconds)
+        if at is not None:
+            if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
+                raise ValueError(f"deadline at must be a finite number, not {at!r}")
+            bound = float(at) if bound is None else min(bound, float(at))
+        parent = self._scope.get()
+        if parent is not None and parent.at is not None:
+            bound = parent.at if bound is None else min(bound, parent.at)
+        scope = DeadlineScope(at=bound, _parent=parent, _clock=self._clock)
+        token = self._scope.set(scope)
+        try:
+            yield scope
+        finally:
+            self._scope.reset(token)
+
+    def quota(self) -> dict[str, QuotaWindow]:
+        """What RunPod's ``RateLimit`` headers said last, per API and window, keyed ``"api:window"``
+        (e.g. ``"rest:minute"``). Empty until an answer carried the header (REST v2 sends it; the
+        runtime's quota headers are undocumented, runpod-api.md §4.4)."""
+        now = self._clock()
+        result: dict[str, QuotaWindow] = {}
+        for api, windows in self._windows.items():
+            policies = self._policies.get(api, {})
+            for name, remaining, reset_s, seen in windows:
+                age = max(0.0, now - seen)
+                limit, window_s = policies.get(name, (None, None))
+                result[f"{api}:{name}"] = QuotaWindow(
+                    api=api,
+                    name=name,
+                    remaining=remaining,
+                    reset_in_s=max(0.0, reset_s - age),
+                    age_s=age,
+                    limit=limit,
+                    window_s=window_s,
+                )
+        return result
+
+    @property
+    def last_call_starved(self) -> bool:
+        """Whether the call that ended last (in any task) was quota-starved; prefer
+        :attr:`DeadlineScope.quota_starved` when calls run concurrently."""
+        return self._last_call_starved
+
     # ------------------------------------------------------------------ REST v2 (control plane)
 
     async def list_endpoints(self) -> list[EndpointConfig]:
@@ -255,7 +510,7 @@ class RunPodClient:
 
     async def get_endpoint(self, endpoint_id: str) -> EndpointConfig:
         """``GET /v2/serverless/{id}``; ``RunPodNotFound`` if it does not exist."""
-        ep = _path_id("endpoint_id", endpoint_id)
+        ep = self._path_id("endpoint_id", endpoint_id, "GET /serverless/{endpoint_id}")
         call = self._rest("GET", f"/serverless/{ep}", "/serverless/{endpoint_id}")
         return await self._run(call, lambda body, route: _parse_endpoint(_Node.root(body, route)))
 
@@ -278,9 +533,10 @@ class RunPodClient:
         Returns the endpoint as RunPod reports it after the change.
 
         Raises:
+            InvalidIdentifier: ``endpoint_id`` cannot be sent.
             ValueError: nothing to change, or a value RunPod would refuse (negative, bool, out of range).
         """
-        ep = _path_id("endpoint_id", endpoint_id)
+        ep = self._path_id("endpoint_id", endpoint_id, "PATCH /serverless/{endpoint_id}")
         body = _patch_body(
             workers_min=workers_min,
             workers_max=workers_max,
@@ -295,7 +551,7 @@ class RunPodClient:
 
     async def list_workers(self, endpoint_id: str) -> EndpointWorkers:
         """``GET /v2/serverless/{id}/workers``: the live workers (scaled-down ones are not listed)."""
-        ep = _path_id("endpoint_id", endpoint_id)
+        ep = self._path_id("endpoint_id", endpoint_id, "GET /serverless/{endpoint_id}/workers")
         call = self._rest("GET", f"/serverless/{ep}/workers", "/serverless/{endpoint_id}/workers")
         return await self._run(call, _parse_workers)
 
@@ -328,7 +584,7 @@ class RunPodClient:
                 raise ValueError(f"last_n must be an int >= 1, not {last_n!r}")
             params["lastN"] = str(last_n)
         if endpoint_id is not None:
-            params["serverlessId"] = _path_id("endpoint_id", endpoint_id)
+            params["serverlessId"] = self._path_id("endpoint_id", endpoint_id, "GET /billing/serverless")
         call = self._rest("GET", "/billing/serverless", "/billing/serverless", params=params)
         return await self._run(call, _parse_billing)
 
@@ -336,13 +592,16 @@ class RunPodClient:
 
     async def health(self, endpoint_id: str) -> Health:
         """``GET {runtime}/{id}/health``: queue and worker counts; any missing key counts as 0."""
-        ep = _path_id("endpoint_id", endpoint_id)
+        ep = self._path_id("endpoint_id", endpoint_id, "GET /{endpoint_id}/health")
         call = self._runtime("GET", f"/{ep}/health", "/{endpoint_id}/health")
         return await self._run(call, _parse_health)
 
     async def job_status(self, endpoint_id: str, job_id: str) -> Job:
-        """``GET {runtime}/{id}/status/{job_id}``; ``RunPodNotFound`` once the job expired (TTL)."""
-        ep, job = _path_id("endpoint_id", endpoint_id), _path_id("job_id", job_id)
+        """``GET {runtime}/{id}/status/{job_id}``; ``RunPodNotFound`` once the job expired (TTL);
+        :class:`InvalidIdentifier` for an id that cannot be sent (nothing is sent)."""
+        template = "GET /{endpoint_id}/status/{job_id}"
+        ep = self._path_id("endpoint_id", endpoint_id, template)
+        job = self._path_id("job_id", job_id, template)
         call = self._runtime("GET", f"/{ep}/status/{job}", "/{endpoint_id}/status/{job_id}")
         return await self._run(call, lambda body, route: _parse_job(_Node.root(body, route)))
 
@@ -351,7 +610,9 @@ class RunPodClient:
 
         Retried like a read (see the module docstring): a repeated cancel converges on a cancelled job.
         """
-        ep, job = _path_id("endpoint_id", endpoint_id), _path_id("job_id", job_id)
+        template = "POST /{endpoint_id}/cancel/{job_id}"
+        ep = self._path_id("endpoint_id", endpoint_id, template)
+        job = self._path_id("job_id", job_id, template)
         call = self._runtime("POST", f"/{ep}/cancel/{job}", "/{endpoint_id}/cancel/{job_id}")
         return await self._run(call, lambda body, route: _parse_job(_Node.root(body, route)))
 
@@ -360,7 +621,7 @@ class RunPodClient:
 
         Not repeated after a failure that may have reached RunPod, so jobs queued after the purge are safe.
         """
-        ep = _path_id("endpoint_id", endpoint_id)
+        ep = self._path_id("endpoint_id", endpoint_id, "POST /{endpoint_id}/purge-queue")
         call = self._runtime("POST", f"/{ep}/purge-queue", "/{endpoint_id}/purge-queue", repeatable=False)
         return await self._run(call, _parse_purge)
 
@@ -384,6 +645,17 @@ class RunPodClient:
         return await self._run(call, _parse_account_spend)
 
     # ------------------------------------------------------------------ plumbing
+
+    def _path_id(self, name: str, value: object, template: str) -> str:
+        """An id safe to put in a URL path as it is (no ``/``, ``?``, ``..``), or InvalidIdentifier."""
+        if isinstance(value, str) and _ID_PATTERN.fullmatch(value) and set(value) != {"."}:
+            if self._api_key not in value:
+                return value
+            problem = f"{name} must not contain the API key"
+        else:
+            shown = self._redact(value) if isinstance(value, str) else value  # redacted before shortened
+            problem = f"{name} must be 1-200 letters, digits, '_', '-' or '.', not {_describe(shown)}"
+        raise InvalidIdentifier(self._redact(problem), route=template)
 
     def _rest(
         self,
@@ -433,77 +705,127 @@ class RunPodClient:
             raise
 
     async def _request(self, call: _Call) -> Any:
-        last_cause = ""
-        last_status: int | None = None
-        last_exc: BaseException | None = None
-        attempts = 0
+        """Send ``call`` until it succeeds, fails for good, runs out of retries or out of time."""
+        state = _CallState(self, call)
+        try:
+            return await self._attempts(state)
+        finally:
+            self._last_call_starved = state.starved
+
+    async def _attempts(self, state: _CallState) -> Any:
+        call = state.call
         for attempt in range(self._max_retries + 1):
-            attempts = attempt + 1
-            await self._wait_for_quota(call)
+            pending = self._pending_quota_s(call.api)
+            if pending > 0:  # a previous answer said this API's quota is used up for some seconds
+                state.starve()
+                state.check_wait(pending, f"the wait for the {call.api} API's RateLimit quota to reset")
+                logger.info("%s: RateLimit quota used up; waiting %.1fs before calling", call.route, pending)
+                await self._sleep(pending)
+                state.waited_for_quota(pending)
+            self._quota_deadline.pop(call.api, None)
+            attempt_timeout = min(self._timeout_s, state.time_left())
+            if attempt_timeout <= 0:
+                raise state.out_of_time("no time left for an attempt")
             started = time.monotonic()
-            response: httpx.Response | None = None
+            state.sent += 1
+            answer: _Answer | None = None
             retry = False
             try:
-                async with asyncio.timeout(self._timeout_s):
-                    response = await self._http.request(
-                        call.method, call.url, params=call.params, json=call.body
-                    )
+                async with asyncio.timeout(attempt_timeout):
+                    answer = await self._send(call)
             except _NEVER_SENT as exc:
-                retry, last_cause = True, f"could not connect ({_exception_text(exc)})"
-                last_exc, last_status = exc, None
+                retry, state.last_cause = True, f"could not connect ({_exception_text(exc)})"
+                state.last_exc, state.last_status = exc, None
             except (httpx.TimeoutException, TimeoutError) as exc:
-                retry, last_cause = call.repeatable, f"no answer within {self._timeout_s:g}s"
-                last_exc, last_status = exc, None
+                cut = " (the call's deadline)" if attempt_timeout < self._timeout_s else ""
+                retry, state.last_cause = call.repeatable, f"no answer within {attempt_timeout:g}s{cut}"
+                state.last_exc, state.last_status = exc, None
             except httpx.TransportError as exc:
-                retry, last_cause = call.repeatable, f"connection failed ({_exception_text(exc)})"
-                last_exc, last_status = exc, None
-            self._report(call, None if response is None else response.status_code, started)
+                retry, state.last_cause = call.repeatable, f"connection failed ({_exception_text(exc)})"
+                state.last_exc, state.last_status = exc, None
+            except httpx.DecodingError as exc:
+                self._report(call, None, started)
+                raise RunPodProtocolError(
+                    f"the body could not be decoded ({_exception_text(exc)})", route=call.route
+                ) from None
+            except _BodyTooLarge:
+                self._report(call, None, started)
+                raise RunPodProtocolError(
+                    f"the body is larger than {self._max_body_bytes} bytes", route=call.route
+                ) from None
+            self._report(call, None if answer is None else answer.status, started)
             delay = self._backoff(attempt)
-            if response is not None:
-                self._note_quota(call.api, response.headers)
-                status = response.status_code
+            quota_wait, wait_reason = False, "the backoff before the next attempt"
+            if answer is not None:
+                self._note_quota(call.api, answer.headers)
+                status = answer.status
                 if 200 <= status < 300:
-                    return _decode_json(response, call.route)
-                self._raise_if_final(call, response)
-                last_status, last_exc = status, None
-                last_cause = f"HTTP {status}{_suffix(_problem_text(response))}"
+                    return _decode_json(answer, call.route)
+                self._raise_if_final(call, answer)
+                state.last_status, state.last_exc = status, None
+                state.last_cause = f"HTTP {status}{_suffix(_problem_text(answer))}"
                 if status == 429:
-                    retry = True
-                    retry_after = _retry_after_s(response.headers.get("Retry-After"), time.time())
+                    retry, quota_wait = True, True
+                    state.starve()
+                    retry_after = _retry_after_s(answer.headers.get("Retry-After"), time.time())
+                    wait_reason = "the backoff after a 429"
                     if retry_after is not None:
                         delay = min(retry_after, self._retry_after_cap_s)
+                        wait_reason = "the wait the 429's Retry-After asks for"
                     delay = max(delay, self._pending_quota_s(call.api))
                 else:  # 5xx or 408: the server may have acted before failing
                     retry = call.repeatable
             if not retry:
                 raise RunPodUnavailable(
-                    f"{self._redact(last_cause)}; not retried because {call.method} may already have "
+                    f"{self._redact(state.last_cause)}; not retried because {call.method} may already have "
                     "taken effect",
                     route=call.route,
-                    status=last_status,
-                ) from last_exc
+                    status=state.last_status,
+                ) from state.last_exc
             if attempt == self._max_retries:
                 break
+            state.check_wait(delay, wait_reason)
             logger.warning(
                 "%s: %s; retry %d/%d in %.2fs",
                 call.route,
-                self._redact(last_cause),
+                self._redact(state.last_cause),
                 attempt + 1,
                 self._max_retries,
                 delay,
             )
             await self._sleep(delay)
+            if quota_wait:
+                state.waited_for_quota(delay)
             self._quota_deadline.pop(call.api, None)  # that sleep covered any RateLimit wait too
         raise RunPodUnavailable(
-            f"gave up after {attempts} attempt{'' if attempts == 1 else 's'}; "
-            f"last: {self._redact(last_cause)}",
+            f"gave up after {state.sent} attempt{'' if state.sent == 1 else 's'}; "
+            f"last: {self._redact(state.last_cause)}",
             route=call.route,
-            status=last_status,
-        ) from last_exc
+            status=state.last_status,
+        ) from state.last_exc
 
-    def _raise_if_final(self, call: _Call, response: httpx.Response) -> None:
+    async def _send(self, call: _Call) -> _Answer:
+        """One exchange, the body read in full but never beyond ``max_body_bytes``."""
+        request = self._http.build_request(call.method, call.url, params=call.params, json=call.body)
+        response = await self._http.send(request, stream=True)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self._max_body_bytes:
+                    raise _BodyTooLarge(size)
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+        # An echoed key is removed before anything reads the body, so no model and no message (where
+        # long values are shortened, which could keep part of it) ever holds it.
+        content = b"".join(chunks).replace(self._api_key.encode(), _REDACTED.encode())
+        return _Answer(response.status_code, response.headers, content)
+
+    def _raise_if_final(self, call: _Call, answer: _Answer) -> None:
         """Raise for the statuses that retrying cannot fix; return for 429, 408 and 5xx."""
-        status = response.status_code
+        status = answer.status
         if status in (401, 403):
             if status == 401:
                 message = f"RunPod rejected the API key (401) on {call.route}: check RUNPOD_API_KEY"
@@ -517,13 +839,13 @@ class RunPodClient:
             raise exc
         if status == 404:
             raise RunPodNotFound(
-                f"not found (HTTP 404){_suffix(_problem_text(response))}", route=call.route, status=404
+                f"not found (HTTP 404){_suffix(_problem_text(answer))}", route=call.route, status=404
             )
-        if status in {408, 429} or status >= 500:
+        if status in {408, 429} or 500 <= status < 600:
             return
         if 400 <= status < 500:
             raise RunPodRejected(
-                f"RunPod refused the request (HTTP {status}){_suffix(_problem_text(response))}",
+                f"RunPod refused the request (HTTP {status}){_suffix(_problem_text(answer))}",
                 route=call.route,
                 status=status,
             )
@@ -535,7 +857,14 @@ class RunPodClient:
         return ceiling * self._rng.random()
 
     def _note_quota(self, api: _Api, headers: httpx.Headers) -> None:
-        wait = _ratelimit_wait_s(headers.get("RateLimit"))
+        now = self._clock()
+        windows = _parse_ratelimit(headers.get("RateLimit"))
+        if windows:
+            self._windows[api] = tuple((name, r, t, now) for name, r, t in windows)
+        policies = _parse_ratelimit_policy(headers.get("RateLimit-Policy"))
+        if policies:
+            self._policies[api] = policies
+        wait = _exhausted_wait_s(windows)
         if wait is None:
             return
         if wait > self._retry_after_cap_s:
@@ -546,19 +875,11 @@ class RunPodClient:
                 self._retry_after_cap_s,
             )
             wait = self._retry_after_cap_s
-        self._quota_deadline[api] = max(self._quota_deadline.get(api, 0.0), time.monotonic() + wait)
+        self._quota_deadline[api] = max(self._quota_deadline.get(api, -math.inf), now + wait)
 
     def _pending_quota_s(self, api: _Api) -> float:
         deadline = self._quota_deadline.get(api)
-        return 0.0 if deadline is None else max(0.0, deadline - time.monotonic())
-
-    async def _wait_for_quota(self, call: _Call) -> None:
-        """Pre-emptive wait: a previous answer said this API's quota is used up for some seconds."""
-        remaining = self._pending_quota_s(call.api)
-        if remaining > 0:
-            logger.info("%s: RateLimit quota used up; waiting %.1fs before calling", call.route, remaining)
-            await self._sleep(remaining)
-        self._quota_deadline.pop(call.api, None)
+        return 0.0 if deadline is None else max(0.0, deadline - self._clock())
 
     def _report(self, call: _Call, status: int | None, started: float) -> None:
         if self._on_call is None:
@@ -581,6 +902,65 @@ class RunPodClient:
             current = current.__cause__ or current.__context__
 
 
+class _CallState:
+    """The state of one call across its attempts: what it last saw, its deadline, its quota starvation."""
+
+    def __init__(self, client: RunPodClient, call: _Call) -> None:
+        self.client = client
+        self.call = call
+        self.scope = client._scope.get()
+        started = client._clock()
+        budget_end = started + client._call_budget_s
+        scope_end = None if self.scope is None else self.scope.at
+        self.deadline = budget_end if scope_end is None else min(budget_end, scope_end)
+        self.bound = (
+            f"call budget of {client._call_budget_s:g}s"
+            if scope_end is None or budget_end < scope_end
+            else "deadline"
+        )
+        self.sent = 0
+        """Attempts made so far."""
+        self.last_cause = ""
+        self.last_status: int | None = None
+        self.last_exc: BaseException | None = None
+        self.starved = False
+
+    def time_left(self) -> float:
+        return self.deadline - self.client._clock()
+
+    def starve(self) -> None:
+        self.starved = True
+        if self.scope is not None:
+            self.scope._starved(self.call.route)
+
+    def waited_for_quota(self, seconds: float) -> None:
+        if self.scope is not None:
+            self.scope._starved(self.call.route, seconds)
+
+    def check_wait(self, seconds: float, what: str) -> None:
+        """Raise instead of starting a wait that would end after the deadline."""
+        left = self.time_left()
+        if seconds > left:
+            raise self.out_of_time(f"{what} ({seconds:.1f}s) would end after it, {max(0.0, left):.1f}s left")
+
+    def out_of_time(self, why: str) -> RunPodDeadlineReached:
+        if self.scope is not None:
+            self.scope._out_of_time()
+        if self.sent:
+            last = self.client._redact(self.last_cause)
+            tried = f"{self.sent} attempt{'' if self.sent == 1 else 's'}, last answer: {last}"
+        else:
+            tried = "no attempt made"
+        exc = RunPodDeadlineReached(
+            f"{self.bound} reached: {why}; {tried}",
+            route=self.call.route,
+            status=self.last_status,
+            quota_starved=self.starved,
+        )
+        exc.__cause__ = self.last_exc
+        return exc
+
+
 # ---------------------------------------------------------------------- request helpers
 
 
@@ -591,11 +971,12 @@ def _checked_url(name: str, url: str) -> str:
     return url.rstrip("/")
 
 
-def _path_id(name: str, value: str) -> str:
-    """An id that is safe to put in a URL path as it is (no ``/``, ``?``, ``..``)."""
-    if not isinstance(value, str) or not _ID_PATTERN.fullmatch(value) or set(value) == {"."}:
-        raise ValueError(f"{name} must be 1-200 letters, digits, '_', '-' or '.', not {value!r}")
-    return value
+def _finite_at_least(value: object, low: float, *, strict: bool = False) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return value > low if strict else value >= low
 
 
 def _is_bool_or_not_int(value: object) -> bool:
@@ -662,7 +1043,7 @@ def _is_bool_or_not_number(value: object) -> bool:
 
 
 def _exception_text(exc: BaseException) -> str:
-    text = str(exc).strip()
+    text = _shorten(str(exc), 200)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -670,14 +1051,14 @@ def _suffix(text: str) -> str:
     return f": {text}" if text else ""
 
 
-def _problem_text(response: httpx.Response) -> str:
+def _problem_text(answer: _Answer) -> str:
     """The human part of an error body: REST v2 problem+json, GraphQL ``errors``, v1 ``message``, or text."""
     try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        return _shorten(response.text)
+        body = _loads(answer.content)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return _shorten(answer.text)
     if not isinstance(body, dict):
-        return _shorten(json.dumps(body))
+        return _render(body)
     parts: list[str] = []
     for key in ("title", "detail", "message"):
         value = body.get(key)
@@ -685,76 +1066,162 @@ def _problem_text(response: httpx.Response) -> str:
             parts.append(value.strip())
     errors = body.get("errors")
     if isinstance(errors, list) and errors:
-        parts.append("; ".join(_graphql_message(item) for item in errors))
-    return _shorten(" - ".join(parts)) if parts else _shorten(json.dumps(body))
+        parts.append(_graphql_messages(errors))
+    return _shorten(" - ".join(parts)) if parts else _render(body)
 
 
-def _graphql_message(item: object) -> str:
-    message = item.get("message") if isinstance(item, dict) else None
-    if isinstance(message, str):
-        return message
-    return item if isinstance(item, str) else json.dumps(item)
+def _graphql_messages(errors: list[Any]) -> str:
+    """GraphQL ``errors[].message`` joined (the first 10), anything else rendered as bounded JSON."""
+    messages: list[str] = []
+    for item in errors[:10]:
+        message = item.get("message") if isinstance(item, dict) else None
+        if isinstance(message, str):
+            messages.append(_shorten(message))
+        else:
+            messages.append(_shorten(item) if isinstance(item, str) else _render(item, 200))
+    more = f"; and {len(errors) - 10} more" if len(errors) > 10 else ""
+    return "; ".join(messages) + more
 
 
 def _shorten(text: str, limit: int = 300) -> str:
+    if len(text) > 8 * limit:  # whitespace runs cannot shrink what is kept below limit by more than this
+        text = text[: 8 * limit]
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _decode_json(response: httpx.Response, route: str) -> Any:
-    if not response.content:
-        raise RunPodProtocolError(
-            "empty body where JSON was expected", route=route, status=response.status_code
-        )
+class _Oversized:
+    """A JSON integer literal with more than ``_MAX_INT_DIGITS`` digits: never converted to ``int``
+    (Python refuses beyond 4,300 digits, and no field may hold one anyway)."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+
+def _parse_int(literal: str) -> int | _Oversized:
+    digits = len(literal.lstrip("-"))
+    return _Oversized(digits) if digits > _MAX_INT_DIGITS else int(literal)
+
+
+def _loads(content: bytes) -> Any:
+    """``json.loads`` with integers bounded; raises ValueError, UnicodeDecodeError or RecursionError."""
+    return json.loads(content, parse_int=_parse_int)
+
+
+def _decode_json(answer: _Answer, route: str) -> Any:
+    if not answer.content:
+        raise RunPodProtocolError("empty body where JSON was expected", route=route, status=answer.status)
     try:
-        return json.loads(response.content)
+        return _loads(answer.content)
+    except RecursionError:
+        problem = "body is not usable JSON: nested too deeply"
     except (ValueError, UnicodeDecodeError):
-        raise RunPodProtocolError(
-            f"body is not JSON: {_shorten(response.text, 80)!r}", route=route, status=response.status_code
-        ) from None
+        problem = f"body is not JSON: {_shorten(answer.text, 80)!r}"
+    raise RunPodProtocolError(problem, route=route, status=answer.status)
 
 
 def _retry_after_s(value: str | None, now: float) -> float | None:
-    """``Retry-After`` as seconds from ``now``: delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    """``Retry-After`` as seconds from ``now``: delta-seconds or an HTTP date (RFC 9110 §10.2.3).
+
+    None when absent or unusable (malformed, a date without a zone, not finite): the caller backs off.
+    """
     if value is None or not value.strip():
         return None
     value = value.strip()
+    if len(value) > 100:
+        return None
     try:
         seconds = float(value)
     except ValueError:
         try:
             moment = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+            if moment.tzinfo is None:  # RFC 850 and asctime forms are GMT by definition
+                return None
+            seconds = moment.timestamp() - now
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
-        if moment.tzinfo is None:  # RFC 850 and asctime forms are GMT by definition
-            return None
-        seconds = moment.timestamp() - now
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
 
 
+def _parse_ratelimit(value: str | None) -> list[tuple[str, int, float]]:
+    """``RateLimit: "minute";r=0;t=12, "hour";r=2800;t=1812`` → ``[(window, remaining, reset s), ...]``.
+
+    Members without a usable ``r`` (an int 0..2**53-1) and ``t`` (a finite number 0..1e9) are skipped;
+    at most ``_MAX_QUOTA_WINDOWS`` are kept. This is an optimisation: the 429 path still protects us.
+    """
+    windows: list[tuple[str, int, float]] = []
+    for name, params in _structured_members(value):
+        remaining = _header_int(params.get("r"))
+        reset = _header_number(params.get("t"))
+        if remaining is not None and reset is not None:
+            windows.append((name, remaining, reset))
+    return windows
+
+
+def _parse_ratelimit_policy(value: str | None) -> dict[str, tuple[int, float]]:
+    """``RateLimit-Policy: "minute";q=60;w=60`` → ``{window: (quota, window seconds)}``."""
+    policies: dict[str, tuple[int, float]] = {}
+    for name, params in _structured_members(value):
+        quota = _header_int(params.get("q"))
+        window = _header_number(params.get("w"))
+        if quota is not None and window is not None:
+            policies[name] = (quota, window)
+    return policies
+
+
+def _structured_members(value: str | None) -> Iterator[tuple[str, dict[str, str]]]:
+    if not value or len(value) > 4096:
+        return
+    count = 0
+    for member in value.split(","):
+        name, *parts = member.split(";")
+        name = name.strip().strip('"').strip()
+        if not name or len(name) > 64 or not name.isprintable():
+            continue
+        params: dict[str, str] = {}
+        for part in parts:
+            key, _, raw = part.partition("=")
+            params[key.strip()] = raw.strip().strip('"')
+        yield name, params
+        count += 1
+        if count >= _MAX_QUOTA_WINDOWS:
+            return
+
+
+def _header_int(raw: str | None) -> int | None:
+    if raw is None or not raw.isdigit() or len(raw) > 16:  # isdigit: no sign, no spaces
+        return None
+    value = int(raw)
+    return value if value <= _MAX_INT else None
+
+
+def _header_number(raw: str | None) -> float | None:
+    if raw is None or len(raw) > 32:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and 0 <= value <= 1e9 else None
+
+
+def _exhausted_wait_s(windows: list[tuple[str, int, float]]) -> float | None:
+    """The longest reset among the windows with no call left, or None when some are left in all."""
+    waits = [reset for _, remaining, reset in windows if remaining == 0 and reset > 0]
+    return max(waits) if waits else None
+
+
 def _ratelimit_wait_s(value: str | None) -> float | None:
-    """Seconds to hold off according to ``RateLimit: "minute";r=0;t=12, "hour";r=2800;t=1812``.
+    """Seconds to hold off according to a ``RateLimit`` header value (None: no window is used up).
 
     Only windows whose remaining count ``r`` is 0 matter; the longest of their reset times ``t`` wins.
     Anything malformed is ignored: this is an optimisation, the 429 path still protects us.
     """
-    if not value:
-        return None
-    wait: float | None = None
-    for member in value.split(","):
-        params: dict[str, str] = {}
-        for part in member.split(";")[1:]:
-            key, _, raw = part.partition("=")
-            params[key.strip()] = raw.strip().strip('"')
-        try:
-            remaining, reset = int(params["r"]), float(params["t"])
-        except (KeyError, ValueError):
-            continue
-        if remaining <= 0 and math.isfinite(reset) and reset > 0:
-            wait = reset if wait is None else max(wait, reset)
-    return wait
+    return _exhausted_wait_s(_parse_ratelimit(value))
 
 
 # ---------------------------------------------------------------------- parsing
@@ -763,6 +1230,7 @@ _MISSING: Final = object()
 
 
 def _describe(value: object) -> str:
+    """A short description of a JSON value for messages; never fails and never prints much."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -773,7 +1241,70 @@ def _describe(value: object) -> str:
         return "an array"
     if isinstance(value, str):
         return repr(_shorten(value, 40))
-    return repr(value)
+    if isinstance(value, _Oversized):
+        return f"an integer of {value.digits} digits"
+    if isinstance(value, int):
+        if abs(value) > 10**18:
+            return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
+def _render(value: object, limit: int = 300) -> str:
+    """Compact JSON-like text of ``value`` cut at ``limit`` characters; depth-limited, so it never
+    recurses deeply, and big integers are described rather than converted."""
+    out: list[str] = []
+    budget = [limit + 1]
+
+    def emit(text: str) -> None:
+        out.append(text)
+        budget[0] -= len(text)
+
+    def walk(item: object, depth: int) -> None:
+        if budget[0] <= 0:
+            return
+        if depth > 16:
+            emit("…")
+        elif isinstance(item, dict):
+            emit("{")
+            for index, (key, child) in enumerate(item.items()):
+                if budget[0] <= 0:
+                    break
+                emit(("" if index == 0 else ", ") + json.dumps(str(key)[:limit]) + ": ")
+                walk(child, depth + 1)
+            emit("}")
+        elif isinstance(item, list):
+            emit("[")
+            for index, child in enumerate(item):
+                if budget[0] <= 0:
+                    break
+                if index:
+                    emit(", ")
+                walk(child, depth + 1)
+            emit("]")
+        elif isinstance(item, str):
+            emit(json.dumps(item[:limit]))
+        elif (
+            item is None or isinstance(item, bool | float) or (isinstance(item, int) and abs(item) <= 10**18)
+        ):
+            emit(json.dumps(item))
+        else:
+            emit(f"<{_describe(item)}>")
+
+    walk(value, 0)
+    text = "".join(out)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _clean_text(value: str) -> str:
+    """``value`` with lone UTF-16 surrogates (valid in JSON escapes, not in UTF-8) replaced by U+FFFD."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", value)
+    return value
 
 
 class _Node:
@@ -818,26 +1349,44 @@ class _Node:
             return _MISSING
         return value
 
+    def _text(self, key: str, value: object, *, non_empty: bool) -> str:
+        if not isinstance(value, str) or (non_empty and not value):
+            raise self._wrong(key, "a non-empty string" if non_empty else "a string", value)
+        if len(value) > _MAX_TEXT:
+            raise self.error(key, f"expected at most {_MAX_TEXT} characters, got {len(value)}")
+        return _clean_text(value)
+
     def string(self, key: str) -> str:
-        value = self._value(key, required=True)
-        if not isinstance(value, str) or not value:
-            raise self._wrong(key, "a non-empty string", value)
-        return value
+        return self._text(key, self._value(key, required=True), non_empty=True)
 
     def optional_string(self, key: str, default: str | None = None) -> str | None:
         value = self._value(key, required=False)
-        if value is _MISSING:
-            return default
-        if not isinstance(value, str):
-            raise self._wrong(key, "a string", value)
-        return value
+        return default if value is _MISSING else self._text(key, value, non_empty=False)
+
+    def _identifier(self, key: str, value: object) -> str:
+        if isinstance(value, str) and _ID_PATTERN.fullmatch(value) and set(value) != {"."}:
+            return value
+        raise self._wrong(key, "an id (1-200 letters, digits, '_', '-' or '.')", value)
+
+    def identifier(self, key: str) -> str:
+        """A RunPod id: also safe to put in a URL path, which the caller may do next."""
+        return self._identifier(key, self._value(key, required=True))
+
+    def optional_identifier(self, key: str) -> str | None:
+        value = self._value(key, required=False)
+        return None if value is _MISSING else self._identifier(key, value)
 
     def _int(self, key: str, value: object) -> int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise self._wrong(key, "an integer", value)
+        """An integer in 0..2**53-1 (every integer RunPod sends is a count, a size or a duration)."""
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (isinstance(value, float) and not value.is_integer())
+        ):
+            raise self._wrong(key, "an integer", value)
+        if not 0 <= value <= _MAX_INT:  # compared exactly, never converted: no OverflowError
+            raise self.error(key, f"expected an integer in 0..{_MAX_INT}, got {_describe(value)}")
+        return int(value)
 
     def integer(self, key: str) -> int:
         return self._int(key, self._value(key, required=True))
@@ -851,17 +1400,23 @@ class _Node:
         value = self._value(key, required=False)
         return 0 if value is _MISSING else self._int(key, value)
 
-    def _number(self, key: str, value: object) -> float:
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-        raise self._wrong(key, "a number", value)
+    def _number(self, key: str, value: object, low: float, high: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._wrong(key, "a number", value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self._wrong(key, "a finite number", value)
+        if not low <= value <= high:  # int compared exactly: float() of a huge int would overflow
+            raise self.error(key, f"expected a number in {low:g}..{high:g}, got {_describe(value)}")
+        return float(value)
 
-    def number(self, key: str) -> float:
-        return self._number(key, self._value(key, required=True))
+    def number(self, key: str, *, low: float = 0.0, high: float = _MAX_USD) -> float:
+        return self._number(key, self._value(key, required=True), low, high)
 
-    def optional_number(self, key: str, default: float | None) -> float | None:
+    def optional_number(
+        self, key: str, default: float | None, *, low: float = 0.0, high: float = _MAX_USD
+    ) -> float | None:
         value = self._value(key, required=False)
-        return default if value is _MISSING else self._number(key, value)
+        return default if value is _MISSING else self._number(key, value, low, high)
 
     def optional_bool(self, key: str, default: bool) -> bool:
         value = self._value(key, required=False)
@@ -872,11 +1427,15 @@ class _Node:
         return value
 
     def _time(self, key: str, value: object) -> float:
-        if isinstance(value, str):
+        if isinstance(value, str) and len(value) <= 64:
             try:
-                return from_iso(value)
-            except ValueError:
+                moment = from_iso(value)
+            except (ValueError, OverflowError, TypeError):
                 pass
+            else:
+                if _EARLIEST_TIME <= moment < _LATEST_TIME:
+                    return moment
+                raise self.error(key, f"expected a date-time in 2000..2199, got {_describe(value)}")
         raise self._wrong(key, "an RFC 3339 date-time", value)
 
     def time(self, key: str) -> float:
@@ -888,11 +1447,11 @@ class _Node:
 
     def enum(self, key: str, enum_type: type[_EnumT]) -> _EnumT:
         value = self._value(key, required=True)
-        try:
-            return enum_type(value)
-        except ValueError:
-            allowed = ", ".join(member.value for member in enum_type)
-            raise self.error(key, f"{_describe(value)} is not one of {allowed}") from None
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return enum_type(value)
+        allowed = ", ".join(member.value for member in enum_type)
+        raise self.error(key, f"{_describe(value)} is not one of {allowed}")
 
     def obj(self, key: str) -> _Node:
         value = self._value(key, required=True)
@@ -928,14 +1487,17 @@ class _Node:
     def strings(self, key: str) -> tuple[str, ...]:
         value = self._value(key, required=False)
         items = [] if value is _MISSING else self._array(key, value)
+        result: list[str] = []
         for index, item in enumerate(items):
-            if not isinstance(item, str):
+            if not isinstance(item, str) or len(item) > _MAX_TEXT:
+                expected = "a string" if not isinstance(item, str) else f"at most {_MAX_TEXT} characters"
                 raise RunPodProtocolError(
-                    f"expected a string, got {_describe(item)}",
+                    f"expected {expected}, got {_describe(item)}",
                     route=self._route,
                     field=f"{self.field(key)}[{index}]",
                 )
-        return tuple(items)
+            result.append(_clean_text(item))
+        return tuple(result)
 
 
 def _parse_endpoint_list(body: Any, route: str) -> list[EndpointConfig]:
@@ -945,6 +1507,7 @@ def _parse_endpoint_list(body: Any, route: str) -> list[EndpointConfig]:
 def _parse_endpoint(node: _Node) -> EndpointConfig:
     """REST v2 ``Endpoint``. Only ``id`` and ``workers.min/max`` are indispensable; the rest has defaults.
 
+    * ``id`` must be a RunPod id (the daemon puts it in URL paths next).
     * ``timeout`` 0, null or absent → ``execution_timeout_ms=None``: RunPod never times the job out.
     * ``workers.idleTimeout`` is omitted by RunPod for queue endpoints scaling on REQUEST_COUNT → 0
       ("not applicable").
@@ -963,7 +1526,7 @@ def _parse_endpoint(node: _Node) -> EndpointConfig:
                 scaler_value = value
                 break
     return EndpointConfig(
-        id=node.string("id"),
+        id=node.identifier("id"),
         name=node.optional_string("name", "") or "",
         workers_min=workers.integer("min"),
         workers_max=workers.integer("max"),
@@ -983,13 +1546,13 @@ def _parse_workers(body: Any, route: str) -> EndpointWorkers:
     root = _Node.root(body, route)
     workers = tuple(
         Worker(
-            id=item.string("id"),
+            id=item.identifier("id"),
             status=item.enum("status", WorkerStatus),
             is_stale=item.optional_bool("isStale", False),
             gpu_count=item.optional_integer("gpuCount", 1) or 0,
             gpu_type_id=item.optional_string("gpuTypeId"),
             version=item.optional_integer("version", None),
-            uptime_s=item.optional_number("uptimeSeconds", None),
+            uptime_s=item.optional_number("uptimeSeconds", None, high=_MAX_SECONDS),
             started_at=item.optional_time("startedAt"),
             data_center_id=item.optional_string("dataCenterId"),
         )
@@ -1041,17 +1604,23 @@ def _parse_health(body: Any, route: str) -> Health:
 
 
 def _parse_job(node: _Node) -> Job:
-    """Runtime job (``/status``, ``/cancel``). A non-string ``error`` is kept as its JSON text."""
-    error = node.raw("error")
-    if error is not _MISSING and not isinstance(error, str):
-        error = json.dumps(error)
+    """Runtime job (``/status``, ``/cancel``). A non-string ``error`` is kept as compact JSON text; either
+    is cut at ``_MAX_ERROR_TEXT`` characters (a handler's traceback can be long)."""
+    raw_error = node.raw("error")
+    error: str | None = None
+    if isinstance(raw_error, str):
+        error = _clean_text(
+            raw_error if len(raw_error) <= _MAX_ERROR_TEXT else raw_error[: _MAX_ERROR_TEXT - 1] + "…"
+        )
+    elif raw_error is not _MISSING:
+        error = _clean_text(_render(raw_error, _MAX_ERROR_TEXT))
     return Job(
-        id=node.string("id"),
+        id=node.identifier("id"),
         status=node.enum("status", JobStatus),
-        delay_time_ms=_rounded(node.optional_number("delayTime", None)),
-        execution_time_ms=_rounded(node.optional_number("executionTime", None)),
-        worker_id=node.optional_string("workerId"),
-        error=None if error is _MISSING else error,
+        delay_time_ms=_rounded(node.optional_number("delayTime", None, high=_MAX_DURATION_MS)),
+        execution_time_ms=_rounded(node.optional_number("executionTime", None, high=_MAX_DURATION_MS)),
+        worker_id=node.optional_identifier("workerId"),
+        error=error,
         has_output=node.raw("output") is not _MISSING,
     )
 
@@ -1066,12 +1635,13 @@ def _parse_purge(body: Any, route: str) -> PurgeResult:
 
 
 def _parse_billing(body: Any, route: str) -> BillingReport:
+    """REST v2 billing. Amounts are USD in 0..1e9: a negative amount would hide spend from the budget."""
     root = _Node.root(body, route)
     records = tuple(
         BillingRecord(
             start=item.time("startTime"),
             end=item.time("endTime"),
-            endpoint_id=item.optional_string("serverlessId"),
+            endpoint_id=item.optional_identifier("serverlessId"),
             total_usd=item.number("totalAmount"),
             gpu_usd=item.optional_number("gpuAmount", 0.0) or 0.0,
             cpu_usd=item.optional_number("cpuAmount", 0.0) or 0.0,
@@ -1092,21 +1662,24 @@ def _parse_billing(body: Any, route: str) -> BillingReport:
 
 
 def _parse_account_spend(body: Any, route: str) -> AccountSpend:
+    """GraphQL ``myself``; ``errors`` (even beside ``data``) is ``RunPodRejected``. The balance may be
+    negative (money owed); the spend rate and limit may not."""
     root = _Node.root(body, route)
     errors = root.raw("errors")
     if errors is not _MISSING:
         if not isinstance(errors, list):
             raise root.error("errors", f"expected an array, got {_describe(errors)}")
         if errors:
-            messages = "; ".join(_graphql_message(item) for item in errors)
-            raise RunPodRejected(f"GraphQL errors: {_shorten(messages)}", route=route, status=200)
+            raise RunPodRejected(
+                f"GraphQL errors: {_shorten(_graphql_messages(errors))}", route=route, status=200
+            )
     myself = root.obj("data").obj("myself")
     standby = {
-        item.string("id"): item.count("workersStandby")
+        item.identifier("id"): item.count("workersStandby")
         for item in myself.objects("endpoints", required=False)
     }
     return AccountSpend(
-        client_balance_usd=myself.optional_number("clientBalance", None),
+        client_balance_usd=myself.optional_number("clientBalance", None, low=-_MAX_USD),
         current_spend_per_hr_usd=myself.optional_number("currentSpendPerHr", None),
         spend_limit_usd=myself.optional_number("spendLimit", None),
         workers_standby=standby,
