@@ -7,8 +7,10 @@
     ├── RunPodError               talking to RunPod failed
     │   ├── RunPodAuthError       401/403: the API key is wrong; fatal, never retried
     │   ├── RunPodUnavailable     connect errors, timeouts, 5xx and 429 after the retries ran out
+    │   │   └── RunPodDeadlineReached   (client.py) the call's deadline came before an answer
     │   ├── RunPodNotFound        404 on a resource (endpoint, job)
     │   ├── RunPodRejected        4xx other than the above (e.g. 422 validation of a PATCH)
+    │   │   └── InvalidIdentifier       (client.py) an id that cannot go in a URL; nothing was sent
     │   └── RunPodProtocolError   a body that does not match what the route documents
     ├── LedgerError               the SQLite ledger is unusable (locked by another instance, corrupt)
     └── AlertError                an alert could not be delivered (it stays queued in the ledger)

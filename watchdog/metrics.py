@@ -316,6 +316,11 @@ def _robustness_metrics(status: DaemonStatus) -> Iterator[Metric]:
         "Alerts the dispatcher holds and has not delivered (Slack down, or the webhook refused).",
         status.alerts_undelivered,
     )
+    yield _gauge(
+        "quota_limited",
+        "1 when RunPod's rate limit held the last tick's read up (that tick is not ok, see last_tick_ok).",
+        1.0 if status.quota_wait else 0.0,
+    )
     if status.slack_webhook != "absent":
         yield _gauge(
             "slack_webhook_up",

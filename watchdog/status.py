@@ -148,6 +148,9 @@ class DaemonStatus:
     """``ok``, ``retrying``, ``dead`` (refused, re-probed) or ``absent`` (no webhook: to the log)."""
     bad_records: dict[str, int] = field(default_factory=dict)
     """Kind → hostile or malformed records skipped since start (log lines, job ids, job answers)."""
+    quota_wait: str = ""
+    """How RunPod's rate limit held the last tick's read up ("" when it did not): that tick saw RunPod
+    completely but is not ok (``last_tick_ok`` is False)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -10,17 +10,25 @@ already knows: GraphQL ``workersStandby`` and the billing (which lags by hours a
 month to date keeps the live estimate and the billed hours already in the ledger, and billing is retried
 after ``billing_interval_s``). One job whose status cannot be read is left out, never the whole reading.
 
+:func:`read_runpod_bounded` is how a tick reads: within :func:`read_budget_s` (a 429 storm or a hung
+RunPod ends in a blind tick, never in a tick that outlives its interval, whatever ``max_retries`` says),
+noting whether RunPod's quota made it wait (such a tick is never recorded as ok), and abandoned at once
+when the daemon is told to stop (:class:`ReadInterrupted`: nothing of the tick is recorded, so its log
+lines are read again at the next start).
+
 This stage only reads: it returns what it saw and changes no state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from watchdog.client import DeadlineScope
 from watchdog.clock import month_start
 from watchdog.config import Config
 from watchdog.errors import (
@@ -38,6 +46,9 @@ log = logging.getLogger(__name__)
 MAX_JOB_POLLS_PER_TICK = 20
 """Job status calls per tick, oldest jobs first (the runtime allows thousands per 10 s; we need few)."""
 
+MIN_READ_BUDGET_S = 10.0
+"""The shortest time a tick may spend reading RunPod, whatever the poll interval (the demo's is short)."""
+
 
 class RunPodReads(Protocol):
     """What the fetch stage needs of :class:`watchdog.client.RunPodClient`."""
@@ -50,6 +61,13 @@ class RunPodReads(Protocol):
     async def serverless_billing(
         self, *, start: float, end: float | None = None, bucket_size: str = "hour"
     ) -> BillingReport: ...
+    def deadline(
+        self, seconds: float | None = None, *, at: float | None = None
+    ) -> contextlib.AbstractContextManager[DeadlineScope]: ...
+
+
+class ReadInterrupted(Exception):
+    """The daemon was told to stop while a tick was reading RunPod: the read was abandoned."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +108,20 @@ class Reading:
     """Why the reading is incomplete (the tick is then blind)."""
     auth_rejected: bool = False
     """The error is RunPod rejecting the API key."""
+    quota_wait: str | None = None
+    """How RunPod's quota held the reading up (it waited for, or gave up because of, a 429 or a used-up
+    rate-limit window), or None. A reading held up is complete when ``error`` is None, but the tick that
+    made it is not recorded as ok."""
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+def read_budget_s(config: Config) -> float:
+    """How long one tick may spend reading RunPod: one poll interval (at least ``MIN_READ_BUDGET_S``), so
+    ticks never pile up behind a slow RunPod."""
+    return max(MIN_READ_BUDGET_S, config.runpod.poll_interval_s)
 
 
 def read_logs(tailers: Sequence[LogTailer]) -> LogBatch:
@@ -114,7 +142,38 @@ def read_logs(tailers: Sequence[LogTailer]) -> LogBatch:
     return LogBatch(tuple(events), tuple(problems), malformed)
 
 
+async def read_runpod_bounded(
+    client: RunPodReads, config: Config, plan: ReadPlan, now: float, stopping: asyncio.Event
+) -> Reading:
+    """:func:`read_runpod` within :func:`read_budget_s`, noting quota waits.
+
+    Raises:
+        ReadInterrupted: ``stopping`` was set before the read finished (the read is cancelled at once,
+            even in the middle of a ``Retry-After`` wait).
+    """
+    with client.deadline(read_budget_s(config)) as scope:
+        reading_task = asyncio.ensure_future(read_runpod(client, config, plan, now))
+        stopped = asyncio.ensure_future(stopping.wait())
+        try:
+            await asyncio.wait({reading_task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not reading_task.done():
+                reading_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reading_task
+        if reading_task.cancelled():
+            raise ReadInterrupted("the daemon is stopping")
+        reading = reading_task.result()
+    if scope.quota_starved:
+        routes = ", ".join(sorted(set(scope.starved_routes))[:5]) or "unknown routes"
+        reading.quota_wait = f"RunPod's rate limit held the read up {scope.quota_wait_s:.0f} s ({routes})"
+    return reading
+
+
 async def read_runpod(client: RunPodReads, config: Config, plan: ReadPlan, now: float) -> Reading:
+    """One complete reading, or one that says why it is not (``error``). Unbounded in time by itself:
+    ticks use :func:`read_runpod_bounded`."""
     reading = Reading()
     try:
         listed = await client.list_endpoints()

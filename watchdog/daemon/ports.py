@@ -55,6 +55,8 @@ class Ports:
     """Raises an alert the ledger cannot hold (it is about the ledger failing): key, text."""
     delivery: Callable[[], DeliveryHealth | None] = _no_delivery
     """How alert delivery stands (None: no dispatcher, e.g. a test driving ticks by hand)."""
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the daemon is told to stop: a tick reading RunPod abandons the read at once."""
     acting: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held while decisions are executed and recorded: a deadline check acts while a tick is still
     reading RunPod, never while it acts."""

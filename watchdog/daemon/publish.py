@@ -176,12 +176,16 @@ def build_status(
     ledger: LedgerFigures,
     delivery: DeliveryHealth | None,
     config: Config,
+    quota_wait: str | None = None,
 ) -> DaemonStatus:
+    """The status of the tick that ran from ``started_at`` to ``finished_at``: blind when ``error`` says
+    why it could not read RunPod; not ok either when RunPod's quota held its read up (``quota_wait``)."""
     counters = state.counters
     return DaemonStatus(
         started_at=state.started_at,
         last_tick_at=finished_at,
-        last_tick_ok=error is None,
+        last_tick_ok=error is None and quota_wait is None,
+        quota_wait=quota_wait or "",
         last_tick_duration_s=max(0.0, finished_at - started_at),
         tick_interval_s=config.runpod.poll_interval_s,
         blind=error is not None,

@@ -39,6 +39,7 @@ from watchdog.client import RunPodClient
 from watchdog.clock import Clock, SystemClock
 from watchdog.config import Config, Secrets, load_config
 from watchdog.daemon.commands import run_command
+from watchdog.daemon.fetch import ReadInterrupted
 from watchdog.daemon.notices import reload_failed_alert
 from watchdog.daemon.ports import Ports
 from watchdog.daemon.publish import status_line
@@ -232,7 +233,7 @@ class Daemon:
             self._check_ledger_file(now)
             try:
                 return await run_tick(self.state, self.ports, self.config, now)
-            except RunPodAuthError:
+            except (RunPodAuthError, ReadInterrupted):
                 raise
             except Exception as exc:  # any failure is a blind tick, published and alerted, never silent
                 log.exception("tick failed")
@@ -302,6 +303,7 @@ class Daemon:
         background = [
             asyncio.create_task(self.dispatcher.run_forever(stop), name="alerts"),
             asyncio.create_task(self._watch_deadlines(stop), name="deadlines"),
+            asyncio.create_task(self._relay_stop(stop), name="stop-reads"),
         ]
         interval = self.notifier.watchdog_interval_s
         if interval:
@@ -312,6 +314,9 @@ class Daemon:
                 started = self.clock.now()
                 try:
                     outcome: TickOutcome | None = await asyncio.shield(self.tick())
+                except ReadInterrupted:
+                    log.info("stopping: the tick's read of RunPod was abandoned; nothing of it was recorded")
+                    break
                 except RunPodAuthError:
                     raise
                 except Exception:
@@ -341,6 +346,12 @@ class Daemon:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         return 0
+
+    async def _relay_stop(self, stop: asyncio.Event) -> None:
+        """Tell a tick reading RunPod to give up as soon as the daemon is told to stop (a read waiting out
+        a long ``Retry-After`` would otherwise hold SIGTERM past systemd's TimeoutStopSec)."""
+        await stop.wait()
+        self.ports.stopping.set()
 
     async def _watch_deadlines(self, stop: asyncio.Event) -> None:
         """Sleep until the earliest runaway deadline (or until a tick changes them), then check it: the

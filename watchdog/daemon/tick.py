@@ -31,7 +31,7 @@ from watchdog.config import Config
 from watchdog.daemon.accounting import Accrued, MonthMoney, accrue, billed_rows, month_money
 from watchdog.daemon.evaluate import blind_decision, decide, endpoint_limits, is_repeat, policy_settings
 from watchdog.daemon.execute import Execution, Observation, brake_entry, execute, step_for, verify
-from watchdog.daemon.fetch import Reading, ReadPlan, read_logs, read_runpod
+from watchdog.daemon.fetch import Reading, ReadPlan, read_logs, read_runpod_bounded
 from watchdog.daemon.notices import decision_alert, events_of, first_sightings, metric_alerts
 from watchdog.daemon.ports import Ports
 from watchdog.daemon.publish import (
@@ -115,7 +115,9 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
         jobs=tuple(dict.fromkeys([*state.own.cancelled_ids(), *state.tracker.open_job_ids()])),
         billing_due=state.billing.due(now, config.runpod.billing_interval_s),
     )
-    reading = await read_runpod(ports.client, config, plan, now)
+    reading = await read_runpod_bounded(ports.client, config, plan, now, ports.stopping)
+    if reading.quota_wait is not None:
+        log.warning("tick %d not ok: %s", state.ticks + 1, reading.quota_wait)
     if reading.auth_rejected and state.sight.last_ok_at is None:
         raise RunPodAuthError(reading.error or "RunPod rejected the API key")
 
@@ -237,9 +239,9 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
         record = TickRecord(
             started_at=now,
             finished_at=finished,
-            ok=reading.ok,
+            ok=reading.ok and reading.quota_wait is None,
             blind=not reading.ok,
-            error=reading.error,
+            error=reading.error or reading.quota_wait,
             endpoints=len(reading.endpoints),
             accounting=accrued.interval,
             estimates=accrued.estimates,
@@ -292,9 +294,9 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
         tick_id=recorded.tick_id if recorded is not None else None,
         started_at=now,
         finished_at=finished,
-        ok=reading.ok,
+        ok=reading.ok and reading.quota_wait is None,
         blind=not reading.ok,
-        error=reading.error,
+        error=reading.error or reading.quota_wait,
         decisions=tuple(decisions),
         rows=tuple(steps),
         new_alerts=recorded.new_alerts if recorded is not None else (),
@@ -696,6 +698,7 @@ def _status(  # noqa: PLR0917
         started_at=now,
         finished_at=finished,
         error=reading.error,
+        quota_wait=reading.quota_wait,
         budget=budget_view(budget, money, state.calendar, config),
         endpoints=endpoints,
         ledger=LedgerFigures(sent, unsent + new_alerts, ports.ledger.size_bytes(), state.ledger.problem),
