@@ -113,7 +113,9 @@ def _metrics(port: int) -> dict[str, float]:
     return samples
 
 
-def _wait_for(what: str, check: Callable[[], bool], process: subprocess.Popen[bytes], timeout_s: float) -> None:
+def _wait_for(
+    what: str, check: Callable[[], bool], process: subprocess.Popen[bytes], timeout_s: float
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert process.poll() is None, f"the daemon exited while waiting for {what}"
@@ -185,7 +187,9 @@ start_at = "start"
     assert {d.job_id for d in cancels} == {job.id}
 
 
-def test_sigterm_during_a_429_storm_is_honoured_at_once_and_the_storm_is_a_blind_alert(tmp_path: Path) -> None:
+def test_sigterm_during_a_429_storm_is_honoured_at_once_and_the_storm_is_a_blind_alert(
+    tmp_path: Path,
+) -> None:
     sim = build_simulator("steady", clock=SystemClock())
     faults = Faults()
     metrics_port = _free_loopback_port()
