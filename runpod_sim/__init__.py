@@ -8,7 +8,9 @@ Two layers, one contract:
   in order, so a ``ManualClock`` can jump a whole month and get the same result as living it.
 * ``app.create_app(sim)`` is the HTTP face: one ASGI app that routes GraphQL, REST v2, the job runtime and
   the worker-side protocol like RunPod's hosts do (runpod-api.md §1.1), with each API's own errors, auth,
-  rate limits and injectable faults. ``serve.py`` runs it under uvicorn for ``runpod-watchdog simulate``.
+  rate limits and injectable faults. ``serve.py`` runs it under uvicorn for ``runpod-watchdog simulate``
+  (real runpod SDK workers can serve its endpoints: ``--external-workers`` prints their environment);
+  ``webhooks.py`` delivers job webhooks, to loopback addresses only.
 
 The simulator is the ground truth the product is checked against; the official runpod SDK checks the
 simulator (tests/test_sdk_oracle.py).

@@ -9,18 +9,20 @@ runtime or the worker-side protocol.
 Routes (``{ep}`` = endpoint id, ``{job}`` = job id, ``{worker}`` = worker id):
 
 =================================================  =================================================
-``POST /graphql``                                  GraphQL control plane (graphql_api.py)
+``POST /graphql``                                  GraphQL control plane (graphql_api.py); 410 when retired
 ``GET  /v2/serverless``                            REST v2 ``{"endpoints": [...]}``
 ``GET|PATCH|DELETE /v2/serverless/{ep}``           REST v2 endpoint (PATCH is sparse)
 ``GET  /v2/serverless/{ep}/workers``               REST v2 workers + summary
+``GET  /v2/serverless/{ep}/workers/{w}/logs``      REST v2 worker log, server-sent events
 ``GET  /v2/billing/serverless``                    REST v2 billing records + metadata
+``GET  /v2/account/limits``                        REST v2 spendRate and serverlessWorkers (limit, current)
 ``* /v2/{pods,billing,templates,...}/...``         REST v2 collections not simulated: 404 problem+json
-``POST /v2/{ep}/run`` ``/runsync?wait=ms``         job runtime: submit
+``POST /v2/{ep}/run`` ``/runsync?wait=ms``         job runtime: submit (``policy``, loopback ``webhook``)
 ``GET  /v2/{ep}/status/{job}`` ``/stream/{job}``   job runtime: poll (POST accepted too)
 ``POST /v2/{ep}/cancel/{job}`` ``/retry/{job}``    job runtime
 ``POST /v2/{ep}/purge-queue``, ``GET /health``     job runtime
 ``GET  /v2/{ep}/job-take/{worker}?gpu=&job_in_progress=``   worker: long poll, 204 when nothing
-``GET  /v2/{ep}/job-take-batch/{worker}?batch_size=N``      worker: a list of jobs
+``GET  /v2/{ep}/job-take-batch/{worker}?batch_size=N``      worker: a list of up to N jobs
 ``POST /v2/{ep}/job-done/{worker}[/{job}]?job_id=&isStream=``  worker: result or progress post
 ``POST /v2/{ep}/job-stream/{worker}[/{job}]?job_id=``       worker: one stream chunk
 ``GET  /v2/{ep}/job-stop/{worker}``                worker: long poll, 204 or ``{"jobsToStop": [...]}``
@@ -31,7 +33,24 @@ Routes (``{ep}`` = endpoint id, ``{job}`` = job id, ``{worker}`` = worker id):
 
 Worker-side URL templates for a real runpod SDK worker are given by ``serve.worker_env``. The job id of
 ``job-done``/``job-stream`` is taken from the path's last segment, else ``?job_id=`` (the documented
-template is ``.../job-done/$RUNPOD_POD_ID?job_id=$ID``), else the ``X-Request-ID`` header.
+template is ``.../job-done/$RUNPOD_POD_ID?job_id=$ID``), else the ``X-Request-ID`` header. A worker that
+sends ``job_in_progress`` (the SDK does) gets jobs beside the ones it runs, so a ``concurrency_modifier``
+of 2 runs two jobs at once (``Simulator.take_jobs``); a worker id still holding a ``$`` (an unexpanded
+``$RUNPOD_POD_ID``: the SDK replaces only ``$ID`` in the take URL) is refused with 400.
+
+Beyond the vendored OpenAPI document (OAS2, 2026-08-20):
+
+* ``GET /v2/account/limits`` (RunPod, 2026-11-18): shape decided in ``serialize.account_limits``; the spend
+  rate it reports is enforced when workers start (``SimOptions.spend_rate_usd_per_hr``).
+* The worker log stream follows OAS2 ``getWorkerLogs`` (``source``, ``tail``, ``since``, ``Last-Event-ID``;
+  events ``id: <ts>/<seq>`` + ``data: {ts, source, line}``) and ends when the worker is gone; see
+  ``_worker_logs``. ``create_app(log_stream_max_s=...)`` bounds streams for in-process clients.
+* GraphQL retired (``SimOptions.graphql_enabled = False``, RunPod retires it in early 2027): every
+  ``/graphql`` request answers **410 Gone** with an RFC 9457 problem+json body (``title`` "Gone", a
+  ``detail`` naming REST v2), before auth, as a removed route would. Chosen over 404 because the resource
+  is known and gone for good. runpod SDK 1.12 then fails its GraphQL helpers with ``KeyError('data')``.
+* ``webhook`` on ``/run``/``/runsync``: loopback URLs only (400 otherwise), POSTed the /status body when
+  the job ends (webhooks.py).
 
 Auth: ``Authorization: Bearer <key>`` everywhere; the raw ``Authorization: <key>`` on the runtime and
 worker side (the worker SDK and the docs' curl examples send it); ``?api_key=<key>`` on GraphQL. A bad,
@@ -53,13 +72,13 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from runpod_sim import serialize
@@ -67,6 +86,7 @@ from runpod_sim.engine import SimError, SimInvalid, SimNotFound, Simulator
 from runpod_sim.faults import Faults
 from runpod_sim.graphql_api import GraphQLService, request_error
 from runpod_sim.state import JobPolicy, SimJob
+from runpod_sim.webhooks import webhook_url_problem
 from watchdog.clock import from_iso, to_iso
 from watchdog.prices import DEFAULT_PRICES, PriceTable
 
@@ -91,6 +111,18 @@ REST_V2_PREFIXES = frozenset(
     }
 )
 """First ``/v2/`` path segments that belong to REST v2 (api.runpod.io), never to the job runtime."""
+
+LOG_TAIL_DEFAULT = 100
+LOG_TAIL_MAX = 5000
+"""OAS2 ``LogTail``: lines of backfill, default 100, at most 5000."""
+LOG_POLL_S = 0.2
+"""Real seconds between two looks at a followed worker's log."""
+LOG_KEEPALIVE_S = 15.0
+"""Real seconds of silence after which a log stream sends an SSE comment, so clients see it alive."""
+GRAPHQL_RETIRED_DETAIL = (
+    "The GraphQL API has been retired (RunPod announced its retirement for early 2027); use the REST API v2 "
+    "(/v2/serverless, /v2/billing/serverless, /v2/account/limits) and the serverless job runtime instead."
+)
 
 RUNSYNC_WAIT_DEFAULT_MS = 90_000
 RUNSYNC_WAIT_MIN_MS = 1_000
@@ -215,8 +247,14 @@ class SimulatorHTTP:
         long_poll_s: float,
         runsync_max_wait_s: float | None,
         prices: PriceTable,
+        log_stream_max_s: float | None = None,
+        log_poll_s: float = LOG_POLL_S,
     ) -> None:
         self.sim = sim
+        self.log_stream_max_s = log_stream_max_s
+        self.log_poll_s = log_poll_s
+        self.closing = False
+        """Set when the server stops: long polls answer at once and log streams end, so a stop is prompt."""
         self.api_key = api_key
         self.faults = faults
         self.rate_limits = rate_limits
@@ -227,6 +265,13 @@ class SimulatorHTTP:
 
     def now(self) -> float:
         return self.sim.clock.now()
+
+    def begin_shutdown(self) -> None:
+        """The server is stopping (serve.py calls this): end long polls and log streams now."""
+        self.closing = True
+
+    def is_closing(self) -> bool:
+        return self.closing
 
     # ------------------------------------------------------------------ the pipeline every request takes
     async def _serve(
@@ -247,16 +292,17 @@ class SimulatorHTTP:
         if hits.error_status is not None:
             return error_response(call.api, hits.error_status, "injected fault: upstream error")
         if hits.rate_limit_retry_after_s is not None:
-            response = error_response(call.api, 429, "rate limit exceeded (injected fault)")
-            response.headers["Retry-After"] = str(math.ceil(hits.rate_limit_retry_after_s))
-            return response
+            limited = error_response(call.api, 429, "rate limit exceeded (injected fault)")
+            limited.headers["Retry-After"] = str(math.ceil(hits.rate_limit_retry_after_s))
+            return limited
         refusal = self._authenticate(request, call.api)
         if refusal is not None:
             return error_response(call.api, 401, refusal)
         call.authenticated = True
-        limited = self._rate_limit(request, call)
-        if limited is not None:
-            return limited
+        refused = self._rate_limit(request, call)
+        if refused is not None:
+            return refused
+        response: Response
         try:
             response = await handler(request, call)
         except HttpError as exc:
@@ -269,7 +315,7 @@ class SimulatorHTTP:
             response = error_response(call.api, 400, str(exc) or type(exc).__name__)
         for name, value in call.rest_headers.items():
             response.headers[name] = value
-        if hits.malformed is not None:
+        if hits.malformed is not None and not isinstance(response, StreamingResponse):
             response = _corrupt(response, hits.malformed)
         return response
 
@@ -337,6 +383,14 @@ class SimulatorHTTP:
 
     # ------------------------------------------------------------------------------------ GraphQL
     async def graphql_route(self, request: Request) -> Response:
+        if not self.sim.options.graphql_enabled:
+            # Retired (SimOptions.graphql_enabled False): gone for everyone, before auth, like a removed
+            # route at the gateway. RFC 9457 problem+json, the error shape of the API that replaced it.
+            return JSONResponse(
+                serialize.problem(410, "Gone", GRAPHQL_RETIRED_DETAIL),
+                status_code=410,
+                media_type="application/problem+json",
+            )
         return await self._serve(request, _Call("graphql", route="graphql"), self._graphql)
 
     async def _graphql(self, request: Request, _call: _Call) -> Response:
@@ -376,10 +430,89 @@ class SimulatorHTTP:
             _allow(method, "GET")
             ep = self.sim.endpoint(segments[1])
             return JSONResponse(serialize.rest_workers(ep, self.sim.workers(ep.id), now=self.now()))
+        if (
+            len(segments) == 5
+            and segments[0] == "serverless"
+            and segments[2] == "workers"
+            and segments[4] == "logs"
+        ):
+            _allow(method, "GET")
+            return self._worker_logs(request, segments[1], segments[3])
         if segments == ["billing", "serverless"]:
             _allow(method, "GET")
             return JSONResponse(self._billing(request))
+        if segments == ["account", "limits"]:
+            _allow(method, "GET")
+            if request.query_params:
+                raise HttpError(400, "GET /v2/account/limits takes no query parameters")
+            return JSONResponse(serialize.account_limits(self.sim.account_limits()))
         raise HttpError(404, f"/v2/{'/'.join(segments)} is not served by the simulator")
+
+    def _worker_logs(self, request: Request, endpoint_id: str, worker_id: str) -> Response:
+        """``GET /v2/serverless/{id}/workers/{workerId}/logs``: the worker's log as server-sent events.
+
+        OAS2 ``getWorkerLogs``: ``?source=container|system`` (omitted: both), ``?tail=N`` (0-5000, default
+        100: lines to backfill), ``?since=<RFC 3339>`` (backfill from that instant; ``tail`` ignored), the
+        ``Last-Event-ID`` header (an event id this route sent, ``<ts>/<seq>``, or a bare RFC 3339 time:
+        resume after it; ``since`` and ``tail`` ignored). Each event: ``id: <ts>/<seq>`` and ``data:
+        {"ts", "source", "line"}``. The stream then follows the live worker and ENDS once the worker is gone
+        (a stopped worker's kept log is sent and the stream ends at once), or after ``log_stream_max_s``
+        real seconds when set (clients reconnect with ``Last-Event-ID``). An unknown worker is 404.
+        Memory per stream is bounded: it only keeps a cursor, and the engine keeps a bounded log."""
+        params = request.query_params
+        unknown = sorted(set(params) - {"source", "tail", "since"})
+        if unknown:
+            raise HttpError(400, f"unknown query parameters: {', '.join(unknown)}")
+        source = params.get("source")
+        if source is not None and source not in serialize.LOG_SOURCES:
+            raise HttpError(400, f"source must be one of {', '.join(serialize.LOG_SOURCES)}")
+        tail = _int_param(params, "tail", default=LOG_TAIL_DEFAULT, low=0, high=LOG_TAIL_MAX)
+        since = _param_time(params, "since", 0.0) if "since" in params else None
+        resume = _last_event_id(request.headers.get("last-event-id"))
+        lines, alive = self.sim.worker_log(endpoint_id, worker_id)  # SimNotFound → 404
+        wanted = [line for line in lines if source is None or line.source == source]
+        if resume is not None:
+            after_ts, after_seq = resume
+            backfill = [
+                line
+                for line in wanted
+                if (line.seq > after_seq if after_seq is not None else line.ts > after_ts)
+            ]
+        elif since is not None:
+            backfill = [line for line in wanted if line.ts >= since]
+        else:
+            backfill = wanted[len(wanted) - tail :] if tail else []
+        cursor = lines[-1].seq if lines else 0
+        fmt = self.sim.options.worker_log_format
+        max_s = self.log_stream_max_s
+        poll_s = self.log_poll_s
+
+        async def events() -> AsyncIterator[str]:
+            for line in backfill:
+                yield serialize.log_event(line, fmt=fmt)
+            position = cursor
+            live = alive
+            started = last_sent = time.monotonic()
+            while live and not self.closing and (max_s is None or time.monotonic() - started < max_s):
+                await asyncio.sleep(poll_s)
+                try:
+                    newer, live = self.sim.worker_log(endpoint_id, worker_id, after_seq=position)
+                except SimNotFound:  # forgotten meanwhile (many newer workers stopped): gone
+                    return
+                for line in newer:
+                    position = line.seq
+                    if source is None or line.source == source:
+                        last_sent = time.monotonic()
+                        yield serialize.log_event(line, fmt=fmt)
+                if time.monotonic() - last_sent >= LOG_KEEPALIVE_S:
+                    last_sent = time.monotonic()
+                    yield ": keep-alive\n\n"
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "Connection": "keep-alive", "X-Accel-Buffering": "no"},
+        )
 
     def _rest_endpoint(self, request: Request, ep: Any) -> dict[str, Any]:
         base = str(request.base_url).rstrip("/")
@@ -515,6 +648,11 @@ class SimulatorHTTP:
         job_input = body["input"]
         tier = job_input.get("tier") if isinstance(job_input, dict) else None
         call.tier = str(tier) if tier is not None else None
+        webhook = body.get("webhook")
+        if webhook is not None:
+            problem = webhook_url_problem(webhook)
+            if problem is not None:
+                raise HttpError(400, problem)
         job = self.sim.submit(
             call.endpoint_id,
             job_input,
@@ -522,6 +660,7 @@ class SimulatorHTTP:
             sync=sync,
             source=request.client.host if request.client else None,
             tier=call.tier,
+            webhook=webhook,
         )
         call.job_id = job.id
         return job
@@ -538,10 +677,25 @@ class SimulatorHTTP:
         params = request.query_params
         if op in ("job-take", "job-take-batch", "job-stop", "ping") and extra:
             raise HttpError(404, f"unknown route /{op}/{'/'.join(segments)}")
+        if "$" in worker_id:
+            # e.g. RUNPOD_WEBHOOK_GET_JOB=.../job-take/$RUNPOD_POD_ID?... (runpod-python's .env_example):
+            # the SDK replaces only $ID in that template, so every poll would come from a worker no ping
+            # names. Refused loudly (the SDK reads a 400 as "no job"), never registered as a worker.
+            raise HttpError(
+                400,
+                f"worker id {worker_id!r} is an unexpanded template variable: the runpod SDK substitutes "
+                "only $ID in RUNPOD_WEBHOOK_GET_JOB (and $RUNPOD_POD_ID, then $ID, in the output, stream "
+                "and ping URLs); see `runpod-watchdog simulate --external-workers` for the environment",
+            )
         if op == "job-take":
             _allow(request.method, "GET")
             job = await self.sim.wait_take_job(
-                call.endpoint_id, worker_id, timeout_s=self.long_poll_s, gpu=params.get("gpu")
+                call.endpoint_id,
+                worker_id,
+                timeout_s=self.long_poll_s,
+                gpu=params.get("gpu"),
+                job_in_progress=_job_in_progress(params),
+                until=self.is_closing,
             )
             if job is None:
                 return Response(status_code=204)
@@ -553,7 +707,9 @@ class SimulatorHTTP:
             return await self._take_batch(request, call, worker_id)
         if op == "job-stop":
             _allow(request.method, "GET")
-            ids = await self.sim.wait_stop_signals(call.endpoint_id, worker_id, timeout_s=self.long_poll_s)
+            ids = await self.sim.wait_stop_signals(
+                call.endpoint_id, worker_id, timeout_s=self.long_poll_s, until=self.is_closing
+            )
             if not ids:
                 return Response(status_code=204)
             call.job_id = ",".join(ids)
@@ -607,16 +763,17 @@ class SimulatorHTTP:
             raise HttpError(400, "batch_size must be an integer") from exc
         if batch_size < 1:
             raise HttpError(400, "batch_size must be >= 1")
-        gpu = request.query_params.get("gpu")
-        first = await self.sim.wait_take_job(call.endpoint_id, worker_id, timeout_s=self.long_poll_s, gpu=gpu)
-        if first is None:
+        jobs = await self.sim.wait_take_jobs(
+            call.endpoint_id,
+            worker_id,
+            timeout_s=self.long_poll_s,
+            gpu=request.query_params.get("gpu"),
+            max_jobs=batch_size,
+            job_in_progress=_job_in_progress(request.query_params),
+            until=self.is_closing,
+        )
+        if not jobs:
             return Response(status_code=204)
-        jobs = [first]
-        while len(jobs) < batch_size:
-            more = self.sim.take_job(call.endpoint_id, worker_id, gpu=gpu)
-            if more is None:
-                break
-            jobs.append(more)
         call.job_id = ",".join(job.id for job in jobs)
         return JSONResponse([serialize.worker_job(job) for job in jobs])
 
@@ -646,6 +803,9 @@ class SimulatorHTTP:
                 "nowIso": to_iso(now),
                 "billedUsdTotal": self.sim.billed_usd_total(),
                 "currentSpendPerHr": self.sim.current_spend_per_hr(),
+                "accountLimits": serialize.account_limits(self.sim.account_limits()),
+                "spendRateRefusals": self.sim.spend_rate_refusals,
+                "graphqlEnabled": self.sim.options.graphql_enabled,
                 "endpoints": endpoints,
                 "faults": self.faults.snapshot(),
             }
@@ -716,6 +876,45 @@ def _param_time(params: Any, name: str, default: float) -> float:
         raise HttpError(400, f"{name} must be an RFC 3339 date-time") from exc
 
 
+def _int_param(params: Any, name: str, *, default: int, low: int, high: int) -> int:
+    text = params.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise HttpError(400, f"{name} must be an integer") from exc
+    if not low <= value <= high:
+        raise HttpError(400, f"{name} must be within {low}..{high}")
+    return value
+
+
+def _last_event_id(text: str | None) -> tuple[float, int | None] | None:
+    """``Last-Event-ID``: an id this route sent (``<RFC 3339>/<seq>``) → (ts, seq); a bare RFC 3339
+    time → (ts, None); absent → None. Anything else is a 400."""
+    if text is None or not text.strip():
+        return None
+    stamp, slash, seq_text = text.strip().partition("/")
+    try:
+        ts = from_iso(stamp)
+        seq = int(seq_text) if slash else None
+    except ValueError as exc:
+        raise HttpError(400, "Last-Event-ID must be an event id of this stream or an RFC 3339 time") from exc
+    return ts, seq
+
+
+def _job_in_progress(params: Any) -> bool | None:
+    """``job_in_progress`` of job-take (the SDK sends 0 or 1); None when absent (older workers)."""
+    text = params.get("job_in_progress")
+    if text is None:
+        return None
+    if text.lower() in ("1", "true"):
+        return True
+    if text.lower() in ("0", "false"):
+        return False
+    raise HttpError(400, "job_in_progress must be 0 or 1")
+
+
 def _runsync_wait_s(request: Request) -> float:
     """``?wait`` in ms (1000–300000, default 90000). Out-of-range values are clamped, not refused."""
     text = request.query_params.get("wait")
@@ -780,11 +979,15 @@ def create_app(
     long_poll_s: float = DEFAULT_LONG_POLL_S,
     runsync_max_wait_s: float | None = None,
     prices: PriceTable | None = None,
+    log_stream_max_s: float | None = None,
+    log_poll_s: float = LOG_POLL_S,
 ) -> Starlette:
     """The ASGI app for ``sim``. ``app.state.faults`` / ``app.state.rate_limits`` are the live objects.
 
     ``long_poll_s`` bounds worker-side long polls (real seconds); ``runsync_max_wait_s``, when set, caps
-    ``/runsync``'s wait below the requested ``?wait`` (tests keep it short)."""
+    ``/runsync``'s wait below the requested ``?wait`` (tests keep it short). ``log_stream_max_s``, when set,
+    closes a worker log stream after that many real seconds (0: send the backfill and close): httpx's
+    ``ASGITransport`` buffers a whole response, so in-process clients need streams that end."""
     http = SimulatorHTTP(
         sim,
         api_key=api_key,
@@ -793,6 +996,8 @@ def create_app(
         long_poll_s=long_poll_s,
         runsync_max_wait_s=runsync_max_wait_s,
         prices=prices if prices is not None else getattr(sim, "prices", DEFAULT_PRICES),
+        log_stream_max_s=log_stream_max_s,
+        log_poll_s=log_poll_s,
     )
     all_methods = ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS"]
     app = Starlette(

@@ -23,7 +23,16 @@ signalled to wake (or becomes ready, if initializing is not billed) until it ful
 Additions beyond the fixed contract (used by scenarios.py, tests and the bench):
 ``add_traffic``/``stop_traffic`` (generic arrival processes), ``schedule`` (a timed action such as a config
 change), ``record_session`` (synthetic billing history), ``sessions``, ``session_billed_seconds``,
-``session_usd``, ``add_job_listener``, ``close``.
+``session_usd``, ``add_job_listener``, ``close``; ``take_jobs``/``wait_take_jobs`` (several jobs per
+worker, as the SDK's ``job_in_progress`` and ``job-take-batch`` ask), ``account_limits`` (REST v2 spend
+rate and worker quota), ``worker_log`` (each worker's bounded log: platform lines and the SDK's
+"Started."/"Finished." lines per job), ``webhooks`` (job webhook deliveries, webhooks.py).
+
+Workers the user runs (``worker_kind="external"``, real SDK processes) are registered on their first
+job-take or ping. When the platform stops one (idle timeout, workersMax, a timeout...) its process keeps
+polling, so it is *parked*, and the autoscaler starts it again (a new session, a new ``startedAt``) when
+a job-take from it finds the endpoint needing a worker: how a real account starts a new worker. Every
+worker start is checked against the account's spend rate (``SimOptions.spend_rate_usd_per_hr``).
 """
 
 from __future__ import annotations
@@ -39,13 +48,16 @@ import string
 import threading
 import time
 import uuid
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from typing import IO, Any, Literal
 
+from runpod_sim.serialize import job_status
 from runpod_sim.state import (
+    AccountLimits,
     BilledSession,
     BillingBucket,
     HealthCounts,
@@ -54,9 +66,16 @@ from runpod_sim.state import (
     SimEndpoint,
     SimJob,
     SimWorker,
+    WorkerLogLine,
 )
+from runpod_sim.webhooks import WebhookDispatcher, webhook_url_problem
 from watchdog.clock import Clock
 from watchdog.prices import DEFAULT_PRICES, PriceTable
+
+DEFAULT_SPEND_RATE_USD_PER_HR = 80.0
+"""The simulator's default REST v2 ``spendRate`` (USD per hour): RunPod's documented account default."""
+NONPROFIT_SPEND_RATE_USD_PER_HR = 2.0
+"""The team's own cap: one A6000 flex worker (1.22 USD/h) fits, a second one does not."""
 
 
 class SimError(Exception):
@@ -128,6 +147,38 @@ class SimOptions:
     an external worker is freed (IDLE) by a ping that no longer lists the job or by a job-done report for
     it. The job itself stays CANCELLED either way. Default False, so scenarios keep their documented bills.
     """
+    spend_rate_usd_per_hr: float | None = DEFAULT_SPEND_RATE_USD_PER_HR
+    """REST v2 ``spendRate`` (``GET /v2/account/limits``): the hourly cap RunPod checks only when a worker
+    STARTS. A start (a simulated worker signalled to wake or placed out of THROTTLED, a crash-looping one
+    restarted, an external SDK worker admitted) is refused while the hourly cost of the running workers
+    (initializing, idle, running) plus the new one's would exceed it; a running worker is never stopped
+    for it. A refused start leaves the job queued and is retried when a worker stops or the autoscaler
+    next looks (a job arrives). None = no cap. Default: RunPod's documented account default, 80 USD/h,
+    which no built-in scenario reaches; the non-profit's own cap is ``NONPROFIT_SPEND_RATE_USD_PER_HR``
+    (2 USD/h: one A6000 flex worker costs 1.22 USD/h, so a second one is refused), set per scenario with
+    ``ScenarioParams.spend_rate_usd_per_hr`` or ``runpod-watchdog simulate --spend-rate 2``."""
+    serverless_workers_limit: int = 5
+    """REST v2 ``serverlessWorkers`` limit: RunPod's "max workers by account balance" (default 5). Reported
+    by ``/v2/account/limits`` beside the sum of workersMax; not enforced."""
+    graphql_enabled: bool = True
+    """False: GraphQL is retired (RunPod retires it in early 2027): ``/graphql`` answers 410 Gone with a
+    problem+json body whatever the request (see app.py)."""
+    webhook_attempts: int = 3
+    """Attempts per job webhook: the first and "up to 2 more" (runpod-api.md §4.3)."""
+    webhook_retry_delay_s: float = 10.0
+    """Real seconds between webhook attempts (RunPod: 10 s)."""
+    webhook_timeout_s: float = 10.0
+    """Real seconds a webhook receiver has to answer one attempt."""
+    webhook_statuses: frozenset[str] = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"})
+    """Terminal statuses that call the job's webhook (RunPod documents COMPLETED and FAILED)."""
+    worker_log_lines: int = 5000
+    """Lines kept per worker for the REST v2 log stream (the oldest are dropped; 5000 is OAS2's max tail)."""
+    worker_logs_kept: int = 200
+    """Stopped workers whose logs stay readable (the most recently stopped); older ones are forgotten."""
+    worker_log_format: Literal["json", "text"] = "json"
+    """How a worker's SDK lines read. ``json``: what runpod SDK 1.12.0 prints on RunPod, where
+    ``RUNPOD_ENDPOINT_ID`` is set: ``{"requestId": "<job id>", "message": "Started.", "level": "INFO"}``.
+    ``text``: what it prints without that variable: ``INFO   | <job id> | Started.`` (rp_logger.py)."""
 
 
 _TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
@@ -246,6 +297,13 @@ def _behaviour_of(job_input: Any, endpoint: SimEndpoint) -> _Behaviour:
     return _Behaviour(max(0.0, duration), str(fail) if fail else None)
 
 
+@dataclass
+class _WorkerLog:
+    endpoint_id: str
+    lines: deque[WorkerLogLine]
+    alive: bool = True
+
+
 class Simulator:
     """A RunPod account. Construct with a clock and a price table; add endpoints; optionally a scenario."""
 
@@ -310,6 +368,18 @@ class Simulator:
         self._had_worker: set[str] = set()
         self._job_listeners: list[Callable[[SimJob], None]] = []
         self._log_file: IO[str] | None = None
+        self._parked: dict[str, str] = {}
+        """External worker id → endpoint id, for SDK processes the platform scaled down (or refused): they
+        keep polling job-take, and the autoscaler starts one again when its endpoint needs a worker."""
+        self._spend_blocked: set[str] = set()
+        """Endpoints with a worker start refused by the spend rate: re-checked when a worker stops."""
+        self.spend_rate_refusals = 0
+        """Worker starts refused so far because of ``options.spend_rate_usd_per_hr``."""
+        self._worker_logs: dict[str, _WorkerLog] = {}
+        self._dead_logs: OrderedDict[str, None] = OrderedDict()
+        """Stopped workers whose logs are kept, the most recently stopped last."""
+        self._log_seq = itertools.count(1)
+        self._webhooks: WebhookDispatcher | None = None
 
     # ================================================================== time
     def sync(self) -> None:
@@ -335,12 +405,13 @@ class Simulator:
     def _push(self, at: float, kind: str, *payload: Any) -> None:
         heapq.heappush(self._heap, (max(at, self._now), next(self._seq), kind, payload))
 
-    def schedule(self, at: float, action: Callable[[Simulator], None], label: str = "") -> None:
-        """Run ``action(sim)`` at simulated time ``at`` (e.g. a config change in a scenario)."""
+    def schedule(self, at: float, action: Callable[[Simulator], object], label: str = "") -> None:
+        """Run ``action(sim)`` at simulated time ``at`` (e.g. a config change in a scenario); its return
+        value is ignored."""
         self.sync()
         self._push(at, "action", action, label)
 
-    def _on_action(self, action: Callable[[Simulator], None], _label: str) -> None:
+    def _on_action(self, action: Callable[[Simulator], object], _label: str) -> None:
         action(self)
 
     # ============================================================ account
@@ -359,6 +430,69 @@ class Simulator:
             for worker in self._worker_index.values()
             if worker.session is not None
         )
+
+    def account_limits(self) -> AccountLimits:
+        """REST v2 ``GET /v2/account/limits``: the spend-rate cap with what runs now, and the worker quota
+        with the sum of workersMax."""
+        self.sync()
+        return AccountLimits(
+            spend_rate_usd_per_hr=self.options.spend_rate_usd_per_hr,
+            current_spend_per_hr=self._running_cost_per_hr(),
+            serverless_workers_limit=self.options.serverless_workers_limit,
+            serverless_workers_max_total=sum(ep.workers_max for ep in self._endpoints.values()),
+        )
+
+    def _worker_cost_per_hr(self, gpu_type_id: str | None, role: str) -> float:
+        """USD/h a worker of this GPU type and role is billed while it runs (what the spend cap counts)."""
+        standby = role == "standby"
+        if gpu_type_id is None or (standby and self.options.standby_billing == "free"):
+            return 0.0
+        active = role == "active" or (standby and self.options.standby_billing == "active")
+        return self.prices.usd_per_s(gpu_type_id, active=active) * 3600
+
+    def _running_cost_per_hr(self) -> float:
+        """USD/h of every started worker (initializing, idle, running: a throttled or unhealthy one is not
+        running), whether or not its cold start is billed."""
+        return sum(
+            self._worker_cost_per_hr(worker.gpu_type_id, worker.role)
+            for worker in self._worker_index.values()
+            if worker.state in ("INITIALIZING", "IDLE", "RUNNING")
+        )
+
+    def _may_start(
+        self, endpoint: SimEndpoint, gpu_type_id: str | None, role: str, worker_id: str | None
+    ) -> bool:
+        """The spend-rate check RunPod makes when a worker starts (and only then). A refusal is counted
+        and logged (kind "worker", status "REFUSED") once per endpoint until a worker stops, when the
+        endpoint is re-checked (``_spend_room_freed``)."""
+        cap = self.options.spend_rate_usd_per_hr
+        if cap is None:
+            return True
+        running = self._running_cost_per_hr()
+        cost = self._worker_cost_per_hr(gpu_type_id, role)
+        if running + cost <= cap + 1e-9:
+            self._spend_blocked.discard(endpoint.id)
+            return True
+        if endpoint.id in self._spend_blocked:
+            return False
+        self.spend_rate_refusals += 1
+        self._spend_blocked.add(endpoint.id)
+        self.log_access(
+            kind="worker",
+            endpoint_id=endpoint.id,
+            status="REFUSED",
+            worker_id=worker_id,
+            reason=(
+                f"spend rate: {running:.4f} USD/h running + {cost:.4f} USD/h would exceed {cap:.4f} USD/h"
+            ),
+        )
+        return False
+
+    def _spend_room_freed(self) -> None:
+        """A worker stopped running: endpoints whose start the spend rate refused are looked at again."""
+        for endpoint_id in self._spend_blocked:
+            self._push(self._now, "scale_check", endpoint_id)
+        self._spend_blocked.clear()
 
     # ========================================================== endpoints
     def add_endpoint(self, endpoint: SimEndpoint) -> SimEndpoint:
@@ -564,12 +698,20 @@ class Simulator:
         sync: bool = False,
         source: str | None = None,
         tier: str | None = None,
+        webhook: str | None = None,
     ) -> SimJob:
         """Queue a job. ``job_input`` is the request's ``input`` value. Not logged here: the HTTP layer
-        logs the request it served (scenario traffic is logged by the engine)."""
+        logs the request it served (scenario traffic is logged by the engine). ``webhook``: a loopback URL
+        POSTed the job's /status body when it ends (webhooks.py); any other URL is SimInvalid."""
         self.sync()
         endpoint = self._require_endpoint(endpoint_id)
-        return self._submit(endpoint, job_input, policy=policy, sync=sync, source=source, tier=tier)
+        if webhook is not None:
+            problem = webhook_url_problem(webhook)
+            if problem is not None:
+                raise SimInvalid(problem, "webhook")
+        return self._submit(
+            endpoint, job_input, policy=policy, sync=sync, source=source, tier=tier, webhook=webhook
+        )
 
     def _submit(
         self,
@@ -580,6 +722,7 @@ class Simulator:
         sync: bool,
         source: str | None,
         tier: str | None,
+        webhook: str | None = None,
     ) -> SimJob:
         policy = policy if policy is not None else JobPolicy()
         _validate_policy(policy)
@@ -595,6 +738,7 @@ class Simulator:
             sync=sync,
             source=source,
             tier=tier,
+            webhook=webhook,
         )
         self._jobs[endpoint.id][job_id] = job
         self._push(self._now + policy.ttl_ms / 1000, "ttl", endpoint.id, job_id)
@@ -642,15 +786,18 @@ class Simulator:
             worker = self._worker_index.get(job.worker_id or "")
             token = self._run_tokens.get(job_id)
             self._finish_job(job, "CANCELLED")
-            if worker is not None and worker.current_job_id == job_id:
+            if worker is not None and job_id in worker.job_ids:
                 self._queue_stop_signal(worker.id, job_id)
                 if self.options.cancelled_job_keeps_worker and token is not None:
                     # A blocking handler ignores the stop signal: the worker keeps running (and billing).
-                    worker.current_job_id = None
+                    worker.job_ids.remove(job_id)
                     self._stray_jobs[worker.id] = (job_id, token)
                     self._log_worker(worker, "RUNNING", reason=f"cancelled job {job_id} still running")
                 else:
-                    self._release_worker(worker)
+                    if not worker.external:  # an async SDK handler stopped through job-stop (rp_scale.py)
+                        self._sdk_line(worker, "Stopping job.", job_id)
+                        self._sdk_line(worker, "Job stopped.", job_id)
+                    self._release_job(worker, job_id)
             self._reconcile(endpoint_id)
         return job
 
@@ -701,8 +848,7 @@ class Simulator:
             in_queue=len(self._queues[endpoint_id]),
         )
         for worker in self._workers[endpoint_id].values():
-            if worker.current_job_id is not None:
-                counts.in_progress += 1
+            counts.in_progress += len(worker.job_ids)
             if worker.state == "IDLE":
                 counts.idle += 1
                 counts.ready += 1
@@ -746,6 +892,8 @@ class Simulator:
         options = self.options
         retention = options.runsync_result_retention_s if job.sync else options.run_result_retention_s
         self._push(self._now + retention, "retention", job.endpoint_id, job.id, job.finished_at)
+        if job.webhook is not None and status in options.webhook_statuses:
+            self.webhooks.submit(job.id, job.webhook, job_status(job))
         for listener in self._job_listeners:
             listener(job)
 
@@ -760,9 +908,9 @@ class Simulator:
             return
         if job.status == "IN_PROGRESS":
             worker = self._worker_index.get(job.worker_id or "")
-            if worker is not None and worker.current_job_id == job_id:
+            if worker is not None and job_id in worker.job_ids:
                 self._queue_stop_signal(worker.id, job_id)
-                self._release_worker(worker)
+                self._release_job(worker, job_id)
         self._delete_job(job)
         self._reconcile(endpoint_id)
 
@@ -777,9 +925,11 @@ class Simulator:
         job.status = "IN_PROGRESS"
         job.started_at = self._now
         job.worker_id = worker.id
-        worker.current_job_id = job.id
-        self._transition(worker, "RUNNING")
+        worker.job_ids.append(job.id)
+        if worker.state != "RUNNING":
+            self._transition(worker, "RUNNING")
         worker.run_credited_s = 0.0
+        self._sdk_line(worker, "Started.", job.id)
         token = next(self._token_counter)
         self._run_tokens[job.id] = token
         timeout_ms = (
@@ -815,12 +965,16 @@ class Simulator:
             worker.session.busy_s += duration_s - worker.run_credited_s
             worker.run_credited_s = duration_s
             worker.accounted_at = self._now
+        if worker is not None:
+            if fail_message is not None:
+                self._sdk_line(worker, "Captured Handler Exception", job_id, level="ERROR")
+            self._sdk_line(worker, "Finished.", job_id)
         if fail_message is not None:
             self._finish_job(job, "FAILED", error=fail_message)
         else:
             self._finish_job(job, "COMPLETED", output={"echo": job.input})
-        if worker is not None and worker.current_job_id == job_id:
-            self._release_worker(worker)
+        if worker is not None and job_id in worker.job_ids:
+            self._release_job(worker, job_id)
         self._reconcile(endpoint_id)
 
     def _on_exec_timeout(self, endpoint_id: str, job_id: str, token: int) -> None:
@@ -834,9 +988,9 @@ class Simulator:
         job = self._jobs[endpoint_id][job_id]
         worker = self._worker_index.get(job.worker_id or "")
         self._finish_job(job, self.options.timeout_status, error="execution timeout exceeded")
-        if worker is not None and worker.current_job_id == job_id:
+        if worker is not None and job_id in worker.job_ids:
             self._queue_stop_signal(worker.id, job_id)
-            worker.current_job_id = None
+            worker.job_ids.remove(job_id)
             self._stop_worker(worker, reason="execution timeout")
         self._reconcile(endpoint_id)
 
@@ -852,7 +1006,7 @@ class Simulator:
         if worker_id is None or self._stray_jobs.pop(worker_id, None) is None:
             return
         worker = self._worker_index.get(worker_id)
-        if worker is not None and worker.state == "RUNNING" and worker.current_job_id is None:
+        if worker is not None and worker.state == "RUNNING" and not worker.job_ids:
             self._release_worker(worker)
             self._log_worker(worker, "IDLE", reason="cancelled job ended")
             self._reconcile(worker.endpoint_id)
@@ -920,18 +1074,26 @@ class Simulator:
             "endpoint_id": worker.endpoint_id,
             "status": status,
             "worker_id": worker.id,
-            "job_id": worker.current_job_id,
+            "job_id": ",".join(worker.job_ids) or None,
         }
         if reason:
             record["reason"] = reason
         self.log_access(**record)
 
-    def _start_worker(self, endpoint: SimEndpoint, role: Literal["flex", "active", "standby"]) -> SimWorker:
+    def _start_worker(
+        self, endpoint: SimEndpoint, role: Literal["flex", "active", "standby"]
+    ) -> SimWorker | None:
+        """A new worker: INITIALIZING (a start, checked against the spend rate: None when refused), or
+        THROTTLED when the endpoint's capacity is used up (not a start yet)."""
+        gpu_type_id = self._gpu_for(endpoint)
+        placed = endpoint.capacity is None or self._placed_count(endpoint) < endpoint.capacity
+        if placed and not self._may_start(endpoint, gpu_type_id, role, None):
+            return None
         worker = SimWorker(
             id=self._new_worker_id(),
             endpoint_id=endpoint.id,
             state="THROTTLED",
-            gpu_type_id=self._gpu_for(endpoint),
+            gpu_type_id=gpu_type_id,
             version=endpoint.version,
             started_at=self._now,
             state_since=self._now,
@@ -941,10 +1103,10 @@ class Simulator:
         )
         self._workers[endpoint.id][worker.id] = worker
         self._worker_index[worker.id] = worker
-        if endpoint.capacity is not None and self._placed_count(endpoint) >= endpoint.capacity:
-            self._log_worker(worker, "THROTTLED")
-        else:
+        if placed:
             self._begin_initializing(worker, endpoint)
+        else:
+            self._log_worker(worker, "THROTTLED")
         return worker
 
     def _placed_count(self, endpoint: SimEndpoint) -> int:
@@ -961,6 +1123,7 @@ class Simulator:
         if self.options.bill_initializing:
             self._open_session(worker)
         self._log_worker(worker, "INITIALIZING")
+        self._system_line(worker, "Worker initializing.")
         self._push(self._now + cold_start, "ready", worker.id, worker.generation)
 
     def _on_ready(self, worker_id: str, generation: int) -> None:
@@ -975,6 +1138,7 @@ class Simulator:
         if worker.session is None:
             self._open_session(worker)
         self._log_worker(worker, "IDLE")
+        self._system_line(worker, "Worker ready.")
         if self.options.simulate_pings and self.options.ping_interval_s > 0:
             self._push(self._now + self.options.ping_interval_s, "ping", worker.id, worker.incarnation)
         self._after_idle(worker, endpoint)
@@ -990,14 +1154,18 @@ class Simulator:
         if queue:
             self._jobs[endpoint.id][next(iter(queue))].retries += 1
         self._log_worker(worker, "UNHEALTHY", reason="health check failed")
+        self._system_line(worker, "Worker unhealthy: health check failed.")
+        self._spend_room_freed()
         self._push(self._now + self.options.unhealthy_restart_s, "restart", worker.id, worker.generation)
 
     def _mark_unhealthy(self, worker: SimWorker, reason: str | None) -> None:
-        self._fail_current_job(worker, f"worker unhealthy: {reason}" if reason else "worker unhealthy")
+        self._fail_worker_jobs(worker, f"worker unhealthy: {reason}" if reason else "worker unhealthy")
         self._stray_jobs.pop(worker.id, None)
         self._close_session(worker)
         self._transition(worker, "UNHEALTHY")
         self._log_worker(worker, "UNHEALTHY", reason=reason)
+        self._system_line(worker, f"Worker unhealthy: {reason or 'reported unhealthy'}.")
+        self._spend_room_freed()
         self._push(self._now + self.options.unhealthy_restart_s, "restart", worker.id, worker.generation)
 
     def _on_restart(self, worker_id: str, generation: int) -> None:
@@ -1010,6 +1178,8 @@ class Simulator:
         )
         if worker.external or not wanted:
             self._stop_worker(worker, reason="unhealthy")
+        elif not self._may_start(endpoint, worker.gpu_type_id, worker.role, worker.id):
+            self._stop_worker(worker, reason="restart refused (spend rate)")
         else:
             self._begin_initializing(worker, endpoint)
         self._reconcile(endpoint.id)
@@ -1032,32 +1202,46 @@ class Simulator:
         self._stop_worker(worker, reason="idle timeout")
         self._reconcile(endpoint.id)
 
+    def _release_job(self, worker: SimWorker, job_id: str) -> None:
+        """The worker no longer runs ``job_id``; with nothing left to run it becomes IDLE."""
+        if job_id in worker.job_ids:
+            worker.job_ids.remove(job_id)
+        if not worker.job_ids:
+            self._release_worker(worker)
+
     def _release_worker(self, worker: SimWorker) -> None:
         self._stray_jobs.pop(worker.id, None)
-        worker.current_job_id = None
+        worker.job_ids.clear()
         self._transition(worker, "IDLE")
         self._after_idle(worker, self._endpoints[worker.endpoint_id])
 
-    def _fail_current_job(self, worker: SimWorker, error: str) -> None:
-        job_id = worker.current_job_id
-        if job_id is None:
-            return
-        worker.current_job_id = None
-        job = self._jobs.get(worker.endpoint_id, {}).get(job_id)
-        if job is not None and job.status == "IN_PROGRESS":
-            self._finish_job(job, "FAILED", error=error)
-            self._queue_stop_signal(worker.id, job_id)
+    def _fail_worker_jobs(self, worker: SimWorker, error: str) -> None:
+        """Every job the worker runs fails with ``error`` (and gets a stop signal)."""
+        job_ids, worker.job_ids = worker.job_ids, []
+        for job_id in job_ids:
+            job = self._jobs.get(worker.endpoint_id, {}).get(job_id)
+            if job is not None and job.status == "IN_PROGRESS":
+                self._finish_job(job, "FAILED", error=error)
+                self._queue_stop_signal(worker.id, job_id)
 
     def _stop_worker(self, worker: SimWorker, *, reason: str) -> None:
-        """The platform stops the worker: its in-progress job fails, its session closes, it is gone."""
-        self._fail_current_job(worker, "worker stopped")
+        """The platform stops the worker: its in-progress jobs fail, its session closes, it is gone (an
+        external one is parked: its process may be started again, see ``_external_worker``)."""
+        was_running = worker.state in ("INITIALIZING", "IDLE", "RUNNING")
+        self._fail_worker_jobs(worker, "worker stopped")
         self._stray_jobs.pop(worker.id, None)
         self._close_session(worker)
         worker.generation += 1
         self._workers.get(worker.endpoint_id, {}).pop(worker.id, None)
         self._worker_index.pop(worker.id, None)
         self._stopped_worker_ids.add(worker.id)
+        if worker.external:
+            self._parked[worker.id] = worker.endpoint_id
         self._log_worker(worker, "STOPPED", reason=reason)
+        self._system_line(worker, f"Worker stopped: {reason}.")
+        self._end_worker_log(worker.id)
+        if was_running:
+            self._spend_room_freed()
 
     def _on_ping(self, worker_id: str, incarnation: int) -> None:
         worker = self._worker_index.get(worker_id)
@@ -1072,7 +1256,7 @@ class Simulator:
             status=200,
             source=worker.id,
             worker_id=worker.id,
-            job_id=worker.current_job_id or self._stray_job_id(worker.id),
+            job_id=",".join(worker.job_ids) or self._stray_job_id(worker.id),
         )
         self._push(self._now + self.options.ping_interval_s, "ping", worker.id, incarnation)
 
@@ -1133,6 +1317,8 @@ class Simulator:
             if free <= 0:
                 return
             if worker.state == "THROTTLED":
+                if not self._may_start(endpoint, worker.gpu_type_id, worker.role, worker.id):
+                    return  # stays THROTTLED (unbilled) until the spend rate allows its start
                 self._begin_initializing(worker, endpoint)
                 free -= 1
 
@@ -1141,10 +1327,12 @@ class Simulator:
         counts = self._role_counts(endpoint)
         live = self._workers[endpoint.id]
         while counts["active"] < want_active and len(live) < endpoint.workers_max:
-            self._start_worker(endpoint, "active")
+            if self._start_worker(endpoint, "active") is None:
+                return
             counts["active"] += 1
         while counts["standby"] < want_standby and len(live) < endpoint.workers_max:
-            self._start_worker(endpoint, "standby")
+            if self._start_worker(endpoint, "standby") is None:
+                return
             counts["standby"] += 1
 
     def _dispatch(self, endpoint: SimEndpoint) -> None:
@@ -1155,7 +1343,7 @@ class Simulator:
         for worker in list(self._workers[endpoint.id].values()):
             if not queue:
                 return
-            if worker.state == "IDLE" and worker.current_job_id is None:
+            if worker.state == "IDLE" and not worker.job_ids:
                 self._assign(jobs[next(iter(queue))], worker, endpoint)
 
     def _scale_for_demand(self, endpoint: SimEndpoint) -> None:
@@ -1169,7 +1357,7 @@ class Simulator:
         if not waiting:
             return
         if endpoint.scaler_type == "REQUEST_COUNT":
-            in_progress = sum(1 for w in live.values() if w.current_job_id is not None)
+            in_progress = sum(len(w.job_ids) for w in live.values())
             desired = math.ceil((len(waiting) + in_progress) / endpoint.scaler_value)
             wanted = desired - len(live)
         else:  # QUEUE_DELAY: a job that waited scaler_value s with no worker coming for it gets one
@@ -1182,21 +1370,43 @@ class Simulator:
             if not live:
                 wanted = max(wanted, 1)
         for _ in range(min(wanted, room)):
-            self._start_worker(endpoint, "flex")
+            if self._start_worker(endpoint, "flex") is None:
+                return
 
     # ============================================ worker side (external)
-    def _external_worker(self, endpoint: SimEndpoint, worker_id: str, gpu: str | None) -> SimWorker | None:
-        """The live worker with this id, registering it on first contact; None once it is stopped."""
-        if worker_id in self._stopped_worker_ids:
-            return None
+    def _external_worker(
+        self,
+        endpoint: SimEndpoint,
+        worker_id: str,
+        gpu: str | None,
+        *,
+        taking: bool = False,
+        job_in_progress: bool | None = None,
+    ) -> SimWorker | None:
+        """The live worker with this id, registering it on first contact; None while it is stopped.
+
+        An external worker the platform stopped (idle timeout, workersMax, execution timeout, a refused
+        start...) is *parked*: RunPod would have killed its container, but the user's process keeps
+        polling. The autoscaler starts it again, as RunPod would start a new worker, when one of its
+        job-takes finds the endpoint needing a worker: a queued job (not low priority) beyond the idle
+        workers, room under workersMax, the spend rate allowing it, and the process running no job
+        (``job_in_progress`` not 1). Its heartbeats alone never bring it back."""
         worker = self._worker_index.get(worker_id)
         if worker is not None:
             return worker if worker.endpoint_id == endpoint.id else None
         if endpoint.worker_kind != "external":
             return None
+        restart = worker_id in self._stopped_worker_ids
+        if restart and (
+            self._parked.get(worker_id) != endpoint.id
+            or not taking
+            or job_in_progress
+            or not self._needs_external_worker(endpoint)
+        ):
+            return None
         live = self._workers[endpoint.id]
         if len(live) >= endpoint.workers_max:
-            self._stopped_worker_ids.add(worker_id)
+            self._park(worker_id, endpoint.id)
             self.log_access(
                 kind="worker",
                 endpoint_id=endpoint.id,
@@ -1212,11 +1422,17 @@ class Simulator:
             role = "active"
         elif counts["standby"] < want_standby:
             role = "standby"
+        gpu_type_id = gpu if gpu and self.prices.knows(gpu) else self._gpu_for(endpoint)
+        if not self._may_start(endpoint, gpu_type_id, role, worker_id):
+            self._park(worker_id, endpoint.id)
+            return None
+        self._stopped_worker_ids.discard(worker_id)
+        self._parked.pop(worker_id, None)
         worker = SimWorker(
             id=worker_id,
             endpoint_id=endpoint.id,
             state="IDLE",
-            gpu_type_id=gpu if gpu and self.prices.knows(gpu) else self._gpu_for(endpoint),
+            gpu_type_id=gpu_type_id,
             version=endpoint.version,
             started_at=self._now,
             state_since=self._now,
@@ -1231,25 +1447,95 @@ class Simulator:
         self._worker_index[worker_id] = worker
         self._had_worker.add(endpoint.id)
         self._open_session(worker)
-        self._log_worker(worker, "IDLE", reason="registered")
+        self._log_worker(worker, "IDLE", reason="restarted" if restart else "registered")
+        self._system_line(worker, "Worker ready (external process).")
         self._after_idle(worker, endpoint)
         self._schedule_ping_check(worker)
         return worker
 
-    def take_job(self, endpoint_id: str, worker_id: str, *, gpu: str | None = None) -> SimJob | None:
-        """Registers the worker on first contact (external kind), hands it the oldest queued job if the
-        autoscaler allows a worker to run, else None."""
+    def _park(self, worker_id: str, endpoint_id: str) -> None:
+        self._stopped_worker_ids.add(worker_id)
+        self._parked[worker_id] = endpoint_id
+
+    def _needs_external_worker(self, endpoint: SimEndpoint) -> bool:
+        """The autoscaler's view of an external endpoint: a queued job no idle worker will take."""
+        live = self._workers[endpoint.id]
+        if len(live) >= endpoint.workers_max:
+            return False
+        jobs = self._jobs[endpoint.id]
+        waiting = sum(1 for job_id in self._queues[endpoint.id] if not jobs[job_id].policy.low_priority)
+        idle = sum(1 for w in live.values() if w.state == "IDLE" and not w.job_ids)
+        return waiting > idle
+
+    def take_job(
+        self,
+        endpoint_id: str,
+        worker_id: str,
+        *,
+        gpu: str | None = None,
+        job_in_progress: bool | None = None,
+    ) -> SimJob | None:
+        """``job-take``: the oldest queued job for this worker, or None (see ``take_jobs``)."""
+        jobs = self.take_jobs(endpoint_id, worker_id, gpu=gpu, max_jobs=1, job_in_progress=job_in_progress)
+        return jobs[0] if jobs else None
+
+    def take_jobs(
+        self,
+        endpoint_id: str,
+        worker_id: str,
+        *,
+        gpu: str | None = None,
+        max_jobs: int = 1,
+        job_in_progress: bool | None = None,
+    ) -> list[SimJob]:
+        """``job-take`` / ``job-take-batch``: up to ``max_jobs`` of the oldest queued jobs, in order.
+
+        The runpod SDK asks only when it has room (its ``concurrency_modifier`` minus the jobs it holds)
+        and says with ``job_in_progress`` (0 or 1) whether it runs any, so a worker that sends it gets new
+        jobs beside the ones it runs: two jobs can be IN_PROGRESS on one worker. A request without it (an
+        older SDK, curl) gets a job only while the worker runs none. A worker still running a cancelled
+        job's blocking handler (``options.cancelled_job_keeps_worker``) gets nothing.
+
+        Registers an unknown worker of an external endpoint on first contact, starts a parked one again
+        when the endpoint needs a worker (``_external_worker``); a stopped worker gets nothing."""
         self.sync()
         endpoint = self._require_endpoint(endpoint_id)
-        worker = self._external_worker(endpoint, worker_id, gpu)
-        if worker is None or worker.state != "IDLE" or worker.current_job_id is not None:
-            return None
+        worker = self._external_worker(endpoint, worker_id, gpu, taking=True, job_in_progress=job_in_progress)
+        if worker is None or worker.state not in ("IDLE", "RUNNING") or worker.id in self._stray_jobs:
+            return []
+        if job_in_progress is None and worker.job_ids:
+            return []
         queue = self._queues[endpoint_id]
-        if not queue:
-            return None
-        job = self._jobs[endpoint_id][next(iter(queue))]
-        self._assign(job, worker, endpoint)
-        return job
+        taken: list[SimJob] = []
+        while queue and len(taken) < max_jobs:
+            job = self._jobs[endpoint_id][next(iter(queue))]
+            self._assign(job, worker, endpoint)
+            taken.append(job)
+        return taken
+
+    async def wait_take_jobs(
+        self,
+        endpoint_id: str,
+        worker_id: str,
+        timeout_s: float,
+        *,
+        gpu: str | None = None,
+        max_jobs: int = 1,
+        job_in_progress: bool | None = None,
+        poll_s: float = 0.05,
+        until: Callable[[], bool] | None = None,
+    ) -> list[SimJob]:
+        """``take_jobs`` as a long poll of ``timeout_s`` real seconds (ended early once ``until()``)."""
+        # A worker the platform stopped also waits out the whole poll: the SDK re-polls at once on a 204,
+        # so answering a still-running process immediately would make it spin (RunPod kills the container).
+        deadline = time.monotonic() + timeout_s
+        while True:
+            jobs = self.take_jobs(
+                endpoint_id, worker_id, gpu=gpu, max_jobs=max_jobs, job_in_progress=job_in_progress
+            )
+            if jobs or time.monotonic() >= deadline or (until is not None and until()):
+                return jobs
+            await asyncio.sleep(poll_s)
 
     async def wait_take_job(
         self,
@@ -1258,25 +1544,33 @@ class Simulator:
         timeout_s: float,
         *,
         gpu: str | None = None,
+        job_in_progress: bool | None = None,
         poll_s: float = 0.05,
+        until: Callable[[], bool] | None = None,
     ) -> SimJob | None:
-        # A worker the platform stopped also waits out the whole poll: the SDK re-polls at once on a 204,
-        # so answering a still-running process immediately would make it spin (RunPod kills the container).
-        deadline = time.monotonic() + timeout_s
-        while True:
-            job = self.take_job(endpoint_id, worker_id, gpu=gpu)
-            if job is not None or time.monotonic() >= deadline:
-                return job
-            await asyncio.sleep(poll_s)
+        jobs = await self.wait_take_jobs(
+            endpoint_id,
+            worker_id,
+            timeout_s,
+            gpu=gpu,
+            job_in_progress=job_in_progress,
+            poll_s=poll_s,
+            until=until,
+        )
+        return jobs[0] if jobs else None
 
     def job_done(self, endpoint_id: str, worker_id: str, job_id: str, body: Any, *, is_stream: bool) -> None:
         """``{"output": ...}`` → COMPLETED; ``{"error": ...}`` or an error-report JSON string → FAILED;
         ``{"status": "IN_PROGRESS", ...}`` is a progress update. A job already CANCELLED stays so.
-        A report for a job this worker no longer runs (cancelled, timed out, expired) is ignored."""
+        A report for a job this worker no longer runs (cancelled, timed out, expired) is ignored. A final
+        report writes the SDK's "Finished." line to the worker's log, as the SDK prints it then."""
         self.sync()
         self._require_endpoint(endpoint_id)
+        worker = self._worker_index.get(worker_id)
         stray = self._stray_jobs.get(worker_id)
         if stray is not None and stray[0] == job_id:  # the cancelled job's handler returned after all
+            if worker is not None:
+                self._sdk_line(worker, "Finished.", job_id)
             self._free_stray_worker(worker_id)
             return
         job = self._jobs[endpoint_id].get(job_id)
@@ -1286,17 +1580,18 @@ class Simulator:
         if report.kind == "progress":
             job.output = report.output
             return
+        if worker is not None:
+            self._sdk_line(worker, "Finished.", job_id)
         if report.kind == "failed":
             self._finish_job(job, "FAILED", error=report.error)
         else:
             self._finish_job(job, "COMPLETED", output=report.output)
-        worker = self._worker_index.get(worker_id)
-        if worker is not None and worker.current_job_id == job_id:
+        if worker is not None and job_id in worker.job_ids:
             if report.stop_pod:
-                worker.current_job_id = None
+                worker.job_ids.remove(job_id)
                 self._stop_worker(worker, reason="stopPod (refresh_worker)")
             else:
-                self._release_worker(worker)
+                self._release_job(worker, job_id)
         self._reconcile(endpoint_id)
 
     def job_stream(self, endpoint_id: str, worker_id: str, job_id: str, body: Any) -> None:
@@ -1357,12 +1652,12 @@ class Simulator:
         worker = self._worker_index.get(worker_id)
         if worker is None or worker.last_ping_at != last_ping_at:
             return
-        job_id = worker.current_job_id
-        job = self._jobs.get(worker.endpoint_id, {}).get(job_id or "")
-        if job is not None and job.status == "IN_PROGRESS":
-            self._finish_job(job, "TIMED_OUT", error="worker lost (missed pings)")
-            self._queue_stop_signal(worker.id, job.id)
-        worker.current_job_id = None
+        job_ids, worker.job_ids = worker.job_ids, []
+        for job_id in job_ids:
+            job = self._jobs.get(worker.endpoint_id, {}).get(job_id)
+            if job is not None and job.status == "IN_PROGRESS":
+                self._finish_job(job, "TIMED_OUT", error="worker lost (missed pings)")
+                self._queue_stop_signal(worker.id, job.id)
         self._stop_worker(worker, reason="missed pings")
         self._reconcile(worker.endpoint_id)
 
@@ -1373,12 +1668,17 @@ class Simulator:
         return self._stop_signals.pop(worker_id, [])
 
     async def wait_stop_signals(
-        self, endpoint_id: str, worker_id: str, timeout_s: float, poll_s: float = 0.05
+        self,
+        endpoint_id: str,
+        worker_id: str,
+        timeout_s: float,
+        poll_s: float = 0.05,
+        until: Callable[[], bool] | None = None,
     ) -> list[str]:
         deadline = time.monotonic() + timeout_s
         while True:
             signals = self.stop_signals(endpoint_id, worker_id)
-            if signals or time.monotonic() >= deadline:
+            if signals or time.monotonic() >= deadline or (until is not None and until()):
                 return signals
             await asyncio.sleep(poll_s)
 
@@ -1479,6 +1779,79 @@ class Simulator:
         )
         self._schedule_arrival(source, self._now)
 
+    # ===================================== worker logs (REST v2 worker log stream)
+    def worker_log(
+        self, endpoint_id: str, worker_id: str, *, after_seq: int = 0
+    ) -> tuple[list[WorkerLogLine], bool]:
+        """(the worker's kept log lines with ``seq > after_seq``, oldest first; whether it is still live).
+
+        Kept: the last ``options.worker_log_lines`` lines of each live worker and of the
+        ``options.worker_logs_kept`` most recently stopped ones; SimNotFound for any other worker."""
+        self.sync()
+        self._require_endpoint(endpoint_id)
+        log = self._worker_logs.get(worker_id)
+        if log is None or log.endpoint_id != endpoint_id:
+            raise SimNotFound(f"worker {worker_id} not found on endpoint {endpoint_id}")
+        lines = log.lines
+        newer: list[WorkerLogLine] = []
+        for line in reversed(lines):
+            if line.seq <= after_seq:
+                break
+            newer.append(line)
+        newer.reverse()
+        return newer, log.alive
+
+    def _worker_line(
+        self,
+        worker: SimWorker,
+        source: Literal["container", "system"],
+        message: str,
+        job_id: str | None = None,
+        level: str = "INFO",
+    ) -> None:
+        log = self._worker_logs.get(worker.id)
+        if log is None:
+            log = _WorkerLog(worker.endpoint_id, deque(maxlen=max(1, self.options.worker_log_lines)))
+            self._worker_logs[worker.id] = log
+        elif not log.alive:  # an external worker started again
+            log.alive = True
+            self._dead_logs.pop(worker.id, None)
+        log.lines.append(WorkerLogLine(next(self._log_seq), self._now, source, message, job_id, level))
+
+    def _sdk_line(self, worker: SimWorker, message: str, job_id: str, level: str = "INFO") -> None:
+        """A line the runpod SDK prints for a job (``rp_job.py``, ``rp_http.py``, ``rp_scale.py``)."""
+        self._worker_line(worker, "container", message, job_id, level)
+
+    def _system_line(self, worker: SimWorker, message: str) -> None:
+        """A line of the platform's own (host lifecycle) log for the worker."""
+        self._worker_line(worker, "system", message)
+
+    def _end_worker_log(self, worker_id: str) -> None:
+        """The worker is gone: its log stays readable (streams end) until ``worker_logs_kept`` newer
+        stopped workers push it out."""
+        log = self._worker_logs.get(worker_id)
+        if log is None:
+            return
+        log.alive = False
+        self._dead_logs[worker_id] = None
+        self._dead_logs.move_to_end(worker_id)
+        while len(self._dead_logs) > max(0, self.options.worker_logs_kept):
+            forgotten, _ = self._dead_logs.popitem(last=False)
+            self._worker_logs.pop(forgotten, None)
+
+    # ============================================================ webhooks
+    @property
+    def webhooks(self) -> WebhookDispatcher:
+        """The job-webhook dispatcher (webhooks.py), created on first use with the options' retry rule."""
+        if self._webhooks is None:
+            options = self.options
+            self._webhooks = WebhookDispatcher(
+                attempts=options.webhook_attempts,
+                retry_delay_s=options.webhook_retry_delay_s,
+                timeout_s=options.webhook_timeout_s,
+            )
+        return self._webhooks
+
     # ================================== access log ("our logs" for the ping watch)
     def log_access(self, **record: Any) -> None:
         """Append one JSON line: ts (RFC 3339), kind ("request" | "ping" | "worker"), endpoint_id, route,
@@ -1509,10 +1882,13 @@ class Simulator:
             self._log_file.flush()
 
     def close(self) -> None:
-        """Close the access-log file (reopened on the next record)."""
+        """Close the access-log file (reopened on the next record) and stop webhook deliveries."""
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+        if self._webhooks is not None:
+            self._webhooks.close()
+            self._webhooks = None
 
 
 def _poisson_gaps(rate_per_s: float) -> Callable[[random.Random], float]:

@@ -6,6 +6,7 @@ registry, so adding a scenario is one line here and never an import-order trick.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import replace
 
@@ -30,7 +31,10 @@ def build_simulator(
     external_workers: bool = False,
     params: ScenarioParams | None = None,
 ) -> Simulator:
-    """A simulator with scenario ``name`` installed at ``clock.now()``. Same seed, same month."""
+    """A simulator with scenario ``name`` installed at ``clock.now()``. Same seed, same month.
+
+    ``external_workers`` sets ``params.external_workers``; ``params.spend_rate_usd_per_hr`` (when not
+    None) overrides the options' spend rate."""
     try:
         scenario = SCENARIOS[name]
     except KeyError:
@@ -38,6 +42,12 @@ def build_simulator(
     params = params if params is not None else ScenarioParams()
     if external_workers:
         params = replace(params, external_workers=True)
+    if params.spend_rate_usd_per_hr is not None:
+        cap = params.spend_rate_usd_per_hr
+        options = replace(
+            options if options is not None else SimOptions(),
+            spend_rate_usd_per_hr=None if math.isinf(cap) else cap,
+        )
     sim = Simulator(clock=clock, prices=prices, options=options, seed=seed, access_log_path=access_log_path)
     scenario.install(sim, now=sim.clock.now(), rng=random.Random(seed), params=params)
     return sim

@@ -39,7 +39,14 @@ class ScenarioParams:
     """Knobs a caller may turn; every scenario ignores the ones that do not concern it."""
 
     external_workers: bool = False
-    """hung-job: the hung endpoint is served by real runpod SDK processes (worker_kind "external")."""
+    """The scenario's main endpoint is served by real runpod SDK processes (worker_kind "external")
+    instead of simulated workers: the hung endpoint of hung-job (its translation traffic stays simulated),
+    the only endpoint of steady, budget-burn, ping-flood, config-drift and crash-loop (whose image then
+    crash-loops only if the real worker fails its own checks). The demo's story ignores it.
+    ``runpod-watchdog simulate --external-workers`` prints the environment such a worker needs."""
+    spend_rate_usd_per_hr: float | None = None
+    """The account's REST v2 spendRate for this run (``SimOptions.spend_rate_usd_per_hr``); None keeps
+    the options' value (80 USD/h by default), ``math.inf`` means no cap."""
     burn_target_usd: float = 7.4
     """budget-burn: GPU spend already billed this month. 20 EUR × 1.16 = 23.2 USD; 75 % is 17.4 USD, minus
     10 USD of fixed cost leaves 7.4 USD of GPU time."""
@@ -144,10 +151,15 @@ def _add_translation_traffic(
     )
 
 
+def _served_by(endpoint: SimEndpoint, params: ScenarioParams) -> SimEndpoint:
+    """``endpoint``, served by real SDK workers when ``params.external_workers``."""
+    return replace(endpoint, worker_kind="external") if params.external_workers else endpoint
+
+
 def install_steady(
     sim: Simulator, *, now: float, rng: random.Random, params: ScenarioParams = DEFAULT_PARAMS
 ) -> None:
-    sim.add_endpoint(steady_endpoint(now))
+    sim.add_endpoint(_served_by(steady_endpoint(now), params))
     _add_translation_traffic(sim, STEADY_ENDPOINT_ID, rng=rng, requests_per_month=params.requests_per_month)
 
 
@@ -212,7 +224,7 @@ def tts_endpoint(now: float) -> SimEndpoint:
 def install_ping_flood(
     sim: Simulator, *, now: float, rng: random.Random, params: ScenarioParams = DEFAULT_PARAMS
 ) -> None:
-    sim.add_endpoint(tts_endpoint(now))
+    sim.add_endpoint(_served_by(tts_endpoint(now), params))
     sim.add_traffic(
         FLOOD_ENDPOINT_ID,
         actor="keepwarm-bot",
@@ -238,7 +250,7 @@ def install_config_drift(
     sim: Simulator, *, now: float, rng: random.Random, params: ScenarioParams = DEFAULT_PARAMS
 ) -> None:
     endpoint = replace(steady_endpoint(now), id=DRIFT_ENDPOINT_ID, name="Image captioning (A6000)")
-    sim.add_endpoint(endpoint)
+    sim.add_endpoint(_served_by(endpoint, params))
     _add_translation_traffic(sim, DRIFT_ENDPOINT_ID, rng=rng, requests_per_month=params.requests_per_month)
 
     def raise_limits(target: Simulator) -> None:
@@ -251,18 +263,21 @@ def install_crash_loop(
     sim: Simulator, *, now: float, rng: random.Random, params: ScenarioParams = DEFAULT_PARAMS
 ) -> None:
     sim.add_endpoint(
-        SimEndpoint(
-            id=CRASH_ENDPOINT_ID,
-            name="Document OCR (broken image)",
-            gpu_ids="AMPERE_16",
-            gpu_type_ids=("NVIDIA RTX A4000",),
-            workers_max=2,
-            idle_timeout=5,
-            execution_timeout_ms=300_000,
-            cold_start_s=20.0,
-            default_duration_s=6.0,
-            crash_loop=True,
-            created_at=now - 14 * 86_400,
+        _served_by(
+            SimEndpoint(
+                id=CRASH_ENDPOINT_ID,
+                name="Document OCR (broken image)",
+                gpu_ids="AMPERE_16",
+                gpu_type_ids=("NVIDIA RTX A4000",),
+                workers_max=2,
+                idle_timeout=5,
+                execution_timeout_ms=300_000,
+                cold_start_s=20.0,
+                default_duration_s=6.0,
+                crash_loop=True,
+                created_at=now - 14 * 86_400,
+            ),
+            params,
         )
     )
     sim.add_traffic(
@@ -317,7 +332,7 @@ def synthesize_month_history(
 def install_budget_burn(
     sim: Simulator, *, now: float, rng: random.Random, params: ScenarioParams = DEFAULT_PARAMS
 ) -> None:
-    sim.add_endpoint(steady_endpoint(now))
+    sim.add_endpoint(_served_by(steady_endpoint(now), params))
     synthesize_month_history(sim, STEADY_ENDPOINT_ID, now=now, target_usd=params.burn_target_usd)
     _add_translation_traffic(sim, STEADY_ENDPOINT_ID, rng=rng, requests_per_month=params.requests_per_month)
 
@@ -336,7 +351,8 @@ BUILT_IN: tuple[Scenario, ...] = (
         "A speech-to-text endpoint with no execution timeout runs a job whose handler hangs: its "
         "heartbeat keeps pinging with the job id, so the worker looks alive while it bills 24/7 "
         "(about $29 a day on an A6000) until someone cancels the job. Light translation traffic runs "
-        "alongside. With external_workers the hung endpoint waits for a real runpod SDK worker.",
+        "alongside. With external_workers the hung endpoint waits for a real runpod SDK worker "
+        "(the translation endpoint stays simulated).",
         install_hung_job,
     ),
     Scenario(

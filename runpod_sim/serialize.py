@@ -15,17 +15,30 @@ Representation choices the sources leave open (runpod-api.md "Open questions"), 
 * REST v2 ``workers.idleTimeout`` is omitted when scaling is ``REQUEST_COUNT`` (as OAS2 says).
 * Runtime ``/stream`` chunks are always objects ``{"output": chunk}`` (the shape the SDK reads).
 * Container fields the simulator does not model (image, args, ports, registry) get fixed stand-ins.
+* REST v2 ``/v2/account/limits``: each of ``spendRate`` and ``serverlessWorkers`` is ``{"limit",
+  "current"}`` (RunPod names the two objects, not their members; see ``account_limits``).
+* Worker log events: ``id`` is ``<ts>/<seq>`` (OAS2's example form), ``ts`` RFC 3339 with milliseconds;
+  a container line about a job is the runpod SDK's own text (``log_line_text``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from runpod_sim.state import BillingBucket, HealthCounts, SimEndpoint, SimJob, SimWorker
+from runpod_sim.state import (
+    AccountLimits,
+    BillingBucket,
+    HealthCounts,
+    SimEndpoint,
+    SimJob,
+    SimWorker,
+    WorkerLogLine,
+)
 from watchdog.clock import to_iso
 from watchdog.prices import PriceTable
 
@@ -174,7 +187,7 @@ def rest_billing(
     serverless_id: str | None,
 ) -> dict[str, Any]:
     """OAS2 ``ListServerlessBillingResponse``; totals are the sums of the records shown."""
-    records = []
+    records: list[dict[str, Any]] = []
     for bucket in sorted(buckets, key=lambda b: (b.start, b.endpoint_id)):
         records.append(
             {
@@ -204,6 +217,63 @@ def rest_billing(
             "totals": totals,
         },
     }
+
+
+def account_limits(limits: AccountLimits) -> dict[str, Any]:
+    """``GET /v2/account/limits``: ``{"spendRate": {...}, "serverlessWorkers": {...}}``.
+
+    RunPod's page ("Get account limits", 2026-11-18) names the two required members and says each is an
+    object, without their fields (and OAS2 of 2026-08-20 predates the route). The simulator's reading,
+    UNCERTAIN: each object is ``{"limit": ..., "current": ...}``: ``spendRate.limit`` the hourly cap in
+    USD (``null`` when there is none), ``spendRate.current`` what the running workers cost per hour now;
+    ``serverlessWorkers.limit`` the account's worker quota, ``serverlessWorkers.current`` the sum of
+    workersMax across its serverless endpoints. Schema: tests/contracts/runpod-rest-v2.additions.json."""
+    return {
+        "spendRate": {
+            "limit": limits.spend_rate_usd_per_hr,
+            "current": round(limits.current_spend_per_hr, 6),
+        },
+        "serverlessWorkers": {
+            "limit": limits.serverless_workers_limit,
+            "current": limits.serverless_workers_max_total,
+        },
+    }
+
+
+LOG_SOURCES: tuple[str, ...] = ("container", "system")
+"""OAS2 ``LogSource``."""
+
+
+def log_ts(ts: float) -> str:
+    """A log line's timestamp: RFC 3339 UTC with milliseconds (``2026-06-01T12:05:04.123Z``)."""
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def log_line_text(line: WorkerLogLine, *, fmt: str = "json") -> str:
+    """A worker log line as the worker printed it.
+
+    Container lines about a job are what runpod SDK 1.12.0's ``RunPodLogger.log`` prints: on RunPod, where
+    ``RUNPOD_ENDPOINT_ID`` is set, ``json.dumps({"requestId": job_id, "message": ..., "level": ...})``
+    (``fmt="json"``); elsewhere ``f"{level.ljust(7)}| {job_id} | {message}"`` (``fmt="text"``). System
+    lines (the platform's lifecycle notes) are plain text."""
+    if line.source != "container":
+        return line.message
+    if fmt == "json":
+        return json.dumps({"requestId": line.job_id, "message": line.message, "level": line.level})
+    prefix = f"{line.job_id} | " if line.job_id else ""
+    return f"{line.level.ljust(7)}| {prefix}{line.message}"
+
+
+def log_event_id(line: WorkerLogLine) -> str:
+    """The SSE ``id:`` of a log event: its timestamp, a slash and a sequence number (OAS2's example
+    ``2026-06-01T12:05:04Z/000000000042``), so a reconnect with ``Last-Event-ID`` resumes exactly."""
+    return f"{log_ts(line.ts)}/{line.seq:012d}"
+
+
+def log_event(line: WorkerLogLine, *, fmt: str = "json") -> str:
+    """One server-sent event: ``id:`` and a JSON ``data:`` payload ``{ts, source, line}`` (OAS2)."""
+    data = {"ts": log_ts(line.ts), "source": line.source, "line": log_line_text(line, fmt=fmt)}
+    return f"id: {log_event_id(line)}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
 def problem(status: int, title: str, detail: str, errors: Sequence[str] | None = None) -> dict[str, Any]:

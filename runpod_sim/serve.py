@@ -7,7 +7,13 @@ of a billing API on the network, so non-loopback listen addresses are refused (e
 
 ``simulate`` prints exactly one readiness line, ``runpod-simulator ready: http://127.0.0.1:PORT``, once the
 socket is bound (port 0 → the real port), then ``api key: KEY``, so scripts and tests can wait for it.
-SIGINT/SIGTERM stop it cleanly with exit 0.
+SIGINT/SIGTERM stop it cleanly with exit 0 (long polls and log streams in flight end at once).
+
+Options read from the argparse Namespace beyond the original ones (``getattr`` with a default, so an
+older parser still works): ``external_workers`` (the scenario's main endpoint waits for real runpod SDK
+workers; after the two lines above, ``simulate`` prints per such endpoint the exact worker environment as
+``export`` lines, see ``external_worker_instructions``), ``no_graphql`` (GraphQL retired: 410 Gone) and
+``spend_rate`` (the account's REST v2 spendRate in USD/h; ``inf``: no cap).
 """
 
 from __future__ import annotations
@@ -15,20 +21,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
+import math
+import shlex
 import signal
-import socket
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote_plus
 
 import uvicorn
 
 from runpod_sim import registry
 from runpod_sim.app import DEFAULT_API_KEY, create_app
-from runpod_sim.engine import Simulator
+from runpod_sim.engine import SimOptions, Simulator
+from runpod_sim.scenarios import ScenarioParams
+from runpod_sim.webhooks import is_loopback_host
 from watchdog.clock import ScaledClock
 from watchdog.prices import DEFAULT_PRICES
 
@@ -37,27 +46,24 @@ READY_PREFIX = "runpod-simulator ready: "
 
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: it re-raises SIGTERM after shutdown, which would end
-    the process with a signal instead of exit code 0. Callers decide how to stop it."""
+    the process with a signal instead of exit code 0. Callers decide how to stop it.
+
+    On shutdown it first tells the app (``SimulatorHTTP.begin_shutdown``), so worker long polls answer
+    and log streams end at once instead of holding the stop for a whole long poll."""
+
+    def __init__(self, config: uvicorn.Config, app: Any) -> None:
+        super().__init__(config)
+        self._sim_app = app
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
 
-
-def is_loopback_host(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and ``localhost`` (only if it resolves to loopback addresses only)."""
-    candidate = host.strip("[]")
-    try:
-        return ipaddress.ip_address(candidate).is_loopback
-    except ValueError:
-        pass
-    if candidate.lower() != "localhost":
-        return False
-    try:
-        infos = socket.getaddrinfo(candidate, None)
-    except OSError:
-        return False
-    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+    async def shutdown(self, sockets: Any = None) -> None:
+        http = getattr(self._sim_app.state, "http", None)
+        if http is not None:
+            http.begin_shutdown()
+        await super().shutdown(sockets=sockets)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -87,8 +93,21 @@ def _url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
+GRACEFUL_SHUTDOWN_S = 5
+"""Real seconds a stop waits for requests in flight before cancelling them (a backstop: long polls and log
+streams end on their own when the server stops, see ``_Server``)."""
+
+
 def _uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
-    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
 
 
 SYNC_EVERY_S = 0.25
@@ -128,21 +147,34 @@ def simulate_command(args: argparse.Namespace) -> int:
             f"runpod-watchdog simulate: unknown scenario {args.scenario!r}; known: {names}", file=sys.stderr
         )
         return 2
+    spend_rate = getattr(args, "spend_rate", None)
+    if spend_rate is not None and (math.isnan(spend_rate) or spend_rate < 0):
+        print(
+            "runpod-watchdog simulate: --spend-rate must be >= 0 (USD per hour; inf: no cap)", file=sys.stderr
+        )
+        return 2
+    external_workers = bool(getattr(args, "external_workers", False))
     sim = registry.build_simulator(
         args.scenario,
         clock=ScaledClock(speed=args.speed),
         prices=DEFAULT_PRICES,
-        options=None,
+        options=SimOptions(graphql_enabled=not getattr(args, "no_graphql", False)),
         seed=args.seed,
         access_log_path=args.access_log,
+        external_workers=external_workers,
+        params=ScenarioParams(spend_rate_usd_per_hr=spend_rate),
     )
     api_key = args.api_key or DEFAULT_API_KEY
     app = create_app(sim, api_key=api_key)
-    server = _Server(_uvicorn_config(app, host, port))
+    server = _Server(_uvicorn_config(app, host, port), app)
     try:
-        return asyncio.run(_run_until_signalled(server, sim, host, api_key, args.scenario))
+        return asyncio.run(
+            _run_until_signalled(server, sim, host, api_key, args.scenario, show_workers=external_workers)
+        )
     except KeyboardInterrupt:
         return 0
+    finally:
+        sim.close()
 
 
 async def _keep_model_current(sim: Simulator) -> None:
@@ -152,7 +184,7 @@ async def _keep_model_current(sim: Simulator) -> None:
 
 
 async def _run_until_signalled(
-    server: _Server, sim: Simulator, host: str, api_key: str, scenario: str
+    server: _Server, sim: Simulator, host: str, api_key: str, scenario: str, *, show_workers: bool = False
 ) -> int:
     loop = asyncio.get_running_loop()
 
@@ -170,8 +202,14 @@ async def _run_until_signalled(
         await serving
         print("runpod-watchdog simulate: the server could not start (port in use?)", file=sys.stderr)
         return 1
-    print(f"{READY_PREFIX}{_url(host, _bound_port(server))}", flush=True)
+    base_url = _url(host, _bound_port(server))
+    print(f"{READY_PREFIX}{base_url}", flush=True)
     print(f"api key: {api_key}  (scenario: {scenario}; Ctrl-C to stop)", flush=True)
+    if not sim.options.graphql_enabled:
+        print("graphql: retired (POST /graphql answers 410 Gone)", flush=True)
+    if show_workers:
+        print("\n".join(external_worker_instructions(sim, base_url, api_key=api_key, scenario=scenario)))
+        sys.stdout.flush()
     ticker = asyncio.create_task(_keep_model_current(sim))
     try:
         await serving
@@ -200,7 +238,7 @@ def serve_in_thread(
     if not is_loopback_host(host):
         raise ValueError(f"the simulator only binds loopback addresses, not {host!r}")
     app = create_app(sim, **app_kwargs)
-    server = _Server(_uvicorn_config(app, host, port))
+    server = _Server(_uvicorn_config(app, host, port), app)
     failure: list[BaseException] = []
 
     def run() -> None:
@@ -228,21 +266,74 @@ def serve_in_thread(
 
 
 def worker_env(
-    base_url: str, endpoint_id: str, worker_id: str, *, api_key: str = DEFAULT_API_KEY
+    base_url: str,
+    endpoint_id: str,
+    worker_id: str,
+    *,
+    api_key: str = DEFAULT_API_KEY,
+    gpu: str = "NVIDIA RTX A6000",
+    ping_interval_ms: int = 1000,
 ) -> dict[str, str]:
     """Environment for a real runpod SDK worker (runpod-api.md §5.4) pointed at this simulator.
 
     The SDK substitutes ``$ID`` in the take URL with the worker id, and ``$RUNPOD_POD_ID`` then ``$ID``
     (the job id) in the done/stream URLs; every template already carries a ``?`` because the SDK appends
-    ``&...``."""
+    ``&...``. ``gpu`` is the GPU type the worker reports (it is billed at that type's price)."""
     base = f"{base_url.rstrip('/')}/v2/{endpoint_id}"
+    gpu_query = quote_plus(gpu)
     return {
-        "RUNPOD_WEBHOOK_GET_JOB": f"{base}/job-take/$ID?gpu=NVIDIA+RTX+A6000",
+        "RUNPOD_WEBHOOK_GET_JOB": f"{base}/job-take/$ID?gpu={gpu_query}",
         "RUNPOD_WEBHOOK_POST_OUTPUT": f"{base}/job-done/$RUNPOD_POD_ID?job_id=$ID",
         "RUNPOD_WEBHOOK_POST_STREAM": f"{base}/job-stream/$RUNPOD_POD_ID?job_id=$ID",
-        "RUNPOD_WEBHOOK_PING": f"{base}/ping/$RUNPOD_POD_ID?gpu=NVIDIA+RTX+A6000",
-        "RUNPOD_PING_INTERVAL": "1000",
+        "RUNPOD_WEBHOOK_PING": f"{base}/ping/$RUNPOD_POD_ID?gpu={gpu_query}",
+        "RUNPOD_PING_INTERVAL": str(ping_interval_ms),
         "RUNPOD_POD_ID": worker_id,
         "RUNPOD_AI_API_KEY": api_key,
         "RUNPOD_ENDPOINT_ID": endpoint_id,
     }
+
+
+EXAMPLE_WORKER = (
+    'python -c \'import runpod; runpod.serverless.start({"handler": lambda job: {"echo": job["input"]}})\''
+)
+"""The smallest real worker: the runpod SDK's serverless loop around an echo handler."""
+
+
+def external_worker_instructions(
+    sim: Simulator, base_url: str, *, api_key: str = DEFAULT_API_KEY, scenario: str = ""
+) -> list[str]:
+    """What ``simulate --external-workers`` prints: per endpoint served by external workers, the exact
+    environment a runpod SDK worker needs as ``export`` lines (single-quoted: ``$ID`` and
+    ``$RUNPOD_POD_ID`` are the SDK's own placeholders, never the shell's), then how to start one."""
+    endpoints = [ep for ep in sim.endpoints() if ep.worker_kind == "external"]
+    if not endpoints:
+        return [f"external workers: scenario {scenario!r} has no endpoint served by external workers"]
+    lines = [
+        f"external workers: {len(endpoints)} endpoint(s) wait for real runpod SDK workers; jobs stay "
+        "IN_QUEUE until one polls. In a shell, paste the block of an endpoint, then start a worker:"
+    ]
+    for index, ep in enumerate(endpoints, start=1):
+        gpu = ep.gpu_type_ids[0] if ep.gpu_type_ids else "NVIDIA RTX A6000"
+        env = worker_env(
+            base_url,
+            ep.id,
+            f"local-worker-{index}",
+            api_key=api_key,
+            gpu=gpu,
+            ping_interval_ms=int(sim.options.ping_interval_s * 1000),
+        )
+        lines.append("")
+        lines.append(f"# endpoint {ep.id}: {ep.name} (workersMax {ep.workers_max})")
+        lines.extend(f"export {name}={shlex.quote(value)}" for name, value in env.items())
+    lines += [
+        "",
+        "# Start a worker with the runpod SDK (1.12.0) installed in its OWN virtualenv, e.g.",
+        "#   python3 -m venv ~/.venvs/runpod && ~/.venvs/runpod/bin/pip install runpod==1.12.0",
+        f"#   ~/.venvs/runpod/bin/{EXAMPLE_WORKER}",
+        "# or, from a checkout, the tests' worker (SIM_WORKER_MODE: echo, concurrent, stream, progress,",
+        "# error, raise, hang-async, hang-sync; hang-sync replays the incident):",
+        "#   SIM_WORKER_MODE=hang-sync ~/.venvs/runpod/bin/python tests/sdk/worker.py",
+        "# Give every worker its own RUNPOD_POD_ID; at most workersMax of them are started at once. A worker",
+        "# the platform scales down keeps polling and is started again when a job needs it.",
+    ]
+    return lines

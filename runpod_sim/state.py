@@ -8,7 +8,7 @@ Times are epoch seconds of the simulator's clock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 WorkerState = Literal["INITIALIZING", "IDLE", "RUNNING", "THROTTLED", "UNHEALTHY"]
 JobState = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]
@@ -82,7 +82,10 @@ class SimWorker:
     started_at: float
     state_since: float
     active: bool = False
-    current_job_id: str | None = None
+    job_ids: list[str] = field(default_factory=list)
+    """Jobs it runs now, in the order it took them. A simulated worker runs one at a time; a real SDK worker
+    whose ``concurrency_modifier`` allows more takes several (``job-take`` with ``job_in_progress=1``,
+    ``job-take-batch``), runpod-api.md §5.4."""
     last_ping_at: float | None = None
     runpod_version: str | None = None
     external: bool = False
@@ -97,6 +100,11 @@ class SimWorker:
     """Up to when this worker's time has been credited to its session's breakdown."""
     run_credited_s: float = 0.0
     """Busy seconds already credited for the current job (lets a finished job credit its exact duration)."""
+
+    @property
+    def current_job_id(self) -> str | None:
+        """The first job it runs now (None when it runs none); ``job_ids`` has them all."""
+        return self.job_ids[0] if self.job_ids else None
 
 
 @dataclass
@@ -129,6 +137,8 @@ class SimJob:
     """Who sent it (client address or scenario actor); recorded in the access log."""
     queued_at: float | None = None
     """When it last entered the queue (submission, or a retry): QUEUE_DELAY scaling counts from here."""
+    webhook: str | None = None
+    """``webhook`` of /run: a loopback URL POSTed the /status body when the job ends (see webhooks.py)."""
 
     @property
     def delay_time_ms(self) -> int | None:
@@ -177,3 +187,31 @@ class BillingBucket:
 class SimAccount:
     client_balance_usd: float = 50.0
     spend_limit_usd: float = 80.0
+    """GraphQL ``myself.spendLimit`` as the simulator shows it (informational; the cap the simulator
+    enforces is REST v2's ``spendRate``, ``SimOptions.spend_rate_usd_per_hr``)."""
+
+
+@dataclass(frozen=True)
+class AccountLimits:
+    """REST v2 ``GET /v2/account/limits`` (runpod-api.md "Additions (2026-11-30)")."""
+
+    spend_rate_usd_per_hr: float | None
+    """The hourly cap checked when a worker starts; None = no cap."""
+    current_spend_per_hr: float
+    """What the running workers cost per hour now (the figure a new worker's cost is added to)."""
+    serverless_workers_limit: int
+    """The account's worker quota (RunPod's "max workers by account balance"; reported, not enforced)."""
+    serverless_workers_max_total: int
+    """Sum of workersMax across the account's serverless endpoints."""
+
+
+class WorkerLogLine(NamedTuple):
+    """One line of a worker's log (REST v2 worker log stream). ``seq`` orders lines account-wide.
+    (A tuple: a steady month writes some 15,000 of them.)"""
+
+    seq: int
+    ts: float
+    source: Literal["container", "system"]
+    message: str
+    job_id: str | None = None
+    level: str = "INFO"

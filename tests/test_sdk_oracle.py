@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +49,7 @@ LONG_POLL_S = 0.5
 
 SIM_EP = "ep-sim-echo"
 EXT_EP = "ep-ext-sdk"
+EXT2_EP = "ep-ext-sdk-2"
 PAUSED_EP = "ep-paused"
 
 SDK_ENDPOINT_FIELDS = {
@@ -106,6 +109,18 @@ def _build_simulator() -> Simulator:
             execution_timeout_ms=None,  # the incident's condition: nothing times a hung job out
             worker_kind="external",
             created_at=created + 60,
+        )
+    )
+    sim.add_endpoint(
+        SimEndpoint(
+            id=EXT2_EP,
+            name="Second real SDK worker (external)",
+            gpu_ids="AMPERE_48",
+            workers_max=1,
+            idle_timeout=3600,
+            execution_timeout_ms=None,
+            worker_kind="external",
+            created_at=created + 90,
         )
     )
     sim.add_endpoint(
@@ -530,3 +545,358 @@ async def test_sdk_worker_stopped_by_the_platform_is_not_spun_into_a_hot_loop(
         assert proc.poll() is None
         assert 1 <= takes <= window_s / LONG_POLL_S + 3, f"{takes} job-take polls in {window_s:g}s"
         assert sim.workers(EXT_EP) == [] and sim.billed_usd_total(EXT_EP) == usd_at_stop
+
+
+# ------------------------------------------------- real workers: concurrency, streams, policies, limits
+
+
+def _sdk_lines(path: Path, job_id: str) -> list[str]:
+    """The lines the real SDK printed about ``job_id`` at INFO and above (what RunPod's log shows)."""
+    lines = []
+    for line in _log_text(path).splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("requestId") == job_id and record["level"] != "DEBUG":
+                lines.append(line)
+    return lines
+
+
+def _log_events(
+    base_url: str, endpoint_id: str, worker_id: str, *, count: int, query: str = "", timeout_s: float = 10
+) -> list[dict[str, Any]]:
+    """The first ``count`` events of the worker's REST v2 log stream (a live worker's stream never ends)."""
+    url = f"{base_url}/v2/serverless/{endpoint_id}/workers/{worker_id}/logs{query}"
+    events: list[dict[str, Any]] = []
+    with httpx.stream("GET", url, headers={"Authorization": f"Bearer {KEY}"}, timeout=timeout_s) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line.removeprefix("data: ")))
+                if len(events) >= count:
+                    break
+    return events
+
+
+async def _post_run(base_url: str, endpoint_id: str, body: dict[str, Any]) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        return await http.post(f"/v2/{endpoint_id}/run", json=body)
+
+
+async def _status(base_url: str, endpoint_id: str, job_id: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        return await http.get(f"/v2/{endpoint_id}/status/{job_id}")
+
+
+def _wait_sync(predicate: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g}s waiting for: {what}")
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_simulate_external_workers_environment_runs_a_real_sdk_worker(
+    sdk_python: Path, sdk_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The issue "a simulator real workers can use": ``runpod-watchdog simulate --scenario hung-job
+    --external-workers`` prints an environment; a real SDK worker started from exactly those ``export``
+    lines takes the scenario's queued job, and the worker log stream shows the SDK's own lines for it.
+    (Before: the hung endpoint was simulated and an SDK worker's job-take never got a job.)"""
+    from tests.simulator.simulate_process import running_simulate, simulate_argv
+
+    log = tmp_path / "worker.log"
+    with running_simulate(simulate_argv("hung-job", external_workers=True), expect_workers=True) as run:
+        exports = "\n".join(run.exports["ep-asr-hung"])
+        script = f"{exports}\nexec {sdk_python} {WORKER}"
+        with log.open("wb") as out:
+            worker = subprocess.Popen(
+                ["bash", "-c", script],
+                env={**sdk_env, "SIM_WORKER_MODE": "echo"},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            api = {"Authorization": f"Bearer {KEY}"}
+
+            def completed() -> bool:
+                health = httpx.get(f"{run.base_url}/v2/ep-asr-hung/health", headers=api, timeout=10).json()
+                return bool(health["jobs"]["completed"] == 1)
+
+            _wait_sync(completed, "the real worker completed the scenario's job", timeout_s=40)
+            started, finished = _log_events(
+                run.base_url, "ep-asr-hung", "local-worker-1", count=2, query="?source=container"
+            )
+            job_id = json.loads(started["line"])["requestId"]
+            assert started["line"] == json.dumps(
+                {"requestId": job_id, "message": "Started.", "level": "INFO"}
+            )
+            assert finished["line"] == started["line"].replace("Started.", "Finished.")
+            assert _sdk_lines(log, job_id) == [started["line"], finished["line"]]  # the SDK's very lines
+            status = httpx.get(
+                f"{run.base_url}/v2/ep-asr-hung/status/{job_id}", headers=api, timeout=10
+            ).json()
+            assert status["status"] == "COMPLETED" and status["workerId"] == "local-worker-1"
+            assert status["output"]["worker"] == "local-worker-1" and status["output"]["echo"]["hang"] is True
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
+
+
+@pytest.mark.slow
+async def test_sdk_worker_with_concurrency_two_runs_two_jobs_at_once(
+    sdk_python: Path, sdk_env: dict[str, str], base_url: str, sim: Simulator, tmp_path: Path
+) -> None:
+    worker_id = "sdk-concurrent"
+    log = tmp_path / "worker.log"
+    with _sdk_worker(
+        sdk_python,
+        sdk_env,
+        base_url,
+        endpoint_id=EXT_EP,
+        worker_id=worker_id,
+        mode="concurrent",
+        log_path=log,
+    ):
+        await _wait_until(lambda: len(_pings(sim, worker_id)) >= 1, "the worker's first ping")
+        first = await _submit(base_url, EXT_EP, {"sleep_s": 3, "n": 1})
+        second = await _submit(base_url, EXT_EP, {"sleep_s": 3, "n": 2})
+
+        def both_running() -> bool:
+            jobs = [sim.job(EXT_EP, first), sim.job(EXT_EP, second)]
+            return all(job.status == "IN_PROGRESS" and job.worker_id == worker_id for job in jobs)
+
+        await _wait_until(both_running, "two jobs IN_PROGRESS on the one worker", timeout_s=15)
+        assert sim.health(EXT_EP).in_progress == 2
+        (worker,) = sim.workers(EXT_EP)
+        assert worker.state == "RUNNING" and sorted(worker.job_ids) == sorted([first, second])
+        async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {KEY}"}) as http:
+            body = (await http.get(f"/v2/serverless/{EXT_EP}/workers")).json()
+            health = (await http.get(f"/v2/{EXT_EP}/health")).json()
+        (row,) = body["workers"]
+        assert (row["id"], row["status"], row["startedAt"]) == (
+            worker_id,
+            "RUNNING",
+            to_iso(worker.started_at),
+        )
+        assert row["uptimeSeconds"] >= 0 and body["summary"]["running"] == 1
+        assert health["jobs"]["inProgress"] == 2 and health["workers"]["running"] == 1
+
+        await _wait_until(
+            lambda: sim.job(EXT_EP, first).status == sim.job(EXT_EP, second).status == "COMPLETED",
+            "both jobs completed",
+            timeout_s=15,
+        )
+        jobs = [sim.job(EXT_EP, first), sim.job(EXT_EP, second)]
+        assert max(j.started_at or 0 for j in jobs) < min(j.finished_at or 0 for j in jobs)  # overlapped
+        assert all((j.execution_time_ms or 0) >= 2900 for j in jobs)
+        batch = _records(sim, op="job-take-batch", worker_id=worker_id, status=200)
+        assert batch or _records(sim, op="job-take", worker_id=worker_id, status=200)
+
+        events = _log_events(base_url, EXT_EP, worker_id, count=4, query="?source=container")
+        messages = [(json.loads(e["line"])["message"], json.loads(e["line"])["requestId"]) for e in events]
+        assert [m for m, _ in messages] == ["Started.", "Started.", "Finished.", "Finished."]
+        for job_id in (first, second):
+            assert _sdk_lines(log, job_id) == [e["line"] for e in events if job_id in e["line"]]
+
+
+def test_sdk_worker_streams_chunks_the_sdk_client_reads(
+    probe: Callable[..., Any], sdk_python: Path, sdk_env: dict[str, str], base_url: str, sim: Simulator,
+    *, tmp_path: Path,
+) -> None:  # fmt: skip
+    worker_id = "sdk-stream"
+    with _sdk_worker(
+        sdk_python, sdk_env, base_url, endpoint_id=EXT_EP, worker_id=worker_id, mode="stream",
+        log_path=tmp_path / "worker.log",
+    ):  # fmt: skip
+        out = probe("run_stream", EXT_EP, "3")
+    chunks = [{"chunk": 0}, {"chunk": 1}, {"chunk": 2}]
+    assert out["chunks"] == chunks  # every chunk the worker posted, read by the SDK's own Job.stream()
+    assert out["status"] == "COMPLETED" and out["output"] == chunks  # return_aggregate_stream
+    job = sim.job(EXT_EP, out["id"])
+    assert job.worker_id == worker_id and job.output == chunks
+    assert len(_records(sim, op="job-stream", worker_id=worker_id, job_id=job.id, status=200)) == 3
+    (final,) = _records(sim, op="job-done", worker_id=worker_id, job_id=job.id)
+    assert final["status"] == 200
+
+
+async def test_sdk_worker_progress_updates_show_in_status(
+    sdk_python: Path, sdk_env: dict[str, str], base_url: str, sim: Simulator, tmp_path: Path
+) -> None:
+    worker_id = "sdk-progress"
+    with _sdk_worker(
+        sdk_python, sdk_env, base_url, endpoint_id=EXT_EP, worker_id=worker_id, mode="progress",
+        log_path=tmp_path / "worker.log",
+    ):  # fmt: skip
+        job_id = await _submit(base_url, EXT_EP, {"sleep_s": 2})
+        seen: list[tuple[str, Any]] = []
+
+        def polled() -> bool:
+            body = httpx.get(
+                f"{base_url}/v2/{EXT_EP}/status/{job_id}",
+                headers={"Authorization": f"Bearer {KEY}"},
+                timeout=10,
+            ).json()
+            seen.append((body["status"], body.get("output")))
+            return body["status"] == "COMPLETED"
+
+        await _wait_until(polled, "the job to complete", timeout_s=20)
+    assert ("IN_PROGRESS", {"percent": 50}) in seen  # progress_update() posted to job-done, IN_PROGRESS
+    assert seen[-1] == ("COMPLETED", {"done": True})
+    assert sim.job(EXT_EP, job_id).worker_id == worker_id
+
+
+async def test_webhooks_report_completion_and_failure_of_sdk_jobs(
+    sdk_python: Path, sdk_env: dict[str, str], base_url: str, sim: Simulator, tmp_path: Path
+) -> None:
+    from tests.simulator.webhook_receiver import WebhookReceiver
+
+    with (
+        WebhookReceiver() as hook,
+        _sdk_worker(
+            sdk_python, sdk_env, base_url, endpoint_id=EXT_EP, worker_id="sdk-ok", mode="echo",
+            log_path=tmp_path / "ok.log",
+        ),
+        _sdk_worker(
+            sdk_python, sdk_env, base_url, endpoint_id=EXT2_EP, worker_id="sdk-raise", mode="raise",
+            log_path=tmp_path / "raise.log",
+        ),
+    ):  # fmt: skip
+        ok = await _post_run(base_url, EXT_EP, {"input": {"prompt": "sannu"}, "webhook": f"{hook.url}/ok"})
+        bad = await _post_run(base_url, EXT2_EP, {"input": {"prompt": "x"}, "webhook": f"{hook.url}/bad"})
+        assert ok.status_code == bad.status_code == 200
+        (ok_body,) = hook.wait_for(1, timeout_s=30, path="/ok")
+        (bad_body,) = hook.wait_for(1, timeout_s=30, path="/bad")
+        assert ok_body == (await _status(base_url, EXT_EP, ok.json()["id"])).json()
+        assert bad_body == (await _status(base_url, EXT2_EP, bad.json()["id"])).json()
+        refused = await _post_run(base_url, EXT_EP, {"input": {}, "webhook": "https://example.org/hook"})
+        assert refused.status_code == 400 and "loopback" in refused.json()["error"]
+    assert ok_body["status"] == "COMPLETED" and ok_body["workerId"] == "sdk-ok"
+    assert ok_body["output"] == {"echo": {"prompt": "sannu"}, "worker": "sdk-ok"}
+    assert bad_body["status"] == "FAILED" and bad_body["workerId"] == "sdk-raise"
+    report = json.loads(bad_body["error"])  # the SDK's own error report for a raising handler
+    assert report["error_type"] == "<class 'ValueError'>" and report["error_message"] == "handler exploded"
+    assert len(hook.calls) == 2
+
+
+@pytest.mark.slow
+async def test_execution_timeout_policy_stops_the_sdk_job_and_the_worker_is_started_again(
+    sdk_python: Path, sdk_env: dict[str, str], base_url: str, sim: Simulator, tmp_path: Path
+) -> None:
+    """``policy.executionTimeout`` on /run: the job is TIMED_OUT and its worker stopped (the SDK's async
+    handler is cancelled through job-stop). The process keeps polling: the next job starts it again."""
+    worker_id = "sdk-timeout"
+    log = tmp_path / "worker.log"
+    with _sdk_worker(
+        sdk_python,
+        sdk_env,
+        base_url,
+        endpoint_id=EXT_EP,
+        worker_id=worker_id,
+        mode="hang-async",
+        log_path=log,
+    ) as proc:
+        response = await _post_run(
+            base_url, EXT_EP, {"input": {"n": 1}, "policy": {"executionTimeout": 5000}}
+        )
+        job_id = response.json()["id"]
+        await _wait_until(lambda: sim.job(EXT_EP, job_id).status == "IN_PROGRESS", "the worker took the job")
+        started = time.monotonic()
+        await _wait_until(lambda: sim.job(EXT_EP, job_id).status == "TIMED_OUT", "the timeout", timeout_s=10)
+        assert 4.0 <= time.monotonic() - started <= 7.0
+        assert sim.job(EXT_EP, job_id).error == "execution timeout exceeded"
+        assert sim.workers(EXT_EP) == [] and sim.worker_stopped(worker_id)
+        await _wait_until(lambda: "Job stopped." in _log_text(log), "the SDK to stop the job", timeout_s=10)
+
+        again = await _post_run(base_url, EXT_EP, {"input": {"n": 2}, "policy": {"executionTimeout": 5000}})
+        again_id = again.json()["id"]
+        await _wait_until(
+            lambda: sim.job(EXT_EP, again_id).status == "IN_PROGRESS", "the parked worker started again"
+        )
+        (worker,) = sim.workers(EXT_EP)
+        assert worker.id == worker_id and worker.started_at > started and proc.poll() is None
+        assert len(sim.sessions(EXT_EP)) == 2
+
+
+@pytest.mark.slow
+async def test_ttl_policy_deletes_a_running_sdk_job(
+    sdk_python: Path, sdk_env: dict[str, str], base_url: str, sim: Simulator, tmp_path: Path
+) -> None:
+    worker_id = "sdk-ttl"
+    log = tmp_path / "worker.log"
+    with _sdk_worker(
+        sdk_python,
+        sdk_env,
+        base_url,
+        endpoint_id=EXT_EP,
+        worker_id=worker_id,
+        mode="hang-async",
+        log_path=log,
+    ):
+        response = await _post_run(base_url, EXT_EP, {"input": {"n": 1}, "policy": {"ttl": 10_000}})
+        job_id = response.json()["id"]
+        submitted = time.monotonic()
+        await _wait_until(lambda: sim.job(EXT_EP, job_id).status == "IN_PROGRESS", "the worker took the job")
+
+        def gone() -> bool:
+            try:
+                sim.job(EXT_EP, job_id)
+            except SimNotFound:
+                return True
+            return False
+
+        await _wait_until(gone, "the TTL to delete the job", timeout_s=15)
+        assert 9.5 <= time.monotonic() - submitted <= 12.5
+        assert (await _status(base_url, EXT_EP, job_id)).status_code == 404
+        await _wait_until(lambda: "Job stopped." in _log_text(log), "the SDK to stop the job", timeout_s=10)
+        (worker,) = sim.workers(EXT_EP)  # the worker was not stopped: only its job was
+        assert worker.id == worker_id and worker.state == "IDLE"
+
+
+async def test_account_limits_and_a_real_worker_refused_by_the_spend_rate(
+    sdk_python: Path, sdk_env: dict[str, str], base_url: str, sim: Simulator, tmp_path: Path
+) -> None:
+    sim.options.spend_rate_usd_per_hr = 0.5  # below one A6000 flex worker (1.224 USD/h)
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        limits = (await http.get("/v2/account/limits")).json()
+    assert limits == {
+        "spendRate": {"limit": 0.5, "current": 0.0},
+        "serverlessWorkers": {"limit": 5, "current": sum(ep.workers_max for ep in sim.endpoints())},
+    }
+    worker_id = "sdk-capped"
+    with _sdk_worker(
+        sdk_python, sdk_env, base_url, endpoint_id=EXT_EP, worker_id=worker_id, mode="echo",
+        log_path=tmp_path / "worker.log",
+    ):  # fmt: skip
+        job_id = await _submit(base_url, EXT_EP, {"prompt": "refused first"})
+        refusals = [r for r in list(sim.access_records) if r["kind"] == "worker" and r["status"] == "REFUSED"]
+        await _wait_until(
+            lambda: any(r["worker_id"] == worker_id for r in sim.access_records if r["status"] == "REFUSED"),
+            "the start to be refused",
+        )
+        await asyncio.sleep(1.5)
+        assert sim.job(EXT_EP, job_id).status == "IN_QUEUE" and sim.workers(EXT_EP) == []
+        assert "spend rate" in [r for r in sim.access_records if r["status"] == "REFUSED"][-1]["reason"]
+        assert refusals == []
+
+        sim.options.spend_rate_usd_per_hr = 2.0  # raised: the next poll of the process starts it
+        await _wait_until(
+            lambda: sim.job(EXT_EP, job_id).status == "COMPLETED", "the job to run", timeout_s=15
+        )
+        assert sim.job(EXT_EP, job_id).worker_id == worker_id
+        async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {KEY}"}) as http:
+            limits = (await http.get("/v2/account/limits")).json()
+        assert limits["spendRate"] == {"limit": 2.0, "current": pytest.approx(0.00034 * 3600)}
+
+
+def test_retired_graphql_fails_the_sdks_graphql_calls_not_its_runtime(
+    probe: Callable[..., Any], sim: Simulator
+) -> None:
+    sim.options.graphql_enabled = False
+    out = probe("graphql_retired", SIM_EP)
+    # SDK 1.12 checks only 401 and an "errors" member: on the 410 problem body it fails reading "data"
+    assert out["raised"] == "KeyError" and out["message"] == "'data'"
+    assert out["health"]["jobs"]["inQueue"] == 0

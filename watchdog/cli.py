@@ -51,6 +51,21 @@ def _build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--access-log", default=None, help="write the access log (JSON lines) here")
     simulate.add_argument("--list-scenarios", action="store_true", help="print the scenarios and exit")
     simulate.add_argument("--seed", type=int, default=0, help="random seed for scenario traffic")
+    simulate.add_argument(
+        "--external-workers",
+        action="store_true",
+        help="the main endpoint waits for real runpod SDK workers; prints the environment they need",
+    )
+    simulate.add_argument(
+        "--no-graphql", action="store_true", help="serve GraphQL as retired (410 Gone), as in 2027"
+    )
+    simulate.add_argument(
+        "--spend-rate",
+        type=float,
+        default=None,
+        metavar="USD_PER_HR",
+        help="the account's spend-rate cap, checked when a worker starts (default 80; inf: no cap)",
+    )
 
     run = sub.add_parser("run", help="run the watchdog daemon")
     run.add_argument("--config", default=None, help="config file")
@@ -64,6 +79,75 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="simulator + daemon + dashboard telling the product's story")
     demo.add_argument("--headless", action="store_true", help="tell the story as text and exit")
     demo.add_argument("--duration", type=float, default=None, help="seconds to run (headless)")
+
+    report = sub.add_parser("report", help="a month's spending report for funders (from the ledger)")
+    report.add_argument("--month", required=True, help="the UTC month, YYYY-MM")
+    report.add_argument("--format", choices=("md", "html", "csv"), default="md", help="output format (md)")
+    report.add_argument("--out", default=".", help="directory to write the report into (default: here)")
+    report.add_argument("--config", default=None, help="config file")
+
+    compare = sub.add_parser("compare", help="the seed's provider table, recomputed from measured traffic")
+    compare.add_argument("--requests", type=int, default=None, help="requests a month (default: measured)")
+    compare.add_argument(
+        "--seconds", type=float, default=None, help="GPU seconds a request (default: measured)"
+    )
+    compare.add_argument("--gpu", default=None, help="RunPod GPU type, e.g. 'A6000' (default: every type)")
+    compare.add_argument("--month", default=None, help="the measured UTC month, YYYY-MM (default: this one)")
+    compare.add_argument("--config", default=None, help="config file")
+
+    whatif = sub.add_parser("whatif", help="replay recorded arrivals against candidate endpoint settings")
+    whatif.add_argument(
+        "endpoint", nargs="?", default=None, help="endpoint id or name (default: the only one)"
+    )
+    whatif.add_argument("--days", type=float, default=30.0, help="days of recorded arrivals to replay (30)")
+    whatif.add_argument(
+        "--max-wait-p95",
+        type=float,
+        default=None,
+        help="wait (s, p95) the cheapest fit may add (default: today's)",
+    )
+    whatif.add_argument(
+        "--cold-start-s", type=float, default=None, help="a shorter cold start to try (FlashBoot), seconds"
+    )
+    whatif.add_argument(
+        "--baseline-cold-start-s",
+        type=float,
+        default=None,
+        help="today's cold start, seconds (default: measured)",
+    )
+    whatif.add_argument(
+        "--exec-s",
+        type=float,
+        default=None,
+        help="execution seconds where the ledger has none (default: measured)",
+    )
+    whatif.add_argument(
+        "--speed",
+        action="append",
+        default=[],
+        metavar="GPU=FACTOR",
+        help="execution time on GPU relative to the RTX A6000 (repeatable; default: the documented table)",
+    )
+    whatif.add_argument(
+        "--batch-times",
+        default="00:00,06:00,12:00,18:00",
+        help="UTC times free requests are held for (HH:MM,...)",
+    )
+    whatif.add_argument("--config", default=None, help="config file")
+
+    checklist = sub.add_parser(
+        "checklist", help="the pre-launch checklist for one endpoint (exit 0 passed, 1 failed)"
+    )
+    checklist.add_argument("endpoint", help="endpoint id or name")
+    checklist.add_argument(
+        "--answer", action="append", default=[], metavar="KEY=VALUE", help="record a manual step's answer"
+    )
+    checklist.add_argument("--answers-file", default=None, help="where manual answers are kept (JSON)")
+    checklist.add_argument("--report-dir", default=None, help="where the impact report is written")
+    checklist.add_argument(
+        "--live", action="store_true", help="also read the endpoint from RunPod (needs the API key)"
+    )
+    checklist.add_argument("--config", default=None, help="config file")
     return parser
 
 
@@ -82,6 +166,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         return snapshot(args.config)
     if args.command == "run":
         return run(args.config)
+    if args.command == "report":
+        return report(args)
+    if args.command == "compare":
+        return compare(args)
+    if args.command == "whatif":
+        return whatif(args)
+    if args.command == "checklist":
+        return checklist(args)
     if args.command in PLUGIN_COMMANDS:
         return _run_plugin_command(args)
     print(f"runpod-watchdog: unknown command {args.command!r}", file=sys.stderr)
@@ -167,6 +259,74 @@ def run(config_path: str | None) -> int:
         return 2
     except KeyboardInterrupt:
         return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    """``runpod-watchdog report --month YYYY-MM``: the month's report for funders, written to files.
+    0, 1 if the ledger cannot be read, 2 for bad usage or a bad config."""
+    from watchdog.errors import LedgerError
+    from watchdog.reports.commands import run_report
+
+    try:
+        config, _ = load_or_exit(args.config, check_files=False)
+    except ExitCode as exit_code:
+        return exit_code.code
+    try:
+        return run_report(config, month=args.month, fmt=args.format, out_dir=args.out)
+    except LedgerError as exc:
+        print(f"runpod-watchdog report: {exc}", file=sys.stderr)
+        return 1
+
+
+def compare(args: argparse.Namespace) -> int:
+    """``runpod-watchdog compare``: the seed's provider table from measured (or given) traffic."""
+    from watchdog.errors import LedgerError
+    from watchdog.reports.commands import run_compare
+
+    try:
+        config, _ = load_or_exit(args.config, check_files=False)
+    except ExitCode as exit_code:
+        return exit_code.code
+    try:
+        return run_compare(
+            config, requests=args.requests, seconds=args.seconds, gpu=args.gpu, month=args.month
+        )
+    except LedgerError as exc:
+        print(f"runpod-watchdog compare: {exc}", file=sys.stderr)
+        return 1
+
+
+def whatif(args: argparse.Namespace) -> int:
+    """``runpod-watchdog whatif [ENDPOINT]``: recorded arrivals replayed against candidate settings."""
+    from watchdog.errors import LedgerError
+    from watchdog.reports.commands import run_whatif
+
+    try:
+        config, _ = load_or_exit(args.config, check_files=False)
+    except ExitCode as exit_code:
+        return exit_code.code
+    try:
+        return run_whatif(config, args)
+    except LedgerError as exc:
+        print(f"runpod-watchdog whatif: {exc}", file=sys.stderr)
+        return 1
+
+
+def checklist(args: argparse.Namespace) -> int:
+    """``runpod-watchdog checklist ENDPOINT``: 0 every check passed, 1 a check failed or a manual step is
+    unanswered, 2 bad usage or config."""
+    from watchdog.errors import LedgerError
+    from watchdog.reports.commands import run_checklist
+
+    try:
+        config, secrets = load_or_exit(args.config, check_files=False)
+    except ExitCode as exit_code:
+        return exit_code.code
+    try:
+        return run_checklist(config, secrets, args)
+    except LedgerError as exc:
+        print(f"runpod-watchdog checklist: {exc}", file=sys.stderr)
+        return 2
 
 
 def _harden_process() -> None:

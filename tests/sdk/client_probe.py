@@ -6,6 +6,8 @@ RUNPOD_API_BASE_URL / RUNPOD_ENDPOINT_BASE_URL (read by the SDK itself).
 
 ``run_n`` and ``purge_only`` split ``purge_queue`` in two so the test can read the simulator's queue
 between them: the count the SDK reports is then compared with what the simulator really had queued.
+``run_stream`` runs a job on a streaming worker and collects ``job.stream()``; ``graphql_retired`` shows
+what the SDK raises when GraphQL answers 410 Gone (and that its runtime client still works).
 """
 
 from __future__ import annotations
@@ -61,6 +63,18 @@ def main() -> int:
         out = {"queued": [endpoint.run({"sim": {"duration_s": 1}, "n": i}).job_id for i in range(count)]}
     elif operation == "purge_only":
         out = runpod.Endpoint(endpoint_id).purge_queue()
+    elif operation == "run_stream":
+        endpoint = runpod.Endpoint(endpoint_id)
+        job = endpoint.run({"chunks": count, "gap_s": 0.3})
+        chunks = list(job.stream())  # the SDK polls /stream/{id} until the job is final
+        out = {"id": job.job_id, "chunks": chunks, "status": job.status(), "output": job.output(timeout=30)}
+    elif operation == "graphql_retired":
+        try:
+            runpod.get_endpoints()
+            out = {"raised": None}
+        except Exception as exc:  # what the SDK makes of a retired GraphQL API
+            out = {"raised": type(exc).__name__, "message": str(exc)}
+        out["health"] = runpod.Endpoint(endpoint_id).health()  # the runtime keeps working
     elif operation == "bad_key_graphql":
         runpod.api_key = "not-the-key"
         try:

@@ -176,3 +176,25 @@ async def test_graphql_auth_forms(client: httpx.AsyncClient, app: Any, base_url:
             assert refused.status_code == 401
             assert refused.json()["data"] is None and refused.json()["errors"][0]["message"]
     assert (await client.get("/graphql")).status_code == 405
+
+
+async def test_retired_graphql_answers_410_gone_for_everyone(
+    oas: Any, client: httpx.AsyncClient, sim: Simulator
+) -> None:
+    """``SimOptions.graphql_enabled = False`` (RunPod retires GraphQL in early 2027): 410 Gone with an
+    RFC 9457 problem body, before auth (the route is gone), while REST v2 and the runtime keep working."""
+    assert (await gql(client, "{ myself { clientBalance } }")).status_code == 200
+    sim.options.graphql_enabled = False
+    for response in (
+        await gql(client, "{ myself { clientBalance } }"),
+        await client.post("/graphql", json={"query": "{ myself { id } }"}, headers={"Authorization": "x"}),
+        await client.get("/graphql"),
+        await client.post("/graphql?api_key=sim-key-local-only", content=b"not json"),
+    ):
+        body = oas.problem(response, 410)
+        assert body["title"] == "Gone" and "retired" in body["detail"] and "REST API v2" in body["detail"]
+        assert "data" not in body
+    assert (await client.get("/v2/serverless")).status_code == 200
+    assert (await client.get("/v2/ep-alpha/health")).status_code == 200
+    sim.options.graphql_enabled = True
+    assert (await gql(client, "{ myself { clientBalance } }")).status_code == 200

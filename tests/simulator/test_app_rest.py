@@ -176,6 +176,42 @@ async def test_workers_listing_rolls_up_exactly(
     oas.problem(await client.get("/v2/serverless/ep-nope/workers"), 404)
 
 
+async def test_workers_started_at_uptime_and_running_status(
+    oas: Any, client: httpx.AsyncClient, sim: Simulator, clock: ManualClock
+) -> None:
+    """startedAt is when the worker last started, uptimeSeconds counts from it, and the status is RUNNING
+    exactly while a job runs, for simulated and external (real SDK) workers alike."""
+    start = clock.now()
+
+    async def listed(endpoint_id: str) -> list[tuple[str, str, int | None]]:
+        body = (await client.get(f"/v2/serverless/{endpoint_id}/workers")).json()
+        oas.check(body, "ListEndpointWorkersResponse")
+        return [(w["status"], w["startedAt"], w["uptimeSeconds"]) for w in body["workers"]]
+
+    await client.post("/v2/ep-alpha/run", json={"input": {"sim": {"duration_s": 30}}})
+    assert await listed("ep-alpha") == [("INITIALIZING", to_iso(start), 0)]
+    clock.advance(2)  # the cold start ends: the worker takes the job
+    assert await listed("ep-alpha") == [("RUNNING", to_iso(start), 2)]
+    clock.advance(29.5)
+    assert await listed("ep-alpha") == [("RUNNING", to_iso(start), 31)]
+    clock.advance(0.5)
+    assert await listed("ep-alpha") == [("IDLE", to_iso(start), 32)]
+
+    job = (await client.post("/v2/ep-ext/run", json={"input": {}})).json()["id"]
+    clock.advance(8)  # an external worker's first contact is its start
+    assert sim.take_job("ep-ext", "pod-1", job_in_progress=False) is not None
+    assert await listed("ep-ext") == [("RUNNING", to_iso(start + 40), 0)]
+    clock.advance(3)
+    sim.job_done("ep-ext", "pod-1", job, {"output": 1}, is_stream=False)
+    assert await listed("ep-ext") == [("IDLE", to_iso(start + 40), 3)]
+    clock.advance(5)  # idle timeout: stopped, no longer listed
+    assert await listed("ep-ext") == []
+    clock.advance(100)
+    await client.post("/v2/ep-ext/run", json={"input": {}})
+    assert sim.take_job("ep-ext", "pod-1", job_in_progress=False) is not None  # started again
+    assert await listed("ep-ext") == [("RUNNING", to_iso(start + 148), 0)]
+
+
 async def test_billing_records_totals_and_snapping(
     oas: Any, client: httpx.AsyncClient, sim: Simulator, clock: ManualClock
 ) -> None:

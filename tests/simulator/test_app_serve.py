@@ -14,7 +14,18 @@ import httpx
 import pytest
 
 from runpod_sim.engine import Simulator
-from runpod_sim.serve import is_loopback_host, parse_listen, serve_in_thread, simulate_command
+from runpod_sim.registry import build_simulator
+from runpod_sim.serve import (
+    EXAMPLE_WORKER,
+    external_worker_instructions,
+    is_loopback_host,
+    parse_listen,
+    serve_in_thread,
+    simulate_command,
+    worker_env,
+)
+from tests.simulator.simulate_process import running_simulate, simulate_argv
+from watchdog.clock import ManualClock, from_iso
 
 CLI = [sys.executable, "-m", "watchdog"]
 
@@ -101,3 +112,63 @@ def test_simulate_cli_ready_line_and_clean_sigterm(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_simulate_external_workers_prints_a_pasteable_worker_environment() -> None:
+    """``simulate --scenario hung-job --external-workers`` prints, per endpoint served by real SDK workers,
+    the exact environment as ``export`` lines a shell can take as they are ($ID and $RUNPOD_POD_ID are
+    the SDK's placeholders: single-quoted), and the worker polling with it gets the queued job."""
+    argv = simulate_argv("hung-job", external_workers=True, no_graphql=True, spend_rate=2.0)
+    with running_simulate(argv, expect_workers=True) as run:
+        assert list(run.exports) == ["ep-asr-hung"]  # the translation endpoint stays simulated
+        assert "graphql: retired (POST /graphql answers 410 Gone)" in run.banner
+        exports = "\n".join(run.exports["ep-asr-hung"])
+        shell = subprocess.run(
+            ["bash", "-c", f"{exports}\nenv -0"], capture_output=True, text=True, timeout=30, check=True
+        )
+        seen = dict(item.split("=", 1) for item in shell.stdout.split("\0") if item.startswith("RUNPOD_"))
+        expected = worker_env(
+            run.base_url, "ep-asr-hung", "local-worker-1", gpu="NVIDIA RTX A6000", ping_interval_ms=10_000
+        )
+        assert seen == expected
+        assert seen["RUNPOD_WEBHOOK_GET_JOB"].endswith("/job-take/$ID?gpu=NVIDIA+RTX+A6000")
+
+        # what the SDK does with it: replace $ID by RUNPOD_POD_ID, append &job_in_progress=0, raw key
+        take = seen["RUNPOD_WEBHOOK_GET_JOB"].replace("$ID", seen["RUNPOD_POD_ID"]) + "&job_in_progress=0"
+        worker = {"Authorization": seen["RUNPOD_AI_API_KEY"]}
+        job = httpx.get(take, headers=worker, timeout=30)
+        assert job.status_code == 200 and job.json()["input"]["hang"] is True
+        api = {"Authorization": f"Bearer {seen['RUNPOD_AI_API_KEY']}"}
+        listed = httpx.get(f"{run.base_url}/v2/serverless/ep-asr-hung/workers", headers=api, timeout=10)
+        assert [(w["id"], w["status"]) for w in listed.json()["workers"]] == [("local-worker-1", "RUNNING")]
+        limits = httpx.get(f"{run.base_url}/v2/account/limits", headers=api, timeout=10).json()
+        assert limits["spendRate"]["limit"] == 2.0
+        assert httpx.post(f"{run.base_url}/graphql", json={"query": "{ myself { id } }"}).status_code == 410
+
+
+def test_simulate_without_external_endpoints_says_so() -> None:
+    sim = build_simulator("demo", clock=ManualClock(from_iso("2026-06-24T14:00:00Z")))
+    assert external_worker_instructions(sim, "http://127.0.0.1:1", scenario="demo") == [
+        "external workers: scenario 'demo' has no endpoint served by external workers"
+    ]
+    steady = build_simulator(
+        "steady", clock=ManualClock(from_iso("2026-06-24T14:00:00Z")), external_workers=True
+    )
+    lines = external_worker_instructions(steady, "http://127.0.0.1:1")
+    assert "# endpoint ep-llm-mos: Translation LLM (A6000) (workersMax 1)" in lines
+    assert any(EXAMPLE_WORKER in line for line in lines)
+
+
+def test_simulate_refuses_a_negative_spend_rate(capsys: pytest.CaptureFixture[str]) -> None:
+    args = argparse.Namespace(
+        listen="127.0.0.1:0",
+        scenario="steady",
+        speed=1.0,
+        api_key=None,
+        access_log=None,
+        list_scenarios=False,
+        seed=0,
+        spend_rate=-1.0,
+    )
+    assert simulate_command(args) == 2
+    assert "--spend-rate" in capsys.readouterr().err

@@ -490,15 +490,23 @@ def test_external_worker_take_done_and_scale_down() -> None:
     assert not sim.worker_stopped("pod-1")
     at(sim, clock, 35)
     assert sim.worker_stopped("pod-1") and sim.workers(EP) == []
-    sim.submit(EP, {"prompt": "again"})
-    assert sim.take_job(EP, "pod-1") is None  # forever
+    assert sim.take_job(EP, "pod-1") is None  # scaled down, and nothing queued: the platform wants no worker
     [session] = sim.sessions(EP)
     assert session.gpu_type_id == "NVIDIA A40"
     assert (session.initializing_s, session.busy_s, session.idle_s) == pytest.approx((0, 3, 32))
     assert sim.session_billed_seconds(session) == 35
-    sim.ping(EP, "pod-1", job_ids=[])  # a stopped worker's ping bills nothing
+    sim.ping(EP, "pod-1", job_ids=[])  # a stopped worker's ping bills nothing and brings nothing back
     advance(sim, clock, 100)
-    assert sim.billed_usd_total() == pytest.approx(35 * A6000_FLEX)
+    assert sim.workers(EP) == [] and sim.billed_usd_total() == pytest.approx(35 * A6000_FLEX)
+
+    # A job arrives: the autoscaler starts the (still polling) process again, as RunPod starts a worker.
+    again = sim.submit(EP, {"prompt": "again"})
+    assert sim.take_job(EP, "pod-1", job_in_progress=True) is None  # not a process still running a job
+    assert sim.take_job(EP, "pod-1") is again and not sim.worker_stopped("pod-1")
+    first, second = sim.sessions(EP)
+    assert first is session and second.started_at == pytest.approx(START + 135) and second.stopped_at is None
+    (worker,) = sim.workers(EP)
+    assert worker.started_at == pytest.approx(START + 135) and worker.state == "RUNNING"
 
 
 def test_external_error_reports_fail_the_job() -> None:

@@ -214,3 +214,34 @@ def test_unknown_scenarios_are_refused() -> None:
     sim = build_simulator("steady", clock=ManualClock(MID_MONTH))
     with pytest.raises(SimNotFound):
         sim.endpoint(HUNG_ENDPOINT_ID)
+
+
+@pytest.mark.parametrize(
+    ("name", "endpoint_id"),
+    [
+        ("steady", STEADY_ENDPOINT_ID),
+        ("hung-job", HUNG_ENDPOINT_ID),
+        ("ping-flood", FLOOD_ENDPOINT_ID),
+        ("config-drift", DRIFT_ENDPOINT_ID),
+        ("crash-loop", CRASH_ENDPOINT_ID),
+        ("budget-burn", STEADY_ENDPOINT_ID),
+    ],
+)
+def test_external_workers_serve_each_scenarios_main_endpoint(name: str, endpoint_id: str) -> None:
+    """With external_workers (``simulate --external-workers``) the scenario's main endpoint waits for real
+    SDK workers: no simulated worker ever starts there, and a worker polling it gets the queued work."""
+    clock = ManualClock(MID_MONTH)
+    sim = build_simulator(name, clock=clock, external_workers=True)
+    assert [ep.id for ep in sim.endpoints() if ep.worker_kind == "external"] == [endpoint_id]
+    clock.advance(4 * 3600)
+    assert sim.workers(endpoint_id) == []
+    queued = sim.health(endpoint_id).in_queue
+    assert queued >= 1, "four hours of the scenario's traffic wait for a worker"
+    job = sim.take_job(endpoint_id, "pod-1", job_in_progress=False)
+    assert job is not None and job.worker_id == "pod-1"
+    assert sim.health(endpoint_id).in_queue == queued - 1
+
+
+def test_the_demo_story_ignores_external_workers() -> None:
+    sim = build_simulator("demo", clock=ManualClock(MID_MONTH), external_workers=True)
+    assert all(ep.worker_kind == "simulated" for ep in sim.endpoints())
