@@ -27,6 +27,7 @@ BENCHMARKS = (
     "limit_to_billing_stop",
     "estimate_error",
     "daemon_tick_cost",
+    "log_backlog",
     "tui_first_paint",
     "simulator_month",
     "install_size",

@@ -15,6 +15,8 @@ from watchdog.logwatch import LogEvent
 from watchdog.models import Health
 from watchdog.traffic import (
     DENY_LIST_HEADER,
+    MAX_SOURCES_PER_MINUTE,
+    OTHER_SOURCES,
     DenyList,
     EndpointContext,
     MinuteCount,
@@ -118,7 +120,7 @@ def test_prune_forgets_old_data() -> None:
     counter.prune(before=T0 + 1800)
     assert counter.endpoint_requests("ep1", 0, T0 + DAY) == 1
     assert counter.jobs_in_pings(since=0) == {}
-    assert counter.arrivals("ep1", "10.0.0.1") == (T0 + 3600,)
+    assert counter.warm_run("ep1", "10.0.0.1") == (T0 + 3600, T0 + 3600, 1)
 
 
 # ---------------------------------------------------------------------------------------------- rate
@@ -232,9 +234,14 @@ def test_keep_warm_bot_every_3_s_with_tiny_jobs_for_40_min_is_flagged() -> None:
     assert (finding.kind, finding.source, finding.since) == ("keep_warm", "bot.example", T0)
     assert "800 requests over 40 min, one every 3.0 s" in finding.detail
     assert "busy 6.7%" in finding.detail
-    # The same bot seen at the 20-minute mark: not long enough yet (later arrivals are not looked at).
-    assert detect_keep_warm(counter, T0 + 20 * 60, THRESHOLDS, context) == []
-    assert len(detect_keep_warm(counter, T0 + 31 * 60, THRESHOLDS, context)) == 1
+    # The same bot as the daemon meets it, minute by minute: not long enough at 20 minutes, flagged at 31.
+    live = TrafficCounter()
+    for i in range(400):
+        live.add(request(T0 + i * 3.0, source="bot.example"))
+    assert detect_keep_warm(live, T0 + 20 * 60, THRESHOLDS, context) == []
+    for i in range(400, 620):
+        live.add(request(T0 + i * 3.0, source="bot.example"))
+    assert len(detect_keep_warm(live, T0 + 31 * 60, THRESHOLDS, context)) == 1
 
 
 def test_keep_warm_not_flagged_for_steady_real_work_or_spaced_requests() -> None:
@@ -457,3 +464,28 @@ def test_the_per_minute_series_matches_the_window_queries() -> None:
         for m in range(first, first + 70 * 60, 60)
     )
     assert series == expected and sum(series) > 0
+
+
+def test_a_run_of_requests_is_three_numbers_split_at_the_endpoints_idle_timeout() -> None:
+    """The keep-warm detector needs only the newest run's first and last time and its size: memory stays
+    flat whatever the backlog (a 1,000,000-line backlog used to keep every arrival time)."""
+    counter = TrafficCounter()
+    counter.set_idle_timeouts({"ep1": 5})
+    for i in range(100_000):
+        counter.add(request(T0 + i * 3))
+    assert counter.warm_run("ep1", "10.0.0.1") == (T0, T0 + 299_997, 100_000)
+    counter.add(request(T0 + 299_997 + 5))  # a gap of exactly the idle timeout: the worker scaled down
+    assert counter.warm_run("ep1", "10.0.0.1") == (T0 + 300_002, T0 + 300_002, 1)
+    counter.add(request(T0 + 300_001))  # slightly out of order, still within the run
+    assert counter.warm_run("ep1", "10.0.0.1") == (T0 + 300_001, T0 + 300_002, 2)
+
+
+def test_a_flood_from_many_sources_is_folded_past_a_bound_per_minute() -> None:
+    counter = TrafficCounter()
+    for n in range(MAX_SOURCES_PER_MINUTE + 500):
+        counter.add(request(T0 + 1, source=f"10.{n // 65536}.{n // 256 % 256}.{n % 256}"))
+    by_source = counter.by_source("ep1", T0, T0 + 60)
+    assert len(by_source) == MAX_SOURCES_PER_MINUTE + 1
+    assert by_source[OTHER_SOURCES].requests == 500
+    assert counter.folded_sources == 500
+    assert counter.endpoint_requests("ep1", T0, T0 + 60) == MAX_SOURCES_PER_MINUTE + 500

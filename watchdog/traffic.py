@@ -15,14 +15,13 @@ rather than a z-score, which would be meaningless at these counts.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import ipaddress
 import math
 import os
 import re
 import tempfile
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,12 @@ from watchdog.logwatch import LogEvent
 from watchdog.models import Health, is_runpod_id
 
 UNKNOWN_SOURCE = "(unknown)"
+OTHER_SOURCES = "(other sources)"
+MAX_SOURCES_PER_MINUTE = 1_000
+"""Distinct sources counted per endpoint and minute; the rest are counted together as ``OTHER_SOURCES``."""
+DEFAULT_RUN_GAP_S = 10.0
+"""The gap that ends a run of requests on an endpoint whose idle timeout is not known yet (the policy's
+default highest idle timeout)."""
 MAX_JOB_IDS_PER_PING = 8
 """Job ids taken from one heartbeat: a worker runs a handful of jobs at once at most (its concurrency);
 a ping naming more is forged or broken, and its extra ids are counted, not tracked."""
@@ -147,7 +152,15 @@ class EndpointContext:
 # Aggregation
 
 
-@dataclass
+class WarmRun(NamedTuple):
+    """A run of requests from one source with no gap as long as the endpoint's idle timeout."""
+
+    first: float
+    last: float
+    requests: int
+
+
+@dataclass(slots=True)
 class _JobTrack:
     worker_id: str | None
     first_seen: float
@@ -173,11 +186,11 @@ class TrafficCounter:
     """Aggregates LogEvents (and /health deltas) into what the detectors need.
 
     Kept: per (endpoint, source, minute) request and ping counts; per (endpoint, worker, minute) ping counts;
-    per (endpoint, source) request arrival times (bounded, for the keep-warm gaps); per (endpoint, job id)
-    the worker and first/last ping that reported it. ``prune(before)`` drops what is older.
+    per (endpoint, source) the newest run of requests (three numbers, for the keep-warm gaps); per
+    (endpoint, job id) the worker and first/last ping that reported it. ``prune(before)`` drops what is older.
     """
 
-    def __init__(self, *, max_arrivals_per_source: int = 50_000) -> None:
+    def __init__(self) -> None:
         # Indexed endpoint → minute → ..., so a query costs the minutes of its window, not the history.
         self._counts: dict[str, dict[int, dict[str, list[int]]]] = defaultdict(dict)
         """endpoint → minute → source → [requests, pings]"""
@@ -185,14 +198,23 @@ class TrafficCounter:
         """endpoint → minute → worker → pings"""
         self._health_requests: dict[str, dict[int, int]] = defaultdict(dict)
         """endpoint → minute → new jobs seen in /health counters"""
-        self._arrivals: dict[tuple[str, str], deque[float]] = {}
-        self._max_arrivals = max_arrivals_per_source
+        self._runs: dict[tuple[str, str], WarmRun] = {}
+        """(endpoint, source) → its newest run of requests: three numbers, whatever the traffic."""
+        self._run_gaps: dict[str, float] = {}
         self._jobs: dict[str, dict[str, _JobTrack]] = defaultdict(dict)
         self.first_seen: float | None = None
         """Earliest time any data arrived: the start of the observed history."""
         self.rejected_job_ids = 0
         """Job ids in pings that were not taken: not an id RunPod could have made, or beyond
         ``MAX_JOB_IDS_PER_PING`` in one ping (a forged ping must not flood the daemon with jobs to poll)."""
+        self.folded_sources = 0
+        """Requests and pings counted under ``OTHER_SOURCES`` because their endpoint already had
+        ``MAX_SOURCES_PER_MINUTE`` sources that minute (a flood from many addresses stays bounded)."""
+
+    def set_idle_timeouts(self, idle_timeouts: Mapping[str, float]) -> None:
+        """Each endpoint's idle timeout, as RunPod last reported it: a run of requests ends at the first gap
+        at least that long (``DEFAULT_RUN_GAP_S`` for an endpoint not read yet)."""
+        self._run_gaps = {endpoint_id: float(t) for endpoint_id, t in idle_timeouts.items() if t > 0}
 
     # -- ingestion ------------------------------------------------------------------------------------
 
@@ -200,19 +222,14 @@ class TrafficCounter:
         self._observe(event.ts)
         source = event.source or UNKNOWN_SOURCE
         minute = minute_of(event.ts)
-        cell = self._counts[event.endpoint_id].setdefault(minute, {}).setdefault(source, [0, 0])
+        per_source = self._counts[event.endpoint_id].setdefault(minute, {})
+        if source not in per_source and len(per_source) >= MAX_SOURCES_PER_MINUTE:
+            self.folded_sources += 1
+            source = OTHER_SOURCES
+        cell = per_source.setdefault(source, [0, 0])
         if event.kind == "request":
             cell[0] += 1
-            arrivals = self._arrivals.get((event.endpoint_id, source))
-            if arrivals is None:
-                arrivals = self._arrivals[(event.endpoint_id, source)] = deque(maxlen=self._max_arrivals)
-            if arrivals and event.ts < arrivals[-1]:
-                # lines from several files interleave slightly out of order; keep the deque sorted
-                items = sorted([*arrivals, event.ts])
-                arrivals.clear()
-                arrivals.extend(items)
-            else:
-                arrivals.append(event.ts)
+            self._add_arrival((event.endpoint_id, source), event.ts)
             return
         cell[1] += 1
         if event.worker_id:
@@ -235,6 +252,16 @@ class TrafficCounter:
             if event.ts >= track.last_seen:
                 track.last_seen = event.ts
                 track.worker_id = event.worker_id or track.worker_id
+
+    def _add_arrival(self, key: tuple[str, str], ts: float) -> None:
+        run = self._runs.get(key)
+        gap = self._run_gaps.get(key[0], DEFAULT_RUN_GAP_S)
+        if run is None or ts - run.last >= gap:
+            self._runs[key] = WarmRun(ts, ts, 1)
+        elif ts >= run.last:
+            self._runs[key] = WarmRun(run.first, ts, run.requests + 1)
+        elif ts > run.first - gap:  # lines from several files interleave slightly out of order
+            self._runs[key] = WarmRun(min(run.first, ts), run.last, run.requests + 1)
 
     def add_events(self, events: Iterable[LogEvent]) -> None:
         for event in events:
@@ -266,11 +293,8 @@ class TrafficCounter:
                     del per_minute[minute]
                 if not per_minute:
                     del index[endpoint_id]
-        for key, arrivals in list(self._arrivals.items()):
-            while arrivals and arrivals[0] < before:
-                arrivals.popleft()
-            if not arrivals:
-                del self._arrivals[key]
+        for key in [key for key, run in self._runs.items() if run.last < before]:
+            del self._runs[key]
         for endpoint_id, jobs in list(self._jobs.items()):
             for job_id in [job_id for job_id, track in jobs.items() if track.last_seen < before]:
                 del jobs[job_id]
@@ -341,11 +365,12 @@ class TrafficCounter:
                 totals[worker_id] += pings
         return dict(totals)
 
-    def arrivals(self, endpoint_id: str, source: str) -> tuple[float, ...]:
-        return tuple(self._arrivals.get((endpoint_id, source), ()))
+    def warm_run(self, endpoint_id: str, source: str) -> WarmRun | None:
+        """The newest run of requests from ``source`` in which no gap reached the endpoint's idle timeout."""
+        return self._runs.get((endpoint_id, source))
 
     def sources_with_arrivals(self) -> list[tuple[str, str]]:
-        return sorted(self._arrivals)
+        return sorted(self._runs)
 
     def jobs_in_pings(self, since: float) -> dict[str, dict[str, JobSeenInPings]]:
         """Job ids heartbeats reported at or after ``since``: {endpoint: {job_id: (worker, first, last)}}.
@@ -506,11 +531,13 @@ def detect_keep_warm(
 
     Math, per (endpoint, source) with idle timeout T: take the newest run of arrivals t_1 < ... < t_n in
     which every gap t_{i+1} - t_i < T (so the worker never reached its idle timeout) and which is still
-    going (now - t_n < T). Its warm time is D = t_n - t_1. With mean execution e, busy ratio
-    b = min(1, n·e / D); a caller-supplied busy ratio replaces it. Flag if D ≥ ``keep_warm_min_minutes`` and
-    b < ``keep_warm_max_busy_ratio``: the endpoint paid for D seconds of worker time to do n·e seconds of
-    work. Example: a request every 3 s with 0.2 s jobs and T = 5 s gives b = 0.2/3 ≈ 7 %. Endpoints
-    without context, or without e or b, are skipped: we cannot tell keep-warm from real load.
+    going (now - t_n < T); the counter keeps only (t_1, t_n, n) of it, split at the idle timeout RunPod
+    last reported (:meth:`TrafficCounter.set_idle_timeouts`). Its warm time is D = t_n - t_1. With mean
+    execution e, busy ratio b = min(1, n·e / D); a caller-supplied busy ratio replaces it. Flag if
+    D ≥ ``keep_warm_min_minutes`` and b < ``keep_warm_max_busy_ratio``: the endpoint paid for D seconds of
+    worker time to do n·e seconds of work. Example: a request every 3 s with 0.2 s jobs and T = 5 s gives
+    b = 0.2/3 ≈ 7 %. Endpoints without context, or without e or b, are skipped: we cannot tell keep-warm
+    from real load.
     """
     findings: list[TrafficFinding] = []
     for endpoint_id, source in counts.sources_with_arrivals():
@@ -519,15 +546,10 @@ def detect_keep_warm(
             continue
         if context.busy_ratio is None and context.mean_execution_s is None:
             continue
-        arrivals = counts.arrivals(endpoint_id, source)
-        arrivals = arrivals[: bisect.bisect_right(arrivals, now)]
-        if not arrivals or now - arrivals[-1] >= context.idle_timeout_s:
+        run = counts.warm_run(endpoint_id, source)
+        if run is None or now - run.last >= context.idle_timeout_s or run.requests < 2:
             continue
-        first = len(arrivals) - 1
-        while first > 0 and arrivals[first] - arrivals[first - 1] < context.idle_timeout_s:
-            first -= 1
-        run = arrivals[first:]
-        warm_s = run[-1] - run[0]
+        warm_s = run.last - run.first
         if warm_s < thresholds.keep_warm_min_minutes * _MINUTE:
             continue
         if context.busy_ratio is not None:
@@ -535,20 +557,20 @@ def detect_keep_warm(
             work = f"a busy ratio of {busy:.1%}"
         else:
             assert context.mean_execution_s is not None
-            busy = min(1.0, len(run) * context.mean_execution_s / warm_s)
+            busy = min(1.0, run.requests * context.mean_execution_s / warm_s)
             work = f"jobs of about {context.mean_execution_s:g} s each, so the worker was busy {busy:.1%}"
         if busy >= thresholds.keep_warm_max_busy_ratio:
             continue
-        mean_gap = warm_s / (len(run) - 1)
+        mean_gap = warm_s / (run.requests - 1)
         findings.append(
             TrafficFinding(
                 endpoint_id,
                 source,
                 "keep_warm",
-                f"{source} sent {len(run)} requests over {warm_s / _MINUTE:.0f} min, one every "
+                f"{source} sent {run.requests} requests over {warm_s / _MINUTE:.0f} min, one every "
                 f"{mean_gap:.1f} s on average and never {context.idle_timeout_s:g} s (the idle timeout) "
                 f"apart, with {work} of the time: the worker never got to scale down",
-                since=run[0],
+                since=run.first,
             )
         )
     return findings

@@ -1,9 +1,10 @@
 """Stage 1, fetch: what the logs and RunPod say now.
 
-:func:`read_logs` drains the configured log sources (each read is bounded; a source with more pending is
-read again). :func:`read_runpod` reads, in order: the endpoints (+ GraphQL ``workersStandby``), each
-watched endpoint's workers and ``/health``, the status of the jobs the daemon knows to be open (oldest
-first, at most ``MAX_JOB_POLLS_PER_TICK``), and, when due, the month's hourly billing.
+:func:`read_logs` reads each configured log source once per tick, at most its read budget (1 MiB by
+default): a backlog is worked off over several ticks, in bounded memory. :func:`read_runpod` reads, in
+order: the endpoints (+ GraphQL ``workersStandby``), each watched endpoint's workers and ``/health``, the
+status of the jobs the daemon knows to be open (oldest first, at most ``MAX_JOB_POLLS_PER_TICK``), and,
+when due, the month's hourly billing.
 
 Any failed read makes the reading *blind* (``error`` set), except the two that only add to what the tick
 already knows: GraphQL ``workersStandby`` and the billing (which lags by hours anyway; on failure the
@@ -124,7 +125,7 @@ def read_budget_s(config: Config) -> float:
     return max(MIN_READ_BUDGET_S, config.runpod.poll_interval_s)
 
 
-def read_logs(tailers: Sequence[LogTailer]) -> LogBatch:
+def read_logs(tailers: Sequence[LogTailer], now: float | None = None) -> LogBatch:
     """What each source appended since the last tick, up to each tailer's read budget (a backlog is worked
     off over several ticks; a source that fails is reported and skipped, never the others)."""
     events: list[LogEvent] = []
@@ -132,7 +133,7 @@ def read_logs(tailers: Sequence[LogTailer]) -> LogBatch:
     malformed = 0
     for tailer in tailers:
         try:
-            result = tailer.read_new()
+            result = tailer.read_new(now)
         except Exception as exc:  # a tailer bug or an I/O surprise must not cost the other sources
             problems.append(f"log source {tailer.spec.name}: read failed: {type(exc).__name__}: {exc}"[:300])
             continue

@@ -37,7 +37,7 @@ import httpx
 from watchdog.alerts import AlertDispatcher
 from watchdog.client import RunPodClient
 from watchdog.clock import Clock, SystemClock
-from watchdog.config import Config, Secrets, load_config
+from watchdog.config import Config, LogSource, Secrets, load_config
 from watchdog.daemon.commands import run_command
 from watchdog.daemon.fetch import ReadInterrupted
 from watchdog.daemon.notices import reload_failed_alert
@@ -285,9 +285,21 @@ class Daemon:
                 )
                 new = dataclasses.replace(new, ledger=self.config.ledger)
             if new.pings.source != self.config.pings.source:
-                for tailer in ports.tailers:
-                    tailer.close()
-                ports.tailers = _tailers(new)
+                # Unchanged sources keep their tailer (and its position); new ones are opened before any old
+                # one is closed, so a source that cannot be opened leaves the running set as it was.
+                kept: dict[LogSource, LogTailer] = {tailer.spec: tailer for tailer in ports.tailers}
+                try:
+                    opened = {s: LogTailer(s) for s in new.pings.source if s not in kept}
+                except ConfigError as exc:
+                    log.error("config reload: keeping the previous log sources: %s", exc)
+                    new = dataclasses.replace(
+                        new, pings=dataclasses.replace(new.pings, source=self.config.pings.source)
+                    )
+                else:
+                    tailers = [kept.pop(s) if s in kept else opened[s] for s in new.pings.source]
+                    for tailer in kept.values():
+                        tailer.close()
+                    ports.tailers = tailers
             ports.deny_list = _deny_list(new)
             self.config = new
         log.info("configuration reloaded: %s", new.summary())

@@ -106,7 +106,7 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
     state.calendar = roll_calendar(state.calendar, now)
 
     # 1. fetch ----------------------------------------------------------------------------------------------
-    logs = read_logs(ports.tailers)
+    logs = read_logs(ports.tailers, now)
     for problem in logs.problems:
         log.warning("%s", problem)
     dropped_ids = state.tracker.observe_logs(logs.events, now)

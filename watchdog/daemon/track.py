@@ -59,6 +59,7 @@ def track(
         )
 
     tracker.forget_endpoints(e.id for e in reading.endpoints)
+    tracker.traffic.set_idle_timeouts({e.id: e.idle_timeout_s for e in reading.endpoints})
     for endpoint_id in held:
         tracker.note_held(endpoint_id, now)
     crash: dict[str, CrashWindow] = {}
