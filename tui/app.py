@@ -5,6 +5,16 @@ reactive :class:`DashboardState` that every widget is bound to and renders. Refr
 new one is only started when the previous one finished, so a slow daemon (2 s socket timeout) never stacks
 reads or freezes the UI; the last data stays on screen with the problem written above it.
 
+How it stays cheap: the daemon publishes a new status once per tick (5 s) while the dashboard reads every
+second. A read equal to the status on screen keeps the object on screen, and every widget compares what
+it would draw with what it drew (by identity first) and does nothing when that did not change; the
+ledger (alerts, spend by day) is read only when a new tick arrived. Between ticks only the status bar's
+"tick N s ago" moves.
+
+Layout: the status bar, the budget (with the month's chart beside it from 110 columns on), the endpoints,
+then tabs for the events, the traffic and the month's chart, switched with e, t and s (named in the footer),
+so at 80x24 nothing is pushed off-screen.
+
 Errors have one home, :meth:`WatchdogApp.on_worker_state_changed`: a failed read becomes the status bar's
 problem line, a failed command a notification. The dashboard never talks to RunPod: commands are confirmed
 in a dialog and sent to the daemon through an :class:`~tui.source.ActionSink`.
@@ -23,31 +33,44 @@ from typing import ClassVar
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.reactive import reactive
-from textual.widgets import DataTable, Footer
+from textual.reactive import var
+from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from tui.screens.confirm import ActionRequest, ChoiceField, ConfirmedAction, ConfirmScreen, TextField
 from tui.screens.detail import DetailScreen
 from tui.screens.help import HelpScreen
-from tui.source import ActionSink, ControlActions, DaemonSource, SourceReading, StatusSource
+from tui.source import ActionSink, ControlActions, DaemonSource, LedgerView, SourceReading, StatusSource
 from tui.widgets.budget_panel import BudgetPanel
 from tui.widgets.endpoints_table import EndpointsTable
-from tui.widgets.events_log import EventsLog
+from tui.widgets.events_log import EventsLog, plain_words
+from tui.widgets.month_chart import MonthChart, MonthKey, MonthWords
 from tui.widgets.state import DashboardState, duration, eur, mode_word
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.traffic_panel import TrafficPanel
 from watchdog.config import load_config
 from watchdog.control import ControlError
 from watchdog.errors import ConfigError, WatchdogError
-from watchdog.status import EndpointView
+from watchdog.status import DaemonStatus, EndpointView
 from watchdog.vocabulary import CONFIGURABLE_RULES
 
 ENDPOINT_ACTIONS = frozenset({"pause", "restore", "cancel_job", "rule_mode"})
 """Actions that act on the selected endpoint (the table's cursor, or the endpoint on the detail screen)."""
 COMMAND_ACTIONS = ENDPOINT_ACTIONS | {"ack_alert"}
+TABS: dict[str, str] = {"events": "tab-events", "traffic": "tab-traffic", "month": "tab-month"}
+NOT_A_TERMINAL = (
+    "runpod-watchdog tui: not a terminal (stdin and stdout must be a TTY): use 'ssh -t HOST runpod-watchdog"
+    " tui', or 'runpod-watchdog snapshot' for a one-shot text view"
+)
+
+TickKey = tuple[float, float | None] | None
+"""Which tick a status comes from: (daemon started at, last tick at)."""
+
+
+def tick_key(status: DaemonStatus | None) -> TickKey:
+    return None if status is None else (status.started_at, status.last_tick_at)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -56,14 +79,16 @@ COMMAND_ACTIONS = ENDPOINT_ACTIONS | {"ack_alert"}
 
 
 class StatusRead(Message):
-    """A refresh finished. A newer one replaces an older one still queued."""
+    """A refresh finished (with the ledger's view when a new tick came). A newer one replaces an older one
+    still queued, unless only the older one carries the ledger's view."""
 
-    def __init__(self, reading: SourceReading) -> None:
+    def __init__(self, reading: SourceReading, ledger: LedgerView | None = None) -> None:
         super().__init__()
         self.reading = reading
+        self.ledger = ledger
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, StatusRead)
+        return isinstance(message, StatusRead) and (self.ledger is not None or message.ledger is None)
 
 
 class ActionPrepared(Message):
@@ -115,11 +140,17 @@ class WatchdogApp(App[int]):
         Binding("c", "cancel_job", "Cancel job"),
         Binding("m", "rule_mode", "Rule mode"),
         Binding("a", "ack_alert", "Ack alert"),
+        Binding("e", "show_tab('events')", "Events"),
+        # Named on their tabs ("Traffic (t)", "Month (s)"): the footer has room for 80 columns only.
+        Binding("t", "show_tab('traffic')", "Traffic", show=False),
+        Binding("s", "show_tab('month')", "Month chart", show=False),
     ]
 
-    state: reactive[DashboardState] = reactive(
+    state: var[DashboardState] = var(
         lambda: DashboardState(None, False, "connecting to the daemon…", 0.0, 15.0), always_update=False
     )
+    """A ``var``, not a repainting ``reactive``: on the App, a repaint is the whole screen, every second.
+    The widgets bound to it redraw themselves, and only what changed."""
 
     def __init__(
         self,
@@ -137,6 +168,10 @@ class WatchdogApp(App[int]):
         self.stale_after_s = stale_after_s
         self.clock = clock
         self._refresh_worker: Worker[None] | None = None
+        self._ledger_wanted = True
+        """Read the ledger with the next status even if the tick did not change (after a command)."""
+        self._ledger_tick: TickKey = None
+        """The tick the ledger was last read for (written by the refresh worker; reads never overlap)."""
         self.set_reactive(
             WatchdogApp.state,
             DashboardState(None, False, "connecting to the daemon…", clock(), stale_after_s),
@@ -146,15 +181,27 @@ class WatchdogApp(App[int]):
         yield StatusBar(id="status-bar").data_bind(WatchdogApp.state)
         with Horizontal(id="top"):
             yield BudgetPanel(id="budget").data_bind(WatchdogApp.state)
-            yield TrafficPanel(id="traffic").data_bind(WatchdogApp.state)
+            with Vertical(id="month-compact", classes="month-panel"):
+                yield MonthChart(classes="month-chart").data_bind(WatchdogApp.state)
+                yield MonthKey(classes="month-key").data_bind(WatchdogApp.state)
         self.endpoints_table = EndpointsTable(id="endpoints").data_bind(WatchdogApp.state)
         yield self.endpoints_table
-        yield EventsLog(id="events").data_bind(WatchdogApp.state)
-        yield Footer()
+        with TabbedContent(id="tabs", initial=TABS["events"]):
+            with TabPane("Events (e)", id=TABS["events"]):
+                yield EventsLog(id="events").data_bind(WatchdogApp.state)
+            with TabPane("Traffic (t)", id=TABS["traffic"]):
+                yield TrafficPanel(id="traffic").data_bind(WatchdogApp.state)
+            with TabPane("Month (s)", id=TABS["month"]), Vertical(classes="month-panel"):
+                yield MonthChart(id="month-chart", classes="month-chart").data_bind(WatchdogApp.state)
+                yield MonthKey(classes="month-key").data_bind(WatchdogApp.state)
+                yield MonthWords(id="month-words", classes="month-words").data_bind(WatchdogApp.state)
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self.query_one("#month-compact").border_title = "The month (s: larger)"
+        self.endpoints_table.border_title = "Endpoints (enter: detail)"
         self.endpoints_table.focus()
-        self._refresh_worker = self.refresh_status()
+        self.refresh_if_idle()
         self.set_interval(self.refresh_s, self.refresh_if_idle)
 
     # -- reading -------------------------------------------------------------------------------------------
@@ -164,17 +211,31 @@ class WatchdogApp(App[int]):
         worker = self._refresh_worker
         if worker is not None and worker.state in (WorkerState.PENDING, WorkerState.RUNNING):
             return
-        self._refresh_worker = self.refresh_status()
+        self._refresh_worker = self.refresh_status(self._ledger_wanted)
+        self._ledger_wanted = False
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="refresh")
-    def refresh_status(self) -> None:
-        self.post_message(StatusRead(self.source.read()))
+    def refresh_status(self, read_ledger: bool = True) -> None:
+        reading = self.source.read()
+        ledger = None
+        tick = tick_key(reading.status)
+        if reading.status is not None and (read_ledger or tick != self._ledger_tick):
+            ledger = self.source.ledger_view(self.clock())  # once per tick, not once per refresh
+            self._ledger_tick = tick
+        self.post_message(StatusRead(reading, ledger))
 
     def on_status_read(self, message: StatusRead) -> None:
-        reading = message.reading
+        reading, shown = message.reading, self.state
         # Keep the last figures when a read brings none: stale numbers, clearly marked, beat a blank screen.
-        status = reading.status if reading.status is not None else self.state.status
-        self.state = DashboardState(status, reading.live, reading.problem, self.clock(), self.stale_after_s)
+        status = reading.status if reading.status is not None else shown.status
+        if status is not shown.status and status == shown.status:
+            status = shown.status  # the same tick, read again: keep the object widgets compare against
+        ledger = message.ledger if message.ledger is not None else shown.ledger
+        if ledger is not shown.ledger and ledger == shown.ledger:
+            ledger = shown.ledger
+        self.state = DashboardState(
+            status, reading.live, reading.problem, self.clock(), self.stale_after_s, ledger
+        )
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place worker failures reach the user."""
@@ -199,10 +260,26 @@ class WatchdogApp(App[int]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
+    def action_show_tab(self, name: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = TABS[name]
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        # Narrower than 110 columns the month's chart takes the budget panel's and the endpoints' rows
+        # while its tab is open (see app.tcss): at 80x24 it would otherwise get two rows of plot.
+        self.screen.set_class(event.pane.id == TABS["month"], "-month-tab")
+        self.call_after_refresh(self._focus_endpoints)
+
+    def _focus_endpoints(self) -> None:
+        """↑ ↓ keep moving between endpoints after a tab switch (hiding the table drops its focus)."""
+        if self.screen is self.screen_stack[0] and self.endpoints_table.display and self.focused is None:
+            self.endpoints_table.focus()
+
     def action_quit_dashboard(self) -> None:
         self.exit(0)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "show_tab":
+            return self.screen is self.screen_stack[0]
         if action not in COMMAND_ACTIONS and action != "help":
             return True
         if self.screen is not self.screen_stack[0] and not isinstance(self.screen, DetailScreen):
@@ -332,7 +409,11 @@ class WatchdogApp(App[int]):
         alerts = self.source.unacknowledged_alerts()
         field: TextField | ChoiceField
         if alerts:
-            options = tuple((f"{alert.state.upper()} · {alert.text}"[:70], alert.key) for alert in alerts)
+            rate = self.state.usd_per_eur
+            options = tuple(
+                (f"{alert.state.upper()} · {plain_words(alert.text, rate)}"[:70], alert.key)
+                for alert in alerts
+            )
             field = ChoiceField("key", "Alert", options, alerts[0].key)
             explanation = f"{len(alerts)} alert(s) not acknowledged. Acknowledging stops the reminders."
         else:
@@ -364,6 +445,7 @@ class WatchdogApp(App[int]):
 
     def on_action_sent(self, message: ActionSent) -> None:
         self.notify(message.reply, title="Sent to the daemon", timeout=6)
+        self._ledger_wanted = True  # an acknowledgement changes the ledger, not the tick
         self.refresh_if_idle()
 
 
@@ -379,13 +461,23 @@ def make_app(
     return WatchdogApp(source, actions, refresh_s=refresh_s, stale_after_s=stale_after_s, clock=clock)
 
 
+def is_terminal() -> bool:
+    """The dashboard needs a terminal on both ends: keys in, screen out."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
 def tui_command(args: argparse.Namespace) -> int:
-    """``runpod-watchdog tui [--config PATH]``: 0 on quit, 2 on a bad configuration."""
+    """``runpod-watchdog tui [--config PATH]``: 0 on quit, 2 on a bad configuration or without a terminal
+    (``ssh host runpod-watchdog tui`` without ``-t``, a pipe, CI): one line on stderr instead of a hang
+    and escape codes."""
     try:
-        config = load_config(getattr(args, "config", None))
+        config = load_config(getattr(args, "config", None), check_files=False)
     except ConfigError as error:
         for line in error.problems:
             print(line, file=sys.stderr)
+        return 2
+    if not is_terminal():
+        print(NOT_A_TERMINAL, file=sys.stderr)
         return 2
     socket_path = config.control.resolved_socket_path
     app = make_app(

@@ -6,10 +6,10 @@ fixture, so the App only ever sees a :class:`SourceReading` and an :class:`Actio
 - :class:`DaemonSource` asks the daemon over the control socket (live state, 2 s timeout). When the daemon
   is down it falls back to the last :class:`DaemonStatus` the daemon stored in the ledger's ``meta`` table
   and says so (``live=False``), so a sysadmin still sees where the 20 EUR stood when it stopped.
-- History the daemon does not keep in memory (spend by hour, config changes, the jobs it saw) comes from the
-  ledger, read-only, one short connection per read: the reads run in worker threads and an SQLite
-  connection must not cross threads, and a reader must never hold a transaction open (it would hold back
-  the daemon's WAL checkpoints).
+- History the daemon does not keep in memory (spend by hour and by day, config changes, the jobs it saw,
+  the alerts' real delivery state) comes from the ledger, read-only, one short connection per read: the
+  reads run in worker threads and an SQLite connection must not cross threads, and a reader must never
+  hold a transaction open (it would hold back the daemon's WAL checkpoints).
 - Commands never go to RunPod from here: :class:`ControlActions` asks the daemon, which applies, records and
   verifies them.
 
@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from watchdog.clock import month_start
 from watchdog.control import ControlClient, ControlError
 from watchdog.errors import LedgerError
-from watchdog.ledger import ConfigRow, LedgerReader, OpenJobRow, WorkerSessionRow
+from watchdog.ledger import AlertRow, ConfigRow, LedgerReader, OpenJobRow, WorkerSessionRow
 from watchdog.status import DaemonStatus
 from watchdog.vocabulary import SpendSource
 
@@ -76,19 +76,50 @@ class EndpointHistory:
     """Workers the daemon has not seen end, oldest first."""
     open_jobs: tuple[OpenJob, ...] = ()
     """Jobs in queue or in progress, oldest first."""
+    spend_by_day: tuple[DaySpend, ...] = ()
+    """This month's spend of this endpoint per UTC day, oldest first."""
     problem: str | None = None
     """Why the history is missing or partial (no ledger yet, unreadable...)."""
 
 
 @dataclass(frozen=True, slots=True)
 class KnownAlert:
-    """An alert nobody has acknowledged yet, as the "acknowledge" dialog offers it."""
+    """An alert as the ledger holds it: its real delivery state and whether someone acknowledged it."""
 
     key: str
     text: str
     state: str
+    """``pending`` (not delivered yet), ``sent`` or ``failed`` (the last attempt failed; retried)."""
     created_at: float
     eur: float | None = None
+    kind: str = ""
+    sent_at: float | None = None
+    acknowledged_at: float | None = None
+    attempts: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DaySpend:
+    """One endpoint's spend on one UTC day: per hour the larger of the live estimate and RunPod's bill
+    where the ledger still keeps hours, else the larger of the day's two totals."""
+
+    endpoint_id: str
+    day: float
+    """Start of the UTC day."""
+    usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerView:
+    """What the ledger adds to the daemon's status, read once per new status (not once per refresh)."""
+
+    alerts: tuple[KnownAlert, ...] = ()
+    """The newest alerts first, whatever their state."""
+    spend_by_day: tuple[DaySpend, ...] = ()
+    """This month's spend per endpoint and UTC day, oldest first."""
+    problem: str | None = None
+    """Why the ledger could not be read (then the tuples are empty)."""
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -109,6 +140,10 @@ class StatusSource(Protocol):
 
     def unacknowledged_alerts(self) -> tuple[KnownAlert, ...]:
         """Alerts the daemon raised that nobody has acknowledged, newest first."""
+        ...
+
+    def ledger_view(self, now: float) -> LedgerView:
+        """The alerts' real states and the month's spend by day; a problem instead of raising."""
         ...
 
 
@@ -154,6 +189,7 @@ class DaemonSource:
             # One short snapshot so the spend, config and worker lists agree with each other.
             with reader.consistent():
                 spend = reader.month_spend_by_hour(month_start(now))
+                by_day = daily_spend(reader.month_spend_by_day(month_start(now)), endpoint_id)
                 configs = reader.config_history(endpoint_id)
                 workers = [w for w in reader.open_worker_sessions() if w.endpoint_id == endpoint_id]
         except LedgerError as exc:
@@ -168,6 +204,7 @@ class DaemonSource:
                 spend_by_hour=hourly_spend(spend, endpoint_id),
                 config_history=tuple(configs[-_HISTORY_LIMIT:]),
                 workers=tuple(workers),
+                spend_by_day=by_day,
                 problem=str(exc),
             )
         return EndpointHistory(
@@ -176,23 +213,26 @@ class DaemonSource:
             config_history=tuple(configs[-_HISTORY_LIMIT:]),
             workers=tuple(workers),
             open_jobs=jobs,
+            spend_by_day=by_day,
         )
 
     def unacknowledged_alerts(self) -> tuple[KnownAlert, ...]:
         try:
-            reader = LedgerReader.open(self.ledger_path)
+            with LedgerReader.open(self.ledger_path) as reader:
+                rows = reader.recent_alerts(_HISTORY_LIMIT)
         except LedgerError:
             return ()
+        return tuple(known_alert(row) for row in rows if row.acknowledged_at is None)
+
+    def ledger_view(self, now: float) -> LedgerView:
         try:
-            rows = reader.recent_alerts(_HISTORY_LIMIT)
-        except LedgerError:
-            return ()
-        finally:
-            reader.close()
-        return tuple(
-            KnownAlert(key=row.key, text=row.text, state=row.state, created_at=row.created_at, eur=row.eur)
-            for row in rows
-            if row.acknowledged_at is None
+            with LedgerReader.open(self.ledger_path) as reader, reader.consistent():
+                rows = reader.recent_alerts(_HISTORY_LIMIT)
+                by_day = reader.month_spend_by_day(month_start(now))
+        except LedgerError as exc:
+            return LedgerView(problem=str(exc))
+        return LedgerView(
+            alerts=tuple(known_alert(row) for row in rows), spend_by_day=daily_spend(by_day, None)
         )
 
 
@@ -207,15 +247,88 @@ class ControlActions:
         return describe_result(kind, result)
 
 
+COMMAND_WORDS: dict[str, str] = {
+    "pause": "Pause",
+    "restore": "Restore",
+    "cancel_job": "Cancel job",
+    "set_rule_mode": "Rule mode",
+    "ack_alert": "Acknowledge alert",
+}
+
+OUTCOME_WORDS: dict[str, str] = {
+    "intended": "in progress",
+    "proposed": "proposed only (dry-run)",
+    "applied": "done",
+    "failed": "FAILED",
+    "verified": "done and verified",
+    "not_verified": "done, NOT verified",
+    "skipped": "skipped (nothing to do)",
+}
+"""A decision step's outcome (``watchdog.vocabulary.Outcome``) in the words a sysadmin reads."""
+
+
 def describe_result(kind: str, result: Mapping[str, Any] | None) -> str:
-    """One line out of the daemon's answer: its own ``message`` if it gave one, else its fields."""
+    """The daemon's answer to a command in plain words (never a Python dict): its own ``message`` if it
+    gave one, else what it did per endpoint."""
+    what = COMMAND_WORDS.get(kind, kind.replace("_", " ").capitalize())
     if not result:
-        return f"{kind}: accepted by the daemon"
+        return f"{what}: accepted by the daemon"
     message = result.get("message")
     if isinstance(message, str):
         return message
-    fields = ", ".join(f"{key}={value}" for key, value in sorted(result.items()))
-    return f"{kind}: {fields}"
+    if kind == "ack_alert" and result.get("acknowledged"):
+        return f"Alert {result['acknowledged']} acknowledged: no more reminders."
+    if kind == "set_rule_mode" and result.get("rule"):
+        mode = str(result.get("mode", "?")).upper()
+        return f"Rule {result['rule']} is now {mode}."
+    results = result.get("results")
+    if isinstance(results, list):
+        if not results:
+            return f"{what}: nothing to do"
+        parts = []
+        for item in results:
+            if not isinstance(item, Mapping):
+                continue
+            outcome = OUTCOME_WORDS.get(str(item.get("outcome")), str(item.get("outcome", "?")))
+            action = COMMAND_WORDS.get(str(item.get("action")), str(item.get("action", what)))
+            line = f"{action} {item.get('endpoint_id') or ''}".strip() + f": {outcome}"
+            if item.get("error"):
+                line += f" ({item['error']})"
+            parts.append(line)
+        return "; ".join(parts) or f"{what}: accepted by the daemon"
+    if result.get("ok") is False:
+        return f"{what}: the daemon reports it did not complete"
+    return f"{what}: accepted by the daemon"
+
+
+def known_alert(row: AlertRow) -> KnownAlert:
+    return KnownAlert(
+        key=row.key,
+        text=row.text,
+        state=str(row.state),
+        created_at=row.created_at,
+        eur=row.eur,
+        kind=row.kind,
+        sent_at=row.sent_at,
+        acknowledged_at=row.acknowledged_at,
+        attempts=row.attempts,
+        last_error=row.last_error,
+    )
+
+
+def daily_spend(
+    spend: Mapping[tuple[str, float, SpendSource], float], endpoint_id: str | None
+) -> tuple[DaySpend, ...]:
+    """Fold ``LedgerReader.month_spend_by_day`` rows into the larger of estimate and billed per endpoint
+    and day (all endpoints when ``endpoint_id`` is None), oldest first."""
+    best: dict[tuple[str, float], float] = {}
+    for (row_endpoint, day, _source), usd in spend.items():
+        if endpoint_id is not None and row_endpoint != endpoint_id:
+            continue
+        best[(row_endpoint, day)] = max(best.get((row_endpoint, day), 0.0), usd)
+    return tuple(
+        DaySpend(endpoint, day, usd) for (endpoint, day), usd in sorted(best.items(), key=lambda i: i[0][1])
+    )
 
 
 def read_stored_status(ledger_path: str | Path) -> DaemonStatus | None:
@@ -264,10 +377,17 @@ class StaticSource:
         problem: str | None = None,
         histories: Mapping[str, EndpointHistory] | None = None,
         alerts: Sequence[KnownAlert] = (),
+        spend_by_day: Sequence[DaySpend] = (),
+        ledger_problem: str | None = None,
     ) -> None:
         self.reading = SourceReading(status, live=live, problem=problem)
         self.histories = dict(histories or {})
         self.alerts = tuple(alerts)
+        self.ledger = (
+            LedgerView(problem=ledger_problem)
+            if ledger_problem is not None
+            else LedgerView(self.alerts, tuple(spend_by_day))
+        )
 
     def read(self) -> SourceReading:
         return self.reading
@@ -276,7 +396,10 @@ class StaticSource:
         return self.histories.get(endpoint_id, EndpointHistory(endpoint_id, problem="no history recorded"))
 
     def unacknowledged_alerts(self) -> tuple[KnownAlert, ...]:
-        return self.alerts
+        return tuple(alert for alert in self.alerts if alert.acknowledged_at is None)
+
+    def ledger_view(self, now: float) -> LedgerView:
+        return self.ledger
 
 
 @dataclass

@@ -6,7 +6,9 @@ down, slow or broken must leave a readable screen saying so, never a crash or a 
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import re
 import threading
 import time
 from typing import Any
@@ -18,9 +20,16 @@ from dashboard_fixtures import (
     HEALTHY_ID,
     HUNG_ID,
     HUNG_JOB_ID,
+    LONG_NAME,
+    blind_status,
     dashboard_app,
     dashboard_source,
     dashboard_status,
+    healthy_status,
+    known_alerts,
+    long_spend,
+    long_status,
+    story_spend,
 )
 from rich.console import Console
 from textual.pilot import Pilot
@@ -30,11 +39,12 @@ from tui.app import WatchdogApp, make_app
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.detail import DetailScreen
 from tui.screens.help import HelpScreen
-from tui.source import RecordingActions, SourceReading, StaticSource
+from tui.source import LedgerView, RecordingActions, SourceReading, StaticSource
 from tui.widgets.budget_panel import BudgetPanel
 from tui.widgets.endpoints_table import EndpointsTable
 from tui.widgets.status_bar import StatusBar
 from watchdog.control import ControlError
+from watchdog.status import DaemonStatus
 
 SIZE = (120, 40)
 
@@ -57,7 +67,7 @@ def plain(widget: Static) -> str:
 
 
 def status_bar_text(app: WatchdogApp) -> str:
-    return str(app.query_one(StatusBar).render())
+    return app.query_one(StatusBar).render_text().plain
 
 
 async def test_dashboard_shows_budget_endpoints_and_state_in_words() -> None:
@@ -103,7 +113,8 @@ async def test_enter_opens_endpoint_detail_with_ledger_history() -> None:
         assert isinstance(screen, DetailScreen)
         assert screen.endpoint_id == HUNG_ID
         spend_title = str(screen.query_one("#detail-spend-title").render())
-        assert "over 6 h" in spend_title
+        assert "all 6 hours kept hourly this month" in spend_title
+        assert "3.89 €" in spend_title  # the ledger's 4.20 USD, in euros
         assert "execution_timeout_ms" in plain(screen.query_one("#detail-config", Static))
         assert HUNG_JOB_ID in plain(screen.query_one("#detail-work", Static))
         assert "▲ HUNG" in plain(screen.query_one("#detail-live", Static))
@@ -320,10 +331,15 @@ async def test_a_slow_daemon_never_stacks_reads_and_the_ui_stays_responsive() ->
         assert isinstance(app.screen, HelpScreen)
         assert source.running == 1
         await pilot.press("escape")
+        stuck_reads = source.reads
+        opened = time.monotonic()
         source.gate.set()
         await settle(pilot)
+        elapsed = time.monotonic() - opened
     assert source.most_at_once == 1
-    assert source.reads < 15  # a stacking design would have started one read per refresh interval
+    assert stuck_reads == 1  # a stacking design would have started one read per refresh interval
+    # once the daemon answers again, reads follow one another: at most one per refresh interval
+    assert source.reads - stuck_reads <= elapsed / 0.02 + 2
 
 
 @pytest.mark.parametrize(
@@ -354,11 +370,246 @@ def test_cells_judge_against_the_daemons_configured_targets() -> None:
     )
     lenient = StatusTargets(cost_per_1000_usd=5.0, cold_start_s=20.0, budget_thresholds=(0.5,), brake_at=0.9)
     strict = StatusTargets(cost_per_1000_usd=3.0, cold_start_s=15.0, budget_thresholds=(0.5,), brake_at=0.9)
-    assert "OVER" not in per_1000_cell(endpoint, lenient).plain
-    assert "OVER" in per_1000_cell(endpoint, strict).plain
-    assert "▲" not in cold_cell(endpoint, lenient).plain
-    assert "▲ >15 s" in cold_cell(endpoint, strict).plain
+    assert "OVER" not in per_1000_cell(endpoint, replace(status, targets=lenient)).plain
+    assert "OVER" in per_1000_cell(endpoint, replace(status, targets=strict)).plain
+    assert "3.70 €" in per_1000_cell(endpoint, replace(status, targets=strict)).plain  # $4.00 at 1.08
+    assert "▲" not in cold_cell(endpoint, lenient.cold_start_s).plain
+    assert "▲ >15 s" in cold_cell(endpoint, strict.cold_start_s).plain
     assert status.budget is not None
     budget = replace(status.budget, used_ratio=0.7, thresholds=(0.6, 0.9, 1.0))
     assert verdict(budget)[0] == "OK ▲ 60 %"
     assert verdict(replace(budget, used_ratio=0.92))[0] == "WARN ▲ 90 %"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# A dashboard a sysadmin trusts at 80x24: everything reachable, nothing cut, every state true
+# ------------------------------------------------------------------------------------------------------------
+
+
+def screen_text(app: WatchdogApp) -> str:
+    """Every character on screen, as a terminal shows it."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), record=True, color_system=None)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+async def test_events_traffic_and_the_month_are_reachable_and_the_footer_says_how(
+    size: tuple[int, int],
+) -> None:
+    app = dashboard_app()
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        text = screen_text(app)
+        assert "e Events" in text  # the footer names the key
+        assert "Events (e)" in text and "Traffic (t)" in text and "Month (s)" in text
+        assert "Budget 80 % reached" in text  # the newest alert is on screen, not pushed off it
+        await pilot.press("t")
+        await settle(pilot)
+        text = screen_text(app)
+        assert "▲ SUSPICIOUS" in text and "1,300 pings" in text and "203.0.113.7" in text
+        await pilot.press("s")
+        await settle(pilot)
+        text = screen_text(app)
+        assert "brake 19.00 € ~24 Jun" in text
+        assert "fires on ~24 Jun" in text
+        await pilot.press("e")
+        await settle(pilot)
+        assert "Budget 80 % reached" in screen_text(app)
+
+
+@pytest.mark.parametrize(
+    ("source", "says", "never"),
+    [
+        pytest.param(
+            dashboard_source(live=False, problem="the daemon is not running (no control socket at /x)"),
+            "RunPod: unknown (daemon down)",
+            "sees RunPod",
+            id="daemon-down",
+        ),
+        pytest.param(
+            dashboard_source(blind_status()), "BLIND: RunPod answered 503", "sees RunPod", id="blind"
+        ),
+        pytest.param(dashboard_source(), "sees RunPod", "unknown", id="healthy-tick"),
+    ],
+)
+async def test_the_status_bar_says_it_sees_runpod_only_when_it_does(
+    source: StaticSource, says: str, never: str
+) -> None:
+    app = dashboard_app(source=source)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        text = status_bar_text(app)
+        assert says in text
+        assert never not in text
+
+
+async def test_a_stale_tick_from_a_live_daemon_does_not_claim_runpod_either() -> None:
+    app = make_app(dashboard_source(), RecordingActions(), stale_after_s=15, clock=lambda: FIXED_NOW + 60)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        text = status_bar_text(app)
+        assert "RunPod: unknown (no fresh tick)" in text and "sees RunPod" not in text
+
+
+SCREENS = {
+    "hung": dashboard_source,
+    "healthy": lambda: dashboard_source(healthy_status(), alerts=()),
+    "blind": lambda: dashboard_source(blind_status()),
+    "long": lambda: dashboard_source(long_status(), spend_by_day=long_spend()),
+    "down": lambda: dashboard_source(live=False, problem="the daemon is not running"),
+}
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+@pytest.mark.parametrize("name", list(SCREENS))
+async def test_no_slack_code_no_dollar_no_python_on_any_screen(name: str, size: tuple[int, int]) -> None:
+    app = dashboard_app(source=SCREENS[name]())
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        for keys in ((), ("t",), ("s",), ("e", "enter")):
+            await pilot.press(*keys)
+            await settle(pilot)
+            text = screen_text(app)
+            assert not re.search(r":[a-z_]+:", text), text  # :rotating_light:
+            assert "$" not in text, text  # money in euros
+            assert not re.search(r"\{'|'\}|None|True|False", text), text  # no Python on screen
+            assert not re.search(r"€\d", text), text  # "12.34 €", never "€12.34"
+        await pilot.press("escape")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+async def test_long_names_and_large_numbers_are_never_cut_mid_value(size: tuple[int, int]) -> None:
+    app = dashboard_app(source=SCREENS["long"]())
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        text = screen_text(app)
+        for value in ("12,345.67 €", "12,380.12 €", "61,901 %", "99 run", "1 unh +2", "12h00m/10m", "▲ HUNG"):
+            assert value in text, value
+        assert "translation-swahi" in text  # the name is shortened, with an ellipsis...
+        assert LONG_NAME not in text  # ...not wrapped into the next row
+        assert "PAUSED" in text and "✗ +2 more" in text
+        assert "…" not in text.replace("translation-swahi…", "").replace("translation-swahili…", "")
+        await pilot.press("enter")
+        await settle(pilot)
+        detail = screen_text(app)
+        assert LONG_NAME in detail  # whole on the detail screen
+        assert "1,234,567" in detail and "99 run, 1 unh, 2 init, 3 idle" in detail
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Redraw only what changed
+# ------------------------------------------------------------------------------------------------------------
+
+
+class TickingSource(StaticSource):
+    """Answers like the real DaemonSource: a NEW status object on every read (parsed from JSON), equal to the
+    last one until the daemon's next tick; counts the ledger reads."""
+
+    def __init__(self) -> None:
+        super().__init__(dashboard_status(), alerts=known_alerts(), spend_by_day=story_spend())
+        self.status = dashboard_status()
+        self.ledger_reads = 0
+        self.reads = 0
+
+    def read(self) -> SourceReading:
+        self.reads += 1
+        return SourceReading(DaemonStatus.from_dict(self.status.to_dict()), live=True)
+
+    def ledger_view(self, now: float) -> LedgerView:
+        self.ledger_reads += 1
+        return super().ledger_view(now)
+
+
+def count_calls(counts: dict[str, int], name: str, method: Any) -> Any:
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        counts[name] = counts.get(name, 0) + 1
+        return method(*args, **kwargs)
+
+    return counted
+
+
+async def test_reading_the_same_tick_again_redraws_nothing_and_a_new_tick_only_what_changed() -> None:
+    source = TickingSource()
+    app = make_app(source, RecordingActions(), refresh_s=0.02, clock=lambda: FIXED_NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert source.ledger_reads == 1
+        counts: dict[str, int] = {}
+        table = app.query_one(EndpointsTable)
+        for name in ("update_cell", "add_row", "clear"):
+            setattr(table, name, count_calls(counts, f"table.{name}", getattr(table, name)))
+        budget = app.query_one(BudgetPanel)
+        budget.render = count_calls(counts, "budget.render", budget.render)  # type: ignore[method-assign]
+        events = app.query_one("#events-body", Static)
+        events.update = count_calls(counts, "events.update", events.update)  # type: ignore[method-assign]
+        chart = app.query_one("#month-compact MonthChart")
+        chart.render = count_calls(counts, "chart.render", chart.render)  # type: ignore[method-assign]
+        bar = app.query_one(StatusBar)
+        bar.update = count_calls(counts, "status.update", bar.update)  # type: ignore[method-assign]
+        reads = source.reads
+        deadline = time.monotonic() + 5
+        while source.reads < reads + 10 and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        await settle(pilot)
+        assert source.reads >= reads + 10
+        assert counts == {}, "the same tick read again must redraw nothing"
+        assert source.ledger_reads == 1, "the ledger is read once per tick, not once per refresh"
+
+        # the daemon's next tick: one more worker running on hermes, nothing else
+        hung, healthy = source.status.endpoints
+        source.status = dataclasses.replace(
+            source.status,
+            last_tick_at=FIXED_NOW + 1,
+            endpoints=(dataclasses.replace(hung, workers={"RUNNING": 2, "IDLE": 0}), healthy),
+        )
+        deadline = time.monotonic() + 5
+        while source.ledger_reads < 2 and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        await settle(pilot)
+        assert source.ledger_reads == 2
+        assert counts.get("table.update_cell") == 1  # hermes' workers, and only that cell
+        assert "table.add_row" not in counts and "table.clear" not in counts
+        assert (
+            "budget.render" not in counts and "events.update" not in counts and "chart.render" not in counts
+        )
+        assert counts.get("status.update") == 1  # "tick 0 s ago"
+        assert "2 run" in " ".join(str(cell) for cell in table.get_row(HUNG_ID))
+
+
+async def test_acknowledging_an_alert_rereads_the_ledger_without_waiting_for_a_tick() -> None:
+    source = TickingSource()
+    actions = RecordingActions()
+    app = make_app(source, actions, refresh_s=0.02, clock=lambda: FIXED_NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert source.ledger_reads == 1
+        await pilot.press("a", "y")
+        deadline = time.monotonic() + 5
+        while source.ledger_reads < 2 and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        assert source.ledger_reads == 2
+    assert actions.calls == [("ack_alert", {"key": ALERT_KEY})]
+
+
+async def test_an_unreadable_ledger_says_the_alert_states_are_unknown() -> None:
+    app = dashboard_app(source=dashboard_source(ledger_problem="no ledger at /var/lib/w.sqlite3"))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        text = screen_text(app)
+        assert "Alert delivery states unknown: no ledger at /var/lib/w.sqlite3" in text
+        assert "PENDING" not in text  # the status's "pending" is not the truth
+        assert "— " in text or "—" in text  # € today unknown
+
+
+async def test_arrows_still_move_between_endpoints_after_the_month_tab_hid_the_table() -> None:
+    app = dashboard_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+        assert not app.query_one(EndpointsTable).display  # at 80x24 the chart takes its rows
+        await pilot.press("e", "down")
+        await settle(pilot)
+        assert app.query_one(EndpointsTable).selected_endpoint_id == HEALTHY_ID

@@ -1,4 +1,5 @@
-"""DaemonSource against a real control socket and a real ledger file; tui_command's exit codes.
+"""DaemonSource against a real control socket and a real ledger file; tui_command's exit codes (a bad
+configuration, no terminal).
 
 The fallback is the point: with the daemon down, the dashboard must still show the last status the daemon
 stored in the ledger, marked not live, and say why.
@@ -9,7 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,7 @@ from watchdog.status import StatusRef
 
 HOUR = 3600.0
 TICK_START = FIXED_NOW - FIXED_NOW % HOUR
+BIN = Path(sys.executable).with_name("runpod-watchdog")
 
 
 def write_ledger(path: Path, *, with_status: bool = True) -> None:
@@ -159,8 +164,69 @@ def test_tui_command_wires_the_configured_paths_and_returns_the_app_code(
         app._return_code = 0
 
     monkeypatch.setattr(WatchdogApp, "run", fake_run)
+    monkeypatch.setattr("tui.app.is_terminal", lambda: True)  # pytest's stdin is not a terminal
     assert tui_command(argparse.Namespace(config=str(config))) == 0
     (app,) = started
     assert isinstance(app.source, DaemonSource)
     assert app.source.ledger_path == tmp_path / "w.sqlite3"
     assert app.refresh_s == 2.5
+
+
+def test_ledger_view_reads_the_alerts_real_states_and_the_spend_by_day(tmp_path: Path) -> None:
+    ledger_path = tmp_path / "ledger.sqlite3"
+    write_ledger(ledger_path)
+    with Ledger.open(ledger_path) as ledger:
+        ledger.record_tick(
+            TickRecord(
+                started_at=TICK_START + 5,
+                finished_at=TICK_START + 6,
+                ok=True,
+                alerts=(
+                    Alert("cost1000:ep:2026-06-20", "cost", "warning", ":money_with_wings: $7.67 per 1,000"),
+                    Alert("budget|2026-06|0.5", "budget", "warning", ":warning: Budget 50 % reached", 10.0),
+                    Alert("drift:ep", "drift", "critical", "execution timeout removed"),
+                ),
+            )
+        )
+        ledger.mark_alert_sent("budget|2026-06|0.8", TICK_START + 10)
+        ledger.mark_alert_sent("budget|2026-06|0.5", TICK_START + 10)
+        ledger.acknowledge_alert("budget|2026-06|0.5", TICK_START + 20)
+        ledger.mark_alert_failed("cost1000:ep:2026-06-20", TICK_START + 10, "Slack answered 503")
+    view = DaemonSource(tmp_path / "w.sock", ledger_path).ledger_view(FIXED_NOW)
+    assert view.problem is None
+    states = {alert.key: (alert.state, alert.acknowledged_at is not None) for alert in view.alerts}
+    assert states == {
+        "budget|2026-06|0.8": ("sent", False),
+        "budget|2026-06|0.5": ("sent", True),
+        "cost1000:ep:2026-06-20": ("failed", False),
+        "drift:ep": ("pending", False),
+    }
+    failed = next(alert for alert in view.alerts if alert.state == "failed")
+    assert failed.last_error == "Slack answered 503" and failed.attempts == 1
+    day = TICK_START - TICK_START % 86_400
+    assert [(row.endpoint_id, row.day, row.usd) for row in view.spend_by_day] == [(HUNG_ID, day, 0.42)]
+
+
+def test_ledger_view_without_a_ledger_says_why(tmp_path: Path) -> None:
+    view = DaemonSource(tmp_path / "w.sock", tmp_path / "missing.sqlite3").ledger_view(FIXED_NOW)
+    assert view.alerts == () and "no ledger at" in (view.problem or "")
+
+
+def test_tui_without_a_terminal_says_so_in_one_line_and_exits_2(tmp_path: Path) -> None:
+    """``ssh host runpod-watchdog tui`` without -t, CI, a pipe: no hang, no escape codes."""
+    config = tmp_path / "config.toml"
+    config.write_text(f'[ledger]\npath = "{tmp_path / "w.sqlite3"}"\n')
+    command = f"{BIN} tui --config {config} < /dev/null | cat; exit ${{PIPESTATUS[0]}}"
+    done = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, timeout=60, check=False, env=_clean_env()
+    )
+    assert done.returncode == 2, done
+    assert done.stdout == ""  # nothing, and no escape codes, reached the pipe
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("runpod-watchdog tui: not a terminal")
+    assert "ssh -t" in lines[0]
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "SLACK_", "TEXTUAL"))}

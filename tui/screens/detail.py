@@ -1,8 +1,11 @@
 """One endpoint in depth: its live figures from the daemon, its history from the ledger.
 
-The live part follows the App's state (it refreshes with the dashboard); the history is read once per
-visit in a worker thread, because it comes from SQLite and the screen must open instantly even when the
-ledger is slow or missing (then it says why instead of showing nothing).
+The live part follows the App's state (it redraws when a new tick changes this endpoint); the history is
+read once per visit in a worker thread, because it comes from SQLite and the screen must open instantly
+even when the ledger is slow or missing (then it says why instead of showing nothing).
+
+Money is in euros (the ledger's USD converted at the budget's ``usd_per_eur``); every heading says what it
+shows ("the last 12 of 567 hours"), and the month's spend is a chart, like the dashboard's.
 """
 
 from __future__ import annotations
@@ -20,18 +23,30 @@ from textual.screen import Screen
 from textual.widgets import Footer, Sparkline, Static
 
 from tui.source import EndpointHistory, StatusSource
-from tui.widgets.endpoints_table import (
-    cold_cell,
-    compliance_cell,
-    oldest_cell,
-    paused_cell,
-    per_1000_cell,
-    workers_cell,
+from tui.widgets.endpoints_table import all_compliance, all_workers, cold_cell, oldest_cell, today_spend
+from tui.widgets.month_chart import SpendChart, endpoint_plan, plan_key, plan_words
+from tui.widgets.state import (
+    DashboardState,
+    Prose,
+    cost_per_1000,
+    count,
+    duration,
+    eur,
+    eur_from_usd,
+    mode_word,
+    month_requests,
+    utc_stamp,
 )
-from tui.widgets.state import DashboardState, duration, eur, mode_word, usd, utc_stamp
-from watchdog.status import EndpointView, StatusTargets
+from watchdog.status import DaemonStatus, EndpointView
 
 HOURS_LISTED = 12
+JOB_WORDS = (
+    ("inQueue", "in queue"),
+    ("inProgress", "in progress"),
+    ("completed", "completed"),
+    ("failed", "failed"),
+    ("retried", "retried"),
+)
 
 
 class HistoryLoaded(Message):
@@ -40,28 +55,47 @@ class HistoryLoaded(Message):
         self.history = history
 
 
-def live_summary(endpoint: EndpointView, targets: StatusTargets | None) -> Table:
+def live_summary(endpoint: EndpointView, state: DashboardState) -> Table:
+    status = state.status
+    assert status is not None
+    targets = status.targets
+    rate = state.usd_per_eur
     table = Table(box=None, show_header=False, expand=True)
     table.add_column("What", style="bold", no_wrap=True)
     table.add_column("Value")
     config = endpoint.config
     execution_ms = config.get("execution_timeout_ms")
     table.add_row("Mode", mode_word(endpoint.mode))
-    table.add_row("Paused", paused_cell(endpoint))
-    table.add_row("Workers", workers_cell(endpoint))
-    jobs = ", ".join(f"{key} {value}" for key, value in sorted(endpoint.jobs.items())) or "—"
-    table.add_row("Jobs (/health)", jobs)
+    table.add_row(
+        "Paused",
+        Text(f"PAUSED ({endpoint.paused})", style="bold white on red") if endpoint.paused else Text("no"),
+    )
+    table.add_row("Workers", all_workers(endpoint))
+    known = [(word, endpoint.jobs[key]) for key, word in JOB_WORDS if key in endpoint.jobs]
+    table.add_row("Jobs (/health)", " · ".join(f"{word} {count(n)}" for word, n in known) or "—")
     table.add_row("Oldest job / limit", oldest_cell(endpoint))
-    table.add_row("Cold start p50/p95", cold_cell(endpoint, targets))
+    table.add_row("Cold start p50/p95", cold_cell(endpoint, targets.cold_start_s if targets else None))
     table.add_row(
-        "GPU s today / month", f"{endpoint.gpu_seconds_today:,.0f} / {endpoint.gpu_seconds_month:,.0f}"
+        "GPU seconds today / month",
+        f"{count(endpoint.gpu_seconds_today)} / {count(endpoint.gpu_seconds_month)}",
     )
-    table.add_row("Spend this month", eur(endpoint.spend_month_eur))
+    today = today_spend(state)
+    spent_today = (
+        eur(today.get(endpoint.id, 0.0) / rate) if today is not None and rate is not None else "— (no ledger)"
+    )
+    table.add_row("Spend today / this month", f"{spent_today} / {eur(endpoint.spend_month_eur)}")
+    month = month_requests(endpoint, status)
     table.add_row(
-        "Requests 1h / 24h / month",
-        f"{endpoint.requests_1h} / {endpoint.requests_24h} / {endpoint.requests_month}",
+        "Requests 1 h / 24 h / month",
+        f"{count(endpoint.requests_1h)} / {count(endpoint.requests_24h)} / {month.words()}",
     )
-    table.add_row("Cost per 1,000 requests", per_1000_cell(endpoint, targets))
+    cost = cost_per_1000(endpoint, status)
+    per_1000 = Text(cost.words(), style="bold red" if cost.over else "")
+    if targets is not None:
+        per_1000.append(f" · target ≤ {eur_from_usd(targets.cost_per_1000_usd, rate)}")
+        if cost.over:
+            per_1000.append(" ▲ OVER", style="bold red")
+    table.add_row("Cost per 1,000 requests", per_1000)
     table.add_row(
         "Config",
         f"workers min {config.get('workers_min', '?')} · max {config.get('workers_max', '?')}"
@@ -69,26 +103,48 @@ def live_summary(endpoint: EndpointView, targets: StatusTargets | None) -> Table
         f" · idle timeout {config.get('idle_timeout_s', '?')} s"
         f" · execution timeout {'NONE' if not execution_ms else duration(execution_ms / 1000)}",
     )
-    table.add_row("Policy", compliance_cell(endpoint))
+    table.add_row("Policy", all_compliance(endpoint))
     if endpoint.suspicious:
         table.add_row("Traffic", Text("▲ SUSPICIOUS: " + "; ".join(endpoint.suspicious), style="bold red"))
     return table
 
 
-def spend_table(history: EndpointHistory) -> Table | Text:
+def spend_heading(history: EndpointHistory, usd_per_eur: float | None) -> str:
+    """Says exactly what the hourly table shows: how many of the hours kept, and their total."""
+    hours = history.spend_by_hour
+    if not hours:
+        heading = "Spend by hour (UTC, ledger): no hourly spend recorded this month"
+    else:
+        total = sum(max(h.estimate_usd, h.billed_usd or 0.0) for h in hours)
+        if len(hours) == 1:
+            listed = "the only hour"
+        elif len(hours) <= HOURS_LISTED:
+            listed = f"all {len(hours)} hours"
+        else:
+            listed = f"the last {HOURS_LISTED} of {len(hours)} hours"
+        heading = (
+            f"Spend by hour (UTC, ledger): {listed} kept hourly this month"
+            f" · those {len(hours)} h: {eur_from_usd(total, usd_per_eur)}"
+        )
+    if history.problem:
+        heading += f"  ⚠ {history.problem}"
+    return heading
+
+
+def spend_table(history: EndpointHistory, usd_per_eur: float | None) -> Table | Text:
     if not history.spend_by_hour:
         return Text("No hourly spend recorded this month.", style="italic")
     table = Table(box=None, expand=False, header_style="bold")
     table.add_column("Hour (UTC)", no_wrap=True)
-    table.add_column("Estimate", justify="right")
-    table.add_column("Billed", justify="right")
+    table.add_column("Live estimate", justify="right", no_wrap=True)
+    table.add_column("RunPod billed", justify="right", no_wrap=True)
     for hour in history.spend_by_hour[-HOURS_LISTED:]:
         billed = (
-            usd(hour.billed_usd)
+            eur_from_usd(hour.billed_usd, usd_per_eur)
             if hour.billed_usd is not None
             else Text("not billed yet", style="bright_black")
         )
-        table.add_row(utc_stamp(hour.hour), usd(hour.estimate_usd), billed)
+        table.add_row(utc_stamp(hour.hour), eur_from_usd(hour.estimate_usd, usd_per_eur), billed)
     return table
 
 
@@ -114,7 +170,7 @@ def history_tables(history: EndpointHistory) -> Table | Text:
     return table
 
 
-def open_work(history: EndpointHistory, now: float) -> Text:
+def open_work(history: EndpointHistory, now: float, usd_per_eur: float | None) -> Text:
     text = Text()
     if history.open_jobs:
         text.append("Open jobs (oldest first):\n", style="bold")
@@ -128,7 +184,8 @@ def open_work(history: EndpointHistory, now: float) -> Text:
         for worker in history.workers:
             text.append(
                 f"  {worker.worker_id}  {worker.last_status}  {worker.gpu_type_id or '?'}"
-                f"  up {duration(now - worker.first_seen_at)}  ≈ {usd(worker.estimated_usd)}\n"
+                f"  up {duration(now - worker.first_seen_at)}"
+                f"  ≈ {eur_from_usd(worker.estimated_usd, usd_per_eur)}\n"
             )
     return text
 
@@ -143,11 +200,17 @@ class DetailScreen(Screen[None]):
         self.endpoint_id = endpoint_id
         self.source = source
         self.clock = clock
+        self.history: EndpointHistory | None = None
+        self._drawn: tuple[object, ...] | None = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail"):
             yield Static(id="detail-title")
             yield Static(id="detail-live", classes="detail-section")
+            yield Static("Spend this month", classes="detail-heading")
+            yield SpendChart(id="detail-chart")
+            yield Static(id="detail-chart-key", classes="detail-section")
+            yield Static("loading…", id="detail-chart-words", classes="detail-section")
             yield Static("Spend by hour (loading…)", id="detail-spend-title", classes="detail-heading")
             yield Sparkline([0], id="detail-spark")
             yield Static(id="detail-spend", classes="detail-section")
@@ -167,9 +230,13 @@ class DetailScreen(Screen[None]):
 
     def show_state(self, state: DashboardState) -> None:
         endpoint = state.endpoint(self.endpoint_id)
+        key = (endpoint, state.live, state.status.budget if state.status else None, state.ledger)
+        if key == self._drawn:
+            return  # nothing this screen shows has changed
+        self._drawn = key
         title = self.query_one("#detail-title", Static)
         live = self.query_one("#detail-live", Static)
-        if endpoint is None:
+        if endpoint is None or state.status is None:
             title.update(Text(f"{self.endpoint_id}: not in the daemon's current status", style="bold red"))
             live.update("")
             return
@@ -178,20 +245,32 @@ class DetailScreen(Screen[None]):
         if not state.live:
             heading.append("  (daemon down: last stored figures)", style="bold red")
         title.update(heading)
-        live.update(live_summary(endpoint, state.targets))
+        live.update(live_summary(endpoint, state))
+        self.show_chart(state.status, endpoint)
+
+    def show_chart(self, status: DaemonStatus, endpoint: EndpointView) -> None:
+        spend = self.history.spend_by_day if self.history is not None and not self.history.problem else None
+        at = status.last_tick_at if status.last_tick_at is not None else self.clock()
+        plan = endpoint_plan(endpoint, status.budget, spend, at)
+        self.query_one("#detail-chart", SpendChart).draw(plan)
+        self.query_one("#detail-chart-key", Static).update(Prose(plan_key(plan)))
+        words = self.query_one("#detail-chart-words", Static)
+        words.update(plan_words(plan, words.content_size.width or 100))
 
     def on_history_loaded(self, message: HistoryLoaded) -> None:
-        history = message.history
-        hours = history.spend_by_hour
-        month_usd = sum(max(h.estimate_usd, h.billed_usd or 0.0) for h in hours)
-        heading = f"Spend by hour this month (UTC, ledger): {usd(month_usd)} over {len(hours)} h"
-        if history.problem:
-            heading += f"  ⚠ {history.problem}"
-        self.query_one("#detail-spend-title", Static).update(heading)
-        self.query_one("#detail-spark", Sparkline).data = [h.estimate_usd for h in hours] or [0]
-        self.query_one("#detail-spend", Static).update(spend_table(history))
-        self.query_one("#detail-work", Static).update(open_work(history, self.clock()))
+        history = self.history = message.history
+        state = self.app.state  # type: ignore[attr-defined]  # the WatchdogApp's
+        rate = state.usd_per_eur if isinstance(state, DashboardState) else None
+        self.query_one("#detail-spend-title", Static).update(spend_heading(history, rate))
+        hourly = [hour.estimate_usd for hour in history.spend_by_hour]
+        self.query_one("#detail-spark", Sparkline).data = hourly or [0]
+        self.query_one("#detail-spend", Static).update(spend_table(history, rate))
+        self.query_one("#detail-work", Static).update(open_work(history, self.clock(), rate))
         self.query_one("#detail-config", Static).update(history_tables(history))
+        if isinstance(state, DashboardState) and state.status is not None:
+            endpoint = state.endpoint(self.endpoint_id)
+            if endpoint is not None:
+                self.show_chart(state.status, endpoint)
 
     def action_back(self) -> None:
         self.dismiss(None)

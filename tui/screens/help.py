@@ -11,7 +11,9 @@ from textual.widgets import Footer, Static
 
 KEYS: tuple[tuple[str, str], ...] = (
     ("↑ ↓", "move between endpoints"),
-    ("enter", "endpoint detail: spend by hour, workers, config changes, open jobs"),
+    ("enter", "endpoint detail: its month as a chart, spend by hour, workers, config changes, open jobs"),
+    ("e t s", "tabs under the endpoints: e events and alerts, t traffic, s the month's spend as a chart"),
+    ("tab", "move the focus (to scroll the events with ↑ ↓)"),
     ("p", "pause the endpoint: the daemon scales it to zero (workers_max 0) and remembers the old config"),
     ("r", "restore the endpoint's configuration from before the pause"),
     ("c", "cancel a job (the oldest one the daemon saw is pre-filled)"),
@@ -26,6 +28,11 @@ LEGEND = (
     "Every state is written as a word as well as a colour: OK, WARN, OVER, ▲ HUNG, ▲ OVER, "
     "✗ (policy broken), "
     "PAUSED, DRY-RUN, ENFORCE, BLIND, DAEMON DOWN, stale since … (times are UTC). "
+    "Alerts show their delivery state from the ledger: PENDING (not sent yet), SENT, FAILED (retrying), "
+    "ACKED (someone acknowledged it). Actions: DONE, VERIFIED (a later tick saw the effect), PROPOSED "
+    "(dry-run: nothing changed), FAILED. "
+    "Money is in euros, converted at the daemon's budget.usd_per_eur. A cost per 1,000 requests needs "
+    "at least 50 requests (else n/a). "
     "Every command asks for confirmation and goes to the daemon, never straight to RunPod; "
     "the daemon records it in the ledger and verifies it."
 )

@@ -3,19 +3,20 @@
 The bar runs to 125 % so an overrun is visible instead of clipped; its marks are the daemon's configured
 alert thresholds (``budget.alert_thresholds``). The verdict is a word (OK, WARN, OVER) next to the colour,
 and the forecast says in words whether it overruns.
+
+Every figure is a whole chunk: at 80 columns, or with five-digit sums, a figure moves to the next line
+rather than being split. The panel redraws only when the budget it shows (or its width) changes.
 """
 
 from __future__ import annotations
 
 from rich.text import Text
-from textual.reactive import reactive
+from textual.reactive import var
 from textual.widget import Widget
 
-from tui.widgets.state import DashboardState, eur, percent
-from watchdog.status import BudgetView
+from tui.widgets.state import DashboardState, eur, flow, free_share_words, join_lines, percent, utc_day
+from watchdog.status import BudgetView, DaemonStatus
 
-COMPACT_WIDTH = 70
-"""From this content width on (80 columns and more), the figures fit in two lines instead of four."""
 BAR_SCALE = 1.25
 """The bar's right edge, as a share of the budget."""
 
@@ -59,45 +60,89 @@ def budget_bar(ratio: float, width: int, thresholds: tuple[float, ...]) -> tuple
     return bar, Text("".join(labels).rstrip(), style="bright_black")
 
 
+def saved_chunks(status: DaemonStatus) -> list[Text]:
+    """What the watchdog's actions saved (enforce) or would have saved (dry-run), in euros."""
+    budget = status.budget
+    if budget is None or not status.saved_usd or budget.usd_per_eur <= 0:
+        return []
+    by_mode: dict[str, float] = {}
+    for key, usd in status.saved_usd.items():
+        mode = key.rsplit("|", 1)[-1]
+        by_mode[mode] = by_mode.get(mode, 0.0) + usd / budget.usd_per_eur
+    since = f" since {utc_day(status.started_at)}"
+    chunks = []
+    if by_mode.get("enforce"):
+        chunks.append(Text(f"saved ~{eur(by_mode['enforce'])}{since}", style="green"))
+    if by_mode.get("dry-run"):
+        chunks.append(Text(f"dry-run would have saved ~{eur(by_mode['dry-run'])}", style="yellow"))
+    return chunks
+
+
+def budget_text(status: DaemonStatus, width: int, *, with_saved: bool = True) -> Text:
+    budget = status.budget
+    assert budget is not None
+    word, word_style = verdict(budget)
+    free, plausible = free_share_words(budget.free_share, budget.free_share_measured, budget.free_share_eur)
+    headline = Text()
+    headline.append(f"{budget.month}: ")
+    headline.append(eur(budget.spent_eur), style="bold")
+    headline.append(f" of {eur(budget.monthly_eur)} ({percent(budget.used_ratio)})")
+    lines = [flow([headline, Text(f" {word} ", style=word_style)], width, separator="  ")]
+    bar, labels = budget_bar(budget.used_ratio, width, budget.thresholds)
+    lines += [bar, labels]
+    lines.append(
+        flow(
+            [
+                f"fixed {eur(budget.fixed_eur)} + RunPod {eur(budget.variable_eur)}",
+                f"(estimate {eur(budget.estimate_eur)}, billed {eur(budget.billed_eur)})",
+            ],
+            width,
+            separator=" ",
+        )
+    )
+    overruns = budget.forecast_overrun or budget.forecast_eur > budget.monthly_eur
+    forecast = Text(f"forecast {eur(budget.forecast_eur)} ")
+    if overruns:
+        forecast.append(" ▲ OVERRUNS ", style="bold white on red")
+    else:
+        forecast.append(" fits ", style="bold black on green")
+    lines.append(
+        flow(
+            [
+                forecast,
+                f"{budget.days_left:.1f} days left",
+                f"{eur(budget.eur_per_day_allowed)}/day allowed",
+            ],
+            width,
+        )
+    )
+    saved = saved_chunks(status) if with_saved else []
+    lines.append(flow([Text(free, style="" if plausible else "yellow"), *saved], width))
+    return join_lines(lines)
+
+
 class BudgetPanel(Widget):
     """Month-to-date spend vs budget, its parts, the forecast, and what is still allowed per day."""
 
     BORDER_TITLE = "Budget"
-    state: reactive[DashboardState | None] = reactive(None, layout=True)
+    state: var[DashboardState | None] = var(None)
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._drawn: tuple[object, ...] | None = None
+
+    def watch_state(self, state: DashboardState | None) -> None:
+        status = state.status if state else None
+        key = (status.budget, status.saved_usd, status.started_at) if status else None
+        if key == self._drawn and self._drawn is not None:
+            return  # the same figures (a tick that changed nothing here, or a refresh between ticks)
+        self._drawn = key
+        self.refresh(layout=True)
 
     def render(self) -> Text:
-        budget = self.state.status.budget if self.state and self.state.status else None
-        if budget is None:
+        status = self.state.status if self.state else None
+        if status is None or status.budget is None:
             return Text("No budget figures yet (the daemon has not completed a tick).", style="italic")
-        compact = self.size.width >= COMPACT_WIDTH
-        word, word_style = verdict(budget)
-        # The share behind the free-requests figure, and whether the logs measured it or config assumed it.
-        basis = "logs" if budget.free_share_measured else "cfg"
-        free = f"free {eur(budget.free_share_eur)} ({percent(budget.free_share)} {basis})"
-        text = Text()
-        text.append(f"{budget.month}: ")
-        text.append(eur(budget.spent_eur), style="bold")
-        text.append(f" of {eur(budget.monthly_eur)} ({percent(budget.used_ratio)})  ")
-        text.append(f" {word} ", style=word_style)
-        if compact:
-            text.append(f"  {free}")
-        bar, labels = budget_bar(budget.used_ratio, self.size.width - 2, budget.thresholds)
-        text.append("\n")
-        text.append_text(bar)
-        text.append("\n")
-        text.append_text(labels)
-        parts = f"fixed {eur(budget.fixed_eur)} + variable {eur(budget.variable_eur)}"
-        variable = f"estimate {eur(budget.estimate_eur)}, billed {eur(budget.billed_eur)}"
-        if compact:
-            text.append(f"\n{parts} ({variable})")
-        else:
-            text.append(f"\n{parts} · {free}\n{variable}")
-        overruns = budget.forecast_overrun or budget.forecast_eur > budget.monthly_eur
-        text.append(f"\nforecast {eur(budget.forecast_eur)} ")
-        if overruns:
-            text.append(" ▲ OVERRUNS ", style="bold white on red")
-        else:
-            text.append(" fits ", style="bold black on green")
-        allowed = f"{budget.days_left:.1f} days left · {eur(budget.eur_per_day_allowed)}/day allowed"
-        text.append(f" · {allowed}" if compact else f"\n{allowed}")
-        return text
+        # Narrow screens keep the panel to six lines: what was saved is in the month's tab instead.
+        wide = self.is_attached and self.screen.has_class("-wide")
+        return budget_text(status, max(20, self.content_size.width or 58), with_saved=wide)

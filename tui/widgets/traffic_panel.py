@@ -3,24 +3,27 @@
 A keep-alive pinger hammering an endpoint is how GPU time leaks without anyone asking for work; the
 sparkline shows the shape at a glance and the words beside it say what the daemon's traffic watch found
 (▲ SUSPICIOUS: …), so a flagged endpoint stands out without relying on colour.
+
+Rows are rebuilt only when the set of endpoints changes; otherwise each part of a row is updated only when
+its own figures changed (a tick moves the sparkline once a minute, not every refresh).
 """
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
-from textual.reactive import reactive
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.reactive import var
 from textual.widgets import Label, Sparkline, Static
 
-from tui.widgets.state import DashboardState
+from tui.widgets.state import DashboardState, Prose, count, plural
 from watchdog.status import EndpointView
 
 
 def rate_summary(endpoint: EndpointView) -> Text:
     rates = endpoint.rate_per_min
     now = rates[-1] if rates else 0
-    text = Text(f"{now:>3}/min")
+    text = Text(f"{count(now):>5}/min", no_wrap=True)
     if endpoint.suspicious:
         text.append(" ▲ SUSPICIOUS", style="bold red")
     else:
@@ -32,7 +35,8 @@ def findings(endpoint: EndpointView) -> Text:
     rates = endpoint.rate_per_min
     peak = max(rates) if rates else 0
     text = Text(
-        f"peak {peak}/min · 1 h: {endpoint.requests_1h} req, {endpoint.pings_1h} pings",
+        f"peak {count(peak)}/min · last hour: {plural(endpoint.requests_1h, 'request')},"
+        f" {plural(endpoint.pings_1h, 'ping')}",
         style="bright_black",
     )
     if endpoint.suspicious:
@@ -52,29 +56,44 @@ class TrafficRow(Vertical):
             yield Label(self.endpoint.name, classes="traffic-name")
             yield Sparkline(list(self.endpoint.rate_per_min) or [0], classes="traffic-spark")
             yield Static(rate_summary(self.endpoint), classes="traffic-figures")
-        yield Static(findings(self.endpoint), classes="traffic-findings")
+        yield Static(Prose(findings(self.endpoint)), classes="traffic-findings")
 
     def show(self, endpoint: EndpointView) -> None:
-        self.endpoint = endpoint
+        previous, self.endpoint = self.endpoint, endpoint
+        if endpoint == previous:
+            return
         self.set_class(bool(endpoint.suspicious), "-suspicious")
-        self.query_one(Sparkline).data = list(endpoint.rate_per_min) or [0]
-        self.query_one(".traffic-figures", Static).update(rate_summary(endpoint))
-        self.query_one(".traffic-findings", Static).update(findings(endpoint))
+        if endpoint.name != previous.name:
+            self.query_one(".traffic-name", Label).update(endpoint.name)
+        if endpoint.rate_per_min != previous.rate_per_min:
+            self.query_one(Sparkline).data = list(endpoint.rate_per_min) or [0]
+        summary = rate_summary(endpoint)
+        if summary != rate_summary(previous):
+            self.query_one(".traffic-figures", Static).update(summary, layout=False)
+        found = findings(endpoint)
+        if found != findings(previous):
+            self.query_one(".traffic-findings", Static).update(Prose(found))
 
     def on_mount(self) -> None:
         self.set_class(bool(self.endpoint.suspicious), "-suspicious")
 
 
-class TrafficPanel(Vertical):
-    """One TrafficRow per endpoint; rows are rebuilt only when the set of endpoints changes."""
+class TrafficPanel(VerticalScroll):
+    """One TrafficRow per endpoint."""
 
-    BORDER_TITLE = "Requests + pings per minute, last hour"
-    state: reactive[DashboardState | None] = reactive(None)
+    state: var[DashboardState | None] = var(None)
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._drawn: tuple[EndpointView, ...] | None = None
 
     async def watch_state(self, state: DashboardState | None) -> None:
         endpoints = state.status.endpoints if state and state.status else ()
+        if endpoints == self._drawn:
+            return
+        self._drawn = endpoints
         rows = list(self.query(TrafficRow))
-        if [row.endpoint.id for row in rows] == [endpoint.id for endpoint in endpoints]:
+        if rows and [row.endpoint.id for row in rows] == [endpoint.id for endpoint in endpoints]:
             for row, endpoint in zip(rows, endpoints, strict=True):
                 row.show(endpoint)
             return
