@@ -5,14 +5,18 @@ the simulator against RunPod's SDK. This file closes the triangle: the client, t
 simulator's real ASGI app (in-process through ``httpx.ASGITransport``, on a ``ManualClock``), must parse
 exactly what the simulator's model holds, for every route the daemon uses, and must survive the
 simulator's injected faults the way its module docstring promises. One test repeats a few calls over a
-real loopback socket to prove the path does not depend on the in-process transport.
+real loopback socket to prove the path does not depend on the in-process transport; the worker log stream
+is read over one too, where it is live and never ends by itself (in-process, ``create_app(...,
+log_stream_max_s=0)`` sends the backlog and closes, because ``httpx.ASGITransport`` buffers a whole answer).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import random
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,8 +31,17 @@ from runpod_sim.state import SimEndpoint
 from watchdog.client import RunPodClient
 from watchdog.clock import ManualClock, from_iso
 from watchdog.errors import RunPodAuthError, RunPodNotFound, RunPodProtocolError
-from watchdog.models import EndpointConfig, EndpointWorkers, Health, JobStatus, WorkerStatus
+from watchdog.models import (
+    AccountLimits,
+    EndpointConfig,
+    EndpointWorkers,
+    Health,
+    JobStatus,
+    LogStreamEnd,
+    WorkerLogBatch,
+)
 from watchdog.prices import DEFAULT_PRICES
+from watchdog.vocabulary import WorkerStatus
 
 START = from_iso("2026-06-15T12:00:00Z")
 BASE = "http://127.0.0.1:8787"
@@ -131,7 +144,7 @@ async def _rig(options: SimOptions | None = None) -> AsyncIterator[Rig]:
     for endpoint in _endpoints():
         sim.add_endpoint(endpoint)
     faults = Faults()
-    app = create_app(sim, faults=faults, long_poll_s=0.2, runsync_max_wait_s=0.5)
+    app = create_app(sim, faults=faults, long_poll_s=0.2, runsync_max_wait_s=0.5, log_stream_max_s=0)
     sleeps: list[float] = []
     calls: list[tuple[str, int | None]] = []
 
@@ -478,12 +491,199 @@ async def test_account_spend_matches_simulator(rig: Rig) -> None:
     rig.advance(1800)  # the standby worker of ep-warm and the active one of ep-asr have been billing
     spend = await rig.api.account_spend()
     assert spend.client_balance_usd == pytest.approx(rig.sim.account.client_balance_usd)
-    assert spend.client_balance_usd < rig.sim.initial_balance_usd
+    assert spend.client_balance_usd is not None and spend.client_balance_usd < rig.sim.initial_balance_usd
     assert spend.spend_limit_usd == rig.sim.spend_limit_usd == 80.0
     assert spend.current_spend_per_hr_usd == pytest.approx(rig.sim.current_spend_per_hr())
     assert spend.current_spend_per_hr_usd is not None and spend.current_spend_per_hr_usd > 0
     assert spend.workers_standby == {ep.id: ep.workers_standby for ep in rig.sim.endpoints()}
     assert spend.workers_standby["ep-warm"] == 1
+
+
+# --------------------------------------------------------------------------- REST v2 account limits
+
+
+def _expected_limits(sim: Simulator) -> AccountLimits:
+    model = sim.account_limits()
+    return AccountLimits(
+        spend_rate_limit_usd_per_hr=model.spend_rate_usd_per_hr,
+        spend_rate_current_usd_per_hr=pytest.approx(model.current_spend_per_hr),  # type: ignore[arg-type]
+        serverless_workers_limit=model.serverless_workers_limit,
+        serverless_workers_current=model.serverless_workers_max_total,
+    )
+
+
+async def test_account_limits_match_the_simulator(rig: Rig) -> None:
+    before = await rig.api.account_limits()
+    assert before == _expected_limits(rig.sim)
+    assert before.serverless_workers_current == sum(ep.workers_max for ep in _endpoints()) == 10
+    assert before.spend_rate_limit_usd_per_hr is not None and before.serverless_workers_limit == 5
+
+    await rig.submit("ep-llm", HANG)
+    rig.advance(3)  # an A6000 runs the job: RunPod counts it against the cap
+    await rig.api.patch_endpoint("ep-busy", workers_max=1)
+    after = await rig.api.account_limits()
+    assert after == _expected_limits(rig.sim)
+    assert (
+        after.spend_rate_current_usd_per_hr is not None and before.spend_rate_current_usd_per_hr is not None
+    )
+    assert after.spend_rate_current_usd_per_hr > before.spend_rate_current_usd_per_hr
+    assert after.serverless_workers_current == 10 - 2
+    assert ("GET /v2/account/limits", 200) in rig.calls
+
+
+async def test_account_limits_without_a_cap_read_none() -> None:
+    async with _rig(SimOptions(spend_rate_usd_per_hr=None)) as rig:
+        limits = await rig.api.account_limits()
+        assert limits.spend_rate_limit_usd_per_hr is None
+        assert limits == _expected_limits(rig.sim)
+
+
+# ---------------------------------------------------------------------------- REST v2 worker logs
+
+
+def _sdk_lines(batch: WorkerLogBatch) -> list[tuple[str, str, str]]:
+    """(job id, message, level) of each line, as runpod SDK 1.12 prints them on RunPod (JSON)."""
+    lines = []
+    for event in batch.events:
+        printed = json.loads(event.line)
+        assert set(printed) == {"requestId", "message", "level"}, event.line
+        lines.append((printed["requestId"], printed["message"], printed["level"]))
+    return lines
+
+
+async def test_a_simulated_jobs_worker_log_has_the_sdks_started_and_finished_lines(rig: Rig) -> None:
+    ok = await rig.submit("ep-llm", {"sim": {"duration_s": 3}})
+    rig.advance(2 + 3)  # cold start, then the job
+    bad = await rig.submit("ep-llm", {"sim": {"duration_s": 1, "fail": "out of memory"}})
+    rig.advance(1)  # on the same, warm worker
+    (worker,) = (await rig.api.list_workers("ep-llm")).workers
+    batch = await rig.api.worker_logs("ep-llm", worker.id)  # source "container": the SDK's own lines
+    assert _sdk_lines(batch) == [
+        (ok, "Started.", "INFO"),
+        (ok, "Finished.", "INFO"),
+        (bad, "Started.", "INFO"),
+        (bad, "Captured Handler Exception", "ERROR"),
+        (bad, "Finished.", "INFO"),
+    ]
+    assert [e.ts - START for e in batch.events] == [2, 5, 5, 6, 6]
+    assert {e.source for e in batch.events} == {"container"}
+    assert batch.end is LogStreamEnd.CLOSED and batch.skipped == 0
+    assert batch.last_event_id == batch.events[-1].id
+
+    everything = await rig.api.worker_logs("ep-llm", worker.id, source=None)
+    assert [e.line for e in everything.events[:2]] == ["Worker initializing.", "Worker ready."]
+    assert [e.line for e in everything.events[2:]] == [e.line for e in batch.events]
+    assert [e.line for e in (await rig.api.worker_logs("ep-llm", worker.id, tail=1)).events] == [
+        batch.events[-1].line
+    ]
+    system = await rig.api.worker_logs("ep-llm", worker.id, source="system", max_lines=1)
+    assert [e.line for e in system.events] == [
+        "Worker initializing."
+    ] and system.end is LogStreamEnd.MAX_LINES
+
+
+async def test_an_external_workers_log_has_the_started_and_finished_lines(rig: Rig) -> None:
+    """External workers (real SDK processes): the platform writes the SDK's lines as the jobs go."""
+    first = await rig.submit("ep-ext", {"n": 1})
+    second = await rig.submit("ep-ext", {"n": 2})
+    worker_side = {"Authorization": KEY}  # the worker SDK sends the raw key
+    taken = await rig.http.get(
+        "/v2/ep-ext/job-take-batch/pod-1?batch_size=2&job_in_progress=0", headers=worker_side
+    )
+    assert taken.status_code == 200, taken.text
+    done = await rig.http.post(
+        f"/v2/ep-ext/job-done/pod-1?job_id={second}",
+        content='{"output": "ok"}',
+        headers={**worker_side, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert done.status_code == 200, done.text
+    batch = await rig.api.worker_logs("ep-ext", "pod-1")
+    assert _sdk_lines(batch) == [
+        (first, "Started.", "INFO"),
+        (second, "Started.", "INFO"),
+        (second, "Finished.", "INFO"),
+    ]
+    assert batch.end is LogStreamEnd.CLOSED  # in-process: the backlog, then the stream closes
+
+
+async def test_a_worker_log_resumes_after_the_last_event_id(rig: Rig) -> None:
+    first = await rig.submit("ep-llm", {"sim": {"duration_s": 1}})
+    rig.advance(3.5)
+    (worker,) = (await rig.api.list_workers("ep-llm")).workers
+    before = await rig.api.worker_logs("ep-llm", worker.id)
+    assert [message for _, message, _ in _sdk_lines(before)] == ["Started.", "Finished."]
+
+    second = await rig.submit("ep-llm", {"sim": {"duration_s": 1}})  # the warm worker takes it
+    rig.advance(1.5)
+    after = await rig.api.worker_logs("ep-llm", worker.id, last_event_id=before.last_event_id)
+    assert _sdk_lines(after) == [(second, "Started.", "INFO"), (second, "Finished.", "INFO")]
+    assert first != second and after.last_event_id != before.last_event_id
+
+    nothing_new = await rig.api.worker_logs("ep-llm", worker.id, last_event_id=after.last_event_id)
+    assert nothing_new.events == () and nothing_new.last_event_id == after.last_event_id
+
+
+async def test_a_worker_log_of_a_gone_or_unknown_worker_is_not_found(rig: Rig) -> None:
+    with pytest.raises(RunPodNotFound) as unknown:
+        await rig.api.worker_logs("ep-llm", "no-such-worker")
+    assert unknown.value.route == "GET /v2/serverless/ep-llm/workers/no-such-worker/logs"
+    with pytest.raises(RunPodNotFound):
+        await rig.api.worker_logs("ep-nope", "no-such-worker")
+
+    await rig.submit("ep-llm", {"sim": {"duration_s": 1}})
+    rig.advance(1)
+    (worker,) = rig.sim.workers("ep-llm")
+    rig.advance(2 + 1 + 5 + 1)  # done, then the idle timeout stops it: its log stays readable
+    assert rig.sim.workers("ep-llm") == []
+    kept = await rig.api.worker_logs("ep-llm", worker.id, source="system")
+    assert kept.events[-1].line.startswith("Worker stopped") and kept.end is LogStreamEnd.CLOSED
+
+
+async def test_a_live_worker_log_over_a_real_socket_returns_in_time_and_resumes(rig: Rig) -> None:
+    """A live worker's stream never ends: the call comes back after ``max_seconds`` with the backlog,
+    and the next call (``last_event_id``) sees only what was printed since; once the worker is gone the
+    server ends the stream and the call comes back at once."""
+    job_id = await rig.submit("ep-llm", {"sim": {"duration_s": 3}})
+    rig.advance(2.5)  # cold start over: the job runs
+    (worker,) = rig.sim.workers("ep-llm")
+    with serve_in_thread(rig.sim, log_poll_s=0.02) as base_url:
+        assert base_url.startswith("http://127.0.0.1:")
+        async with RunPodClient(
+            api_key=KEY,
+            graphql_url=f"{base_url}/graphql",
+            rest_url=f"{base_url}/v2",
+            runtime_url=f"{base_url}/v2",
+            timeout_s=5,
+        ) as api:
+            started = time.monotonic()
+            backlog = await api.worker_logs("ep-llm", worker.id, max_seconds=0.5)
+            elapsed = time.monotonic() - started
+            assert 0.5 <= elapsed < 1.5, elapsed  # opening the stream on loopback takes milliseconds
+            assert _sdk_lines(backlog) == [(job_id, "Started.", "INFO")]
+            assert backlog.end is LogStreamEnd.MAX_SECONDS and backlog.cut
+
+            rig.advance(3)  # the job finishes; the worker idles (idle timeout 5 s)
+            fresh = await api.worker_logs(
+                "ep-llm", worker.id, last_event_id=backlog.last_event_id, max_seconds=0.5
+            )
+            assert _sdk_lines(fresh) == [(job_id, "Finished.", "INFO")]
+            assert fresh.end is LogStreamEnd.MAX_SECONDS
+
+            with api.deadline(0.3):  # a tick's deadline before max_seconds ends the read
+                started = time.monotonic()
+                quiet = await api.worker_logs("ep-llm", worker.id, last_event_id=fresh.last_event_id)
+                assert time.monotonic() - started < 1.5
+            assert quiet.events == () and quiet.end is LogStreamEnd.DEADLINE
+            assert quiet.last_event_id == fresh.last_event_id
+
+            rig.advance(6)  # the idle timeout stops the worker: the server ends its stream
+            started = time.monotonic()
+            last = await api.worker_logs(
+                "ep-llm", worker.id, last_event_id=fresh.last_event_id, source=None, max_seconds=10
+            )
+            assert time.monotonic() - started < 5
+            assert [e.line for e in last.events] == ["Worker stopped: idle timeout."]
+            assert last.end is LogStreamEnd.CLOSED and not last.cut
 
 
 # ------------------------------------------------------------------------------------ faults

@@ -5,8 +5,11 @@ Every parser therefore has one contract: any input yields a model or a typed ``R
 ``RunPodProtocolError`` naming the field for a bad shape; ``RunPodRejected`` for GraphQL ``errors``),
 never a ``KeyError``/``TypeError``/``ValueError``/``OverflowError``/``RecursionError`` from deep inside.
 The same holds end to end through ``httpx.MockTransport`` for random bytes, statuses and headers, and no
-exception ever carries the API key. Regression tests for what these properties found live in
-tests/test_client.py (``test_regression_*``), so a failure there names the bug without hypothesis.
+exception ever carries the API key. The worker log stream has its own contract, as it is read rather
+than parsed whole: any bytes, split anyhow, give a bounded batch (never an exception, never the key), the
+same batch however they are split, and well-formed events come back exactly. Regression tests for what
+these properties found live in tests/test_client.py (``test_regression_*``) and tests/test_client_logs.py,
+so a failure there names the bug without hypothesis.
 
 Examples run with ``deadline=None`` (the first example pays for imports) and bounded ``max_examples`` so the
 whole file stays well under 30 s.
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import functools
+import itertools
 import json
 import math
 import random
@@ -31,9 +36,12 @@ from hypothesis import strategies as st
 
 from watchdog import client as client_module
 from watchdog.client import (
+    LOG_SOURCES,
     InvalidIdentifier,
     RunPodClient,
+    _LogStreamReader,
     _Node,
+    _parse_account_limits,
     _parse_account_spend,
     _parse_billing,
     _parse_endpoint,
@@ -45,7 +53,9 @@ from watchdog.client import (
     _ratelimit_wait_s,
     _retry_after_s,
 )
+from watchdog.clock import from_iso
 from watchdog.errors import RunPodError, RunPodProtocolError, RunPodRejected, RunPodUnavailable
+from watchdog.models import LogStreamEnd, WorkerLogBatch
 
 API_KEY = "rpa_FUZZSECRET_0d9c8b7a6f5e4d3c"
 ROUTE = "GET /v2/fuzz"
@@ -194,6 +204,13 @@ FIELD_NAMES = [
     "currentSpendPerHr",
     "spendLimit",
     "workersStandby",
+    "spendRate",
+    "serverlessWorkers",
+    "limit",
+    "current",
+    "ts",
+    "source",
+    "line",
 ]
 
 scalars = st.one_of(
@@ -287,6 +304,10 @@ VALID: dict[str, Any] = {
         }
     },
     "graphql_errors": {"errors": [{"message": "boom", "path": ["myself"]}, "plain", {"x": 1}], "data": None},
+    "account_limits": {
+        "spendRate": {"limit": 80, "current": 1.224},
+        "serverlessWorkers": {"limit": 5, "current": 6},
+    },
 }
 
 PARSERS: dict[str, Callable[[Any, str], Any]] = {
@@ -299,6 +320,7 @@ PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "billing": _parse_billing,
     "account_spend": _parse_account_spend,
     "graphql_errors": _parse_account_spend,
+    "account_limits": _parse_account_limits,
 }
 
 
@@ -358,9 +380,10 @@ def mutated(draw: st.DrawFn, name: str) -> Any:
     return body
 
 
-def assert_bounded(value: Any, path: str = "$") -> None:
-    """What a model may hold: integers in 0..2**53-1, finite floats, strings of at most 2,000 characters
-    that UTF-8 can encode (so the ledger can store them), and containers/dataclasses of those."""
+def assert_bounded(value: Any, path: str = "$", max_text: int = 2_000) -> None:
+    """What a model may hold: integers in 0..2**53-1, finite floats, strings of at most ``max_text``
+    characters (2,000; a log line 4,000) that UTF-8 can encode (so the ledger can store them), and
+    containers/dataclasses of those."""
     if value is None or isinstance(value, bool):
         return
     if isinstance(value, StrEnum):
@@ -370,19 +393,19 @@ def assert_bounded(value: Any, path: str = "$") -> None:
     elif isinstance(value, float):
         assert math.isfinite(value) and abs(value) <= 1e15, f"{path}: {value!r} out of range"
     elif isinstance(value, str):
-        assert len(value) <= 2_000, f"{path}: {len(value)} characters"
+        assert len(value) <= max_text, f"{path}: {len(value)} characters"
         value.encode("utf-8")
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            assert_bounded(item, f"{path}[{index}]")
+            assert_bounded(item, f"{path}[{index}]", max_text)
     elif isinstance(value, dict):
         for key, item in value.items():
-            assert_bounded(key, f"{path} key")
-            assert_bounded(item, f"{path}.{key}")
+            assert_bounded(key, f"{path} key", max_text)
+            assert_bounded(item, f"{path}.{key}", max_text)
     else:
         assert dataclasses.is_dataclass(value), f"{path}: unexpected {type(value).__name__}"
         for item in dataclasses.fields(value):
-            assert_bounded(getattr(value, item.name), f"{path}.{item.name}")
+            assert_bounded(getattr(value, item.name), f"{path}.{item.name}", max_text)
 
 
 def check_outcome(run: Callable[[], Any]) -> Any:
@@ -475,6 +498,10 @@ CALLS: dict[str, Callable[[RunPodClient], Awaitable[Any]]] = {
     "cancel_job": lambda c: c.cancel_job("ep1", "j1-u1"),
     "purge_queue": lambda c: c.purge_queue("ep1"),
     "account_spend": lambda c: c.account_spend(),
+    "account_limits": lambda c: c.account_limits(),
+    "worker_logs": lambda c: c.worker_logs(
+        "ep1", "w1", last_event_id="2026-06-01T12:05:04Z/1", max_seconds=5
+    ),
 }
 
 statuses = st.one_of(
@@ -491,6 +518,7 @@ header_maps = st.dictionaries(
                 "gzip",
                 "br",
                 "deflate, gzip",
+                "text/event-stream",
             ]
         ),
     ),
@@ -591,7 +619,7 @@ def test_every_public_method_survives_any_answer(
                 assert_no_key(exc)
                 assert len(str(exc)) < 2_000
             else:
-                assert_bounded(result)
+                assert_bounded(result, max_text=4_000 if call == "worker_logs" else 2_000)
             quota = api.quota()  # whatever the RateLimit headers said, what is kept stays small and sane
             assert len(quota) <= 16
             for window in quota.values():
@@ -647,7 +675,11 @@ def test_the_key_echoed_anywhere_never_reaches_an_exception(prefix: str, suffix:
     async def main() -> None:
         for document in documents:
             content = json.dumps(document).encode("utf-8", "surrogatepass")
-            api = _client(lambda request, c=content: httpx.Response(status, content=c))
+
+            def echo(request: httpx.Request, c: bytes = content) -> httpx.Response:
+                return httpx.Response(status, content=c)
+
+            api = _client(echo)
             async with api:
                 for call in CALLS.values():
                     try:
@@ -714,3 +746,180 @@ def test_a_call_never_outlives_its_deadline_or_the_default_ceiling(
 def test_module_exports_the_new_api() -> None:
     for name in ("InvalidIdentifier", "QuotaWindow", "DeadlineScope", "RunPodClient"):
         assert name in client_module.__all__
+
+
+# ---------------------------------------------------------------------- the worker log stream (SSE)
+
+SSE_FRAGMENTS = [
+    "id: ",
+    "id:",
+    "data: ",
+    "data:",
+    "event: log",
+    "retry: 5",
+    ": keep-alive",
+    ":",
+    "\n",
+    "\r",
+    "\r\n",
+    "\n\n",
+    "\x00",
+    "\ufeff",
+    "é",
+    "\ud83d\ude00",
+    "2026-06-01T12:05:04Z/000000000042",
+    '{"ts":"2026-06-01T12:05:04Z","source":"container","line":"Worker ready."}',
+    '{"ts":"yesterday","source":"container","line":"x"}',
+    '{"ts":"2026-06-01T12:05:04Z","source":"system","line":' + "[" * 50 + "]" * 50 + "}",
+    '{"ts":"2026-06-01T12:05:04Z","source":"container","line":"\\ud800"}',
+    '{"ts":"2026-06-01T12:05:04Z","source":"container","line":"' + API_KEY + '"}',
+    API_KEY,
+    "x" * 5000,
+    "[" * 3000,
+]
+stream_bytes = st.one_of(
+    st.binary(max_size=300),
+    st.lists(st.sampled_from(SSE_FRAGMENTS), max_size=40).map(
+        lambda parts: "".join(parts).encode("utf-8", "surrogatepass")
+    ),
+    st.lists(
+        st.one_of(
+            st.sampled_from(SSE_FRAGMENTS), json_values.map(lambda v: _dumps(v).decode("utf-8", "replace"))
+        ),
+        max_size=12,
+    ).map(
+        lambda parts: "\n".join(f"data: {p}" if i % 2 else p for i, p in enumerate(parts)).encode(
+            "utf-8", "surrogatepass"
+        )
+    ),
+)
+
+
+def _read_stream(
+    data: bytes, cuts: list[int], *, max_lines: int = 10**6, max_bytes: int = 1 << 30, last: str | None = None
+) -> WorkerLogBatch:
+    """The pure stream reader over ``data`` split at ``cuts``, to the stream's end or a bound."""
+    reader = _LogStreamReader(
+        endpoint_id="ep1",
+        worker_id="w1",
+        last_event_id=last,
+        max_lines=max_lines,
+        max_bytes=max_bytes,
+        api_key=API_KEY,
+    )
+    bounds = [0, *sorted({min(max(cut, 0), len(data)) for cut in cuts}), len(data)]
+    for start, end in itertools.pairwise(bounds):
+        stop = reader.feed(data[start:end])
+        if stop is not None:
+            return reader.batch(stop)
+    return reader.batch(reader.finish())
+
+
+def assert_sane_batch(batch: WorkerLogBatch, *, max_lines: int, max_bytes: int, given: str | None) -> None:
+    assert_bounded(batch, max_text=4_000)
+    assert API_KEY not in repr(batch)
+    assert len(batch.events) <= max_lines and batch.bytes_read <= max_bytes
+    assert batch.end in (LogStreamEnd.CLOSED, LogStreamEnd.MAX_LINES, LogStreamEnd.MAX_BYTES)
+    resume = batch.last_event_id
+    if resume != given:  # a cursor the reader chose can always be sent back as Last-Event-ID
+        assert resume is not None and 0 < len(resume) <= 256 and resume.isascii() and resume.isprintable()
+        assert resume == resume.strip()
+    for event in batch.events:
+        assert 946_684_800 <= event.ts < 7_258_118_400 and 0 < len(event.source) <= 64
+
+
+@FUZZ
+@given(
+    data=stream_bytes,
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6),
+    max_lines=st.integers(min_value=1, max_value=5),
+    max_bytes=st.sampled_from([1, 17, 100, 1 << 20]),
+    last=st.sampled_from([None, "2026-06-01T12:05:00Z/1"]),
+)
+def test_the_log_stream_reader_survives_any_bytes_split_anyhow(
+    data: bytes, cuts: list[int], max_lines: int, max_bytes: int, last: str | None
+) -> None:
+    batch = _read_stream(data, cuts, max_lines=max_lines, max_bytes=max_bytes, last=last)
+    assert_sane_batch(batch, max_lines=max_lines, max_bytes=max_bytes, given=last)
+
+
+@FUZZ
+@given(data=stream_bytes, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8))
+def test_the_log_stream_reader_does_not_depend_on_how_bytes_arrive(data: bytes, cuts: list[int]) -> None:
+    """TCP splits a stream anywhere (inside a UTF-8 character, between CR and LF): same batch every time."""
+    whole = _read_stream(data, [])
+    assert _read_stream(data, cuts) == whole
+    assert _read_stream(data, list(range(1, len(data)))) == whole  # one byte at a time
+
+
+log_lines = st.one_of(st.text(max_size=60), st.text(min_size=3990, max_size=4100, alphabet="aé\n\r\u2028:"))
+log_events = st.lists(
+    st.tuples(
+        log_lines,
+        st.sampled_from(LOG_SOURCES),
+        st.integers(min_value=946_684_800_000, max_value=7_258_118_399_999),
+    ),
+    max_size=6,
+)
+
+
+@FUZZ
+@given(
+    events=log_events,
+    newline=st.sampled_from(["\n", "\r\n", "\r"]),
+    comments=st.booleans(),
+    pretty=st.booleans(),
+    cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=5),
+)
+def test_well_formed_events_come_back_exactly(
+    events: list[tuple[str, str, int]], newline: str, comments: bool, pretty: bool, cuts: list[int]
+) -> None:
+    """Events as a server writes them, with any line ending, comments between them, and the JSON over
+    one ``data:`` line or several (``pretty``): each comes back as it was, however the bytes are split."""
+    text = ": hello\n\n" if comments else ""
+    for seq, (line, source, ms) in enumerate(events, start=1):
+        stamp = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC).isoformat(timespec="milliseconds")
+        stamp = stamp.replace("+00:00", "Z")
+        data = json.dumps(
+            {"ts": stamp, "source": source, "line": line}, ensure_ascii=False, indent=pretty or None
+        )
+        data_lines = "".join(f"data: {part}{newline}" for part in data.split("\n"))
+        text += f"id: {stamp}/{seq:012d}{newline}{data_lines}{newline}"
+        if comments:
+            text += f": keep-alive{newline}"
+    encoded = text.encode()
+    batch = _read_stream(encoded, cuts)
+    assert _read_stream(encoded, list(range(1, len(encoded), 1 if len(encoded) < 20_000 else 3))) == batch
+    expected = [(line if len(line) <= 4000 else line[:3999] + "…", source) for line, source, _ in events]
+    assert [(e.line, e.source) for e in batch.events] == expected
+    assert [round(e.ts * 1000) for e in batch.events] == [ms for _, _, ms in events]
+    assert [from_iso(e.id.split("/")[0]) for e in batch.events] == [e.ts for e in batch.events]
+    assert batch.skipped == 0 and batch.end is LogStreamEnd.CLOSED
+    assert batch.last_event_id == (batch.events[-1].id if events else None)
+
+
+@FUZZ_E2E
+@given(
+    last_event_id=st.one_of(
+        st.text(max_size=40), st.sampled_from(["", " x", "a\r\nb", "é", "x" * 257, API_KEY])
+    )
+)
+def test_any_last_event_id_is_sent_as_it_is_or_refused_with_a_typed_error(last_event_id: str) -> None:
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, content=b"", headers={"Content-Type": "text/event-stream"})
+
+    async def main() -> None:
+        async with _client(handler) as api:
+            try:
+                batch = await api.worker_logs("ep1", "w1", last_event_id=last_event_id)
+            except InvalidIdentifier as exc:
+                assert_no_key(exc)
+                assert sent == []
+            else:
+                assert batch.last_event_id == last_event_id
+                assert sent[0].headers["Last-Event-ID"] == last_event_id
+
+    asyncio.run(main())

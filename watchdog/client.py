@@ -24,8 +24,10 @@ nested too deeply; integers of more than 30 digits, ``NaN``/``Infinity``, and nu
 outside 2000-2199); strings longer than 1,000 characters; ids (endpoint, worker, job) that are not 1-200
 of ``[A-Za-z0-9_.-]``, since the daemon puts them in URLs next. Lone UTF-16 surrogates in strings become
 U+FFFD, so every string in a model can be written to the ledger; a job's ``error`` is kept, cut at 2,000
-characters. An id the caller passes that cannot go in a URL path as it is raises
-:class:`InvalidIdentifier` (a ``RunPodRejected``, and a ``ValueError`` as before) without sending anything.
+characters. A worker log stream is read within bounds rather than refused (``LOG_STREAM_MAX_BYTES`` per
+call, 256 KiB per event, lines cut at 4,000 characters), and its malformed events are skipped and counted.
+An id the caller passes that cannot go in a URL path as it is raises :class:`InvalidIdentifier` (a
+``RunPodRejected``, and a ``ValueError`` as before) without sending anything.
 
 Time bounds. No call outlives its budget, whatever ``max_retries`` says: every call stops at its
 deadline, which is the earliest of ``call_budget_s`` (120 s by default) after it started and the deadline
@@ -50,6 +52,8 @@ call                     connect error  429     read timeout, dropped connection
 GET (every read)         yes            yes     yes
 PATCH endpoint           yes            yes     yes: it sets absolute values, so a repeat converges
                                                 on the same state (and the kill switch must land)
+GET worker log stream    yes            yes     yes, until the stream opens; once it is read, a
+                                                failure ends the batch (``LogStreamEnd.BROKEN``)
 GraphQL ``myself``       yes            yes     yes: a read; POST only by GraphQL convention
 POST cancel/{job}        yes            yes     yes: cancelling twice still leaves the job cancelled,
                                                 and a runaway job is exactly what costs money
@@ -59,12 +63,19 @@ POST purge-queue         yes            yes     no: a repeat could also remove j
 
 A connect error means the request never left; a 429 means RunPod refused it unprocessed; so both are
 safe to repeat for any call. 401/403 are never retried, 404 and other 4xx are never retried either, nor is
-a body of the wrong shape (asking again would not fix it).
+a body of the wrong shape (asking again would not fix it). A worker's log stream
+(:meth:`RunPodClient.worker_logs`) is a GET: retried like one until its headers arrive, never once it is
+being read (what was read is returned, and the next call resumes with ``Last-Event-ID``).
+
+Errors say where. A failed connection names the host and port it tried (``could not connect to
+api.runpod.io:443``); a 404 from a configured URL that does not end as RunPod's do (``/v2``, ``/graphql``)
+names the setting to fix (``runpod.rest_url`` or ``RUNPOD_REST_API_URL``, see watchdog/config.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import email.utils
 import json
@@ -96,6 +107,7 @@ from watchdog.errors import (
     RunPodUnavailable,
 )
 from watchdog.models import (
+    AccountLimits,
     AccountSpend,
     BillingRecord,
     BillingReport,
@@ -104,8 +116,11 @@ from watchdog.models import (
     Health,
     Job,
     JobStatus,
+    LogStreamEnd,
     PurgeResult,
     Worker,
+    WorkerLogBatch,
+    WorkerLogEvent,
     WorkerSummary,
 )
 from watchdog.vocabulary import WorkerStatus
@@ -113,6 +128,9 @@ from watchdog.vocabulary import WorkerStatus
 __all__ = [
     "BUCKET_SIZES",
     "DEFAULT_CALL_BUDGET_S",
+    "LOG_SOURCES",
+    "LOG_STREAM_MAX_BYTES",
+    "LOG_TAIL_MAX",
     "DeadlineScope",
     "InvalidIdentifier",
     "QuotaWindow",
@@ -156,6 +174,33 @@ _EARLIEST_TIME: Final = 946_684_800.0  # 2000-01-01T00:00:00Z
 _LATEST_TIME: Final = 7_258_118_400.0  # 2200-01-01T00:00:00Z
 _MAX_QUOTA_WINDOWS: Final = 16
 """``RateLimit`` members kept per API (a hostile header cannot grow the client's memory)."""
+
+LOG_STREAM_MAX_BYTES: Final = 4 * 1024 * 1024
+"""Most bytes of a worker log stream one :meth:`RunPodClient.worker_logs` call reads (after decompression;
+the client's ``max_body_bytes`` when smaller): a backlog is worked off over several calls."""
+LOG_SOURCES: Final = ("container", "system")
+"""OAS2 ``LogSource``: the worker's stdout/stderr, and the host's lifecycle notes."""
+LOG_TAIL_MAX: Final = 5000
+"""OAS2 ``LogTail``: most lines of backfill a log stream sends (RunPod's default is 100)."""
+_MAX_LOG_LINE: Final = 4000
+"""A log line is kept up to this many characters (a worker may print a whole tensor on one line)."""
+_MAX_SSE_CHARS: Final = 256 * 1024
+"""Longest SSE line, and most ``data`` of one event, accepted; a longer event is skipped (memory bound)."""
+_MAX_EVENT_ID: Final = 256
+_EVENT_ID: Final = re.compile(r"[!-~](?:[ -~]*[!-~])?")
+"""An SSE event id that can be sent back as ``Last-Event-ID``: printable ASCII, no edge spaces."""
+_SSE_LINE_END: Final = re.compile(r"\r\n|\r|\n")
+_FEED_SLICE: Final = 64 * 1024
+"""Bytes of a stream parsed between two yields to the event loop (a 4 MiB chunk of hostile lines takes
+seconds of CPU: in slices, other tasks and the read's own timeout still run)."""
+_URL_SETTINGS: Final = {
+    "rest": ("/v2", "the REST v2 base URL", "runpod.rest_url or RUNPOD_REST_API_URL"),
+    "runtime": ("/v2", "the job runtime base URL", "runpod.runtime_url or RUNPOD_ENDPOINT_BASE_URL"),
+    "graphql": ("/graphql", "the GraphQL URL", "runpod.graphql_url"),
+}
+"""Per API: how its configured URL's path ends, what it is, and where a user sets it (watchdog/config.py:
+the ``[runpod]`` key, or the environment variable that overrides it; ``RUNPOD_API_BASE_URL`` gets
+``/graphql`` appended, so only the key can leave it off)."""
 
 _Api = Literal["rest", "runtime", "graphql"]
 OnCall = Callable[[str, int | None, float], None]
@@ -265,15 +310,19 @@ class _Call:
     """Safe to send again after a failure that may have reached RunPod (read timeout, 5xx)."""
     params: Mapping[str, str] | None = None
     body: Any = None
+    headers: Mapping[str, str] | None = None
+    """Sent beside the client's own (``Authorization``, ``User-Agent``, ``Accept``), overriding them."""
 
 
 @dataclass(frozen=True, slots=True)
 class _Answer:
-    """A response read in full (and no larger than ``max_body_bytes``)."""
+    """A response read in full (and no larger than ``max_body_bytes``), or a stream's open 2xx answer."""
 
     status: int
     headers: httpx.Headers
     content: bytes
+    stream: httpx.Response | None = None
+    """A 2xx answer to a streamed call, still open: its body is the caller's to read, and to close."""
 
     @property
     def text(self) -> str:
@@ -588,6 +637,120 @@ class RunPodClient:
         call = self._rest("GET", "/billing/serverless", "/billing/serverless", params=params)
         return await self._run(call, _parse_billing)
 
+    async def account_limits(self) -> AccountLimits:
+        """``GET /v2/account/limits``: the account's spend-rate cap and serverless worker quota.
+
+        ``spendRate`` is "the hourly cap checked when a Pod or serverless worker starts" (runpod-api.md §9):
+        RunPod refuses a start that would take the hourly cost above it, and never stops a running worker.
+        ``serverlessWorkers`` is "the sum of workersMax across serverless endpoints".
+
+        UNCERTAIN shape (RunPod's page, 2026-11-18, says both members are objects but not what is in them):
+        each member is read as ``{"limit": ..., "current": ...}`` (the simulator's reading, schema in
+        tests/contracts/runpod-rest-v2.additions.json) or as a bare number, taken to be what the page says
+        the member is: ``spendRate`` → the cap, ``serverlessWorkers`` → the sum of workersMax (``current``).
+        A member or field that is absent or null → None; unknown fields are ignored; anything else (a
+        string, a negative amount, a fractional worker count) is a :class:`RunPodProtocolError` naming it.
+        """
+        call = self._rest("GET", "/account/limits", "/account/limits")
+        return await self._run(call, _parse_account_limits)
+
+    async def worker_logs(
+        self,
+        endpoint_id: str,
+        worker_id: str,
+        *,
+        last_event_id: str | None = None,
+        tail: int | None = None,
+        source: str | None = "container",
+        max_lines: int = 2000,
+        max_seconds: float = 2.0,
+    ) -> WorkerLogBatch:
+        """Read a worker's log: ``GET /v2/serverless/{id}/workers/{workerId}/logs`` (server-sent events).
+
+        A live worker's stream never ends by itself, so this reads what the stream holds and stops at
+        whichever comes first: the server ends it (``end`` CLOSED), ``max_lines`` events (MAX_LINES),
+        ``max_seconds`` after the stream opened (MAX_SECONDS), ``LOG_STREAM_MAX_BYTES`` (MAX_BYTES), the
+        enclosing :meth:`deadline` (DEADLINE) or a connection failure mid-stream (BROKEN, with
+        ``problem``); the batch keeps what was read in every case. Call again with the batch's
+        ``last_event_id`` to resume just after it (RunPod's ``Last-Event-ID``; ``tail`` is then ignored).
+
+        Opening the stream is a GET like any other: connect errors, timeouts, 429 and 5xx are retried
+        within the call budget and the enclosing deadline; 401/403 → :class:`RunPodAuthError`; 404 →
+        :class:`RunPodNotFound` (the worker is gone and its log forgotten, or it never existed). A 2xx
+        answer that says it is not ``text/event-stream`` is a :class:`RunPodProtocolError`. Once the
+        stream is open nothing is raised: malformed events are skipped and counted (``skipped``), and
+        resuming moves past them too, so a bad event cannot stall the reader.
+
+        Args:
+            endpoint_id, worker_id: RunPod ids (as :meth:`list_workers` gives them).
+            last_event_id: the previous batch's ``last_event_id``; None starts with the backfill.
+            tail: lines of backfill without ``last_event_id``, 0-5000 (None: RunPod's default, 100).
+            source: ``"container"`` (the worker's output: the SDK's "Started."/"Finished." job lines),
+                ``"system"`` (the host's lifecycle notes) or None for both.
+            max_lines: most events returned (>= 1).
+            max_seconds: longest the stream is read once open (> 0).
+
+        Raises:
+            InvalidIdentifier: an id or ``last_event_id`` that cannot be sent (nothing is sent).
+            ValueError: ``tail``, ``source``, ``max_lines`` or ``max_seconds`` out of range.
+            RunPodError: the stream could not be opened (subclasses as for every call).
+        """
+        template = "GET /serverless/{endpoint_id}/workers/{worker_id}/logs"
+        ep = self._path_id("endpoint_id", endpoint_id, template)
+        worker = self._path_id("worker_id", worker_id, template)
+        if source is not None and source not in LOG_SOURCES:
+            raise ValueError(f"source must be one of {', '.join(LOG_SOURCES)} or None, not {source!r}")
+        if tail is not None and (_is_bool_or_not_int(tail) or not 0 <= tail <= LOG_TAIL_MAX):
+            raise ValueError(f"tail must be an int in 0..{LOG_TAIL_MAX}, not {tail!r}")
+        if _is_bool_or_not_int(max_lines) or max_lines < 1:
+            raise ValueError(f"max_lines must be an int >= 1, not {max_lines!r}")
+        if not _finite_at_least(max_seconds, 0, strict=True):
+            raise ValueError(f"max_seconds must be a finite number > 0, not {max_seconds!r}")
+        headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity", "Cache-Control": "no-cache"}
+        if last_event_id is not None:
+            if not (isinstance(last_event_id, str) and self._sendable_event_id(last_event_id)):
+                shown = self._redact(last_event_id) if isinstance(last_event_id, str) else last_event_id
+                raise InvalidIdentifier(
+                    self._redact(
+                        f"last_event_id must be 1-{_MAX_EVENT_ID} printable ASCII characters (an event id "
+                        f"of this stream), not {_describe(shown)}"
+                    ),
+                    route=template,
+                )
+            headers["Last-Event-ID"] = last_event_id
+        params = {"source": source} if source is not None else {}
+        if tail is not None:
+            params["tail"] = str(tail)
+        call = self._rest(
+            "GET",
+            f"/serverless/{ep}/workers/{worker}/logs",
+            "/serverless/{endpoint_id}/workers/{worker_id}/logs",
+            params=params or None,
+            headers=headers,
+        )
+        try:
+            response, deadline = await self._open_stream(call)
+            try:
+                return await self._read_log_stream(
+                    response,
+                    call,
+                    _LogStreamReader(
+                        endpoint_id=ep,
+                        worker_id=worker,
+                        last_event_id=last_event_id,
+                        max_lines=max_lines,
+                        max_bytes=min(self._max_body_bytes, LOG_STREAM_MAX_BYTES),
+                        api_key=self._api_key,
+                    ),
+                    max_seconds=float(max_seconds),
+                    deadline=deadline,
+                )
+            finally:
+                await response.aclose()
+        except RunPodError as exc:
+            self._scrub(exc)
+            raise
+
     # ------------------------------------------------------------------ job runtime
 
     async def health(self, endpoint_id: str) -> Health:
@@ -665,8 +828,11 @@ class RunPodClient:
         *,
         params: Mapping[str, str] | None = None,
         body: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> _Call:
-        return self._build(self._rest_url, "rest", method, path, template, params=params, body=body)
+        return self._build(
+            self._rest_url, "rest", method, path, template, params=params, body=body, headers=headers
+        )
 
     def _runtime(self, method: str, path: str, template: str, *, repeatable: bool = True) -> _Call:
         return self._build(self._runtime_url, "runtime", method, path, template, repeatable=repeatable)
@@ -682,6 +848,7 @@ class RunPodClient:
         repeatable: bool = True,
         params: Mapping[str, str] | None = None,
         body: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> _Call:
         base_path = urlsplit(base).path
         return _Call(
@@ -693,6 +860,7 @@ class RunPodClient:
             repeatable=repeatable,
             params=params,
             body=body,
+            headers=headers,
         )
 
     async def _run(self, call: _Call, parse: Callable[[Any, str], _T]) -> _T:
@@ -712,7 +880,70 @@ class RunPodClient:
         finally:
             self._last_call_starved = state.starved
 
-    async def _attempts(self, state: _CallState) -> Any:
+    async def _open_stream(self, call: _Call) -> tuple[httpx.Response, float]:
+        """Like :meth:`_request` until a 2xx answer's headers arrive; returns that response, open (the
+        caller reads and closes it), and the call's deadline on the client's clock."""
+        state = _CallState(self, call)
+        try:
+            answer: _Answer = await self._attempts(state, stream=True)
+        finally:
+            self._last_call_starved = state.starved
+        if answer.stream is None:  # pragma: no cover - _send returns 2xx stream answers open
+            raise RunPodProtocolError("the stream was not kept open", route=call.route)
+        return answer.stream, state.deadline
+
+    async def _read_log_stream(
+        self,
+        response: httpx.Response,
+        call: _Call,
+        reader: _LogStreamReader,
+        *,
+        max_seconds: float,
+        deadline: float,
+    ) -> WorkerLogBatch:
+        """Read an open log stream into ``reader`` until it ends or a bound is reached."""
+        media_type = response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+        if media_type and media_type != "text/event-stream":
+            raise RunPodProtocolError(
+                f"expected text/event-stream, got {_describe(media_type)}",
+                route=call.route,
+                status=response.status_code,
+            )
+        left = deadline - self._clock()
+        budget, timed_out = (
+            (max_seconds, LogStreamEnd.MAX_SECONDS)
+            if max_seconds <= left
+            else (max(0.0, left), LogStreamEnd.DEADLINE)
+        )
+        end: LogStreamEnd | None = None
+        problem: str | None = None
+        try:
+            async with asyncio.timeout(budget):
+                async for chunk in response.aiter_bytes():
+                    for offset in range(0, len(chunk), _FEED_SLICE):
+                        end = reader.feed(chunk[offset : offset + _FEED_SLICE])
+                        if end is not None:
+                            break
+                        await asyncio.sleep(0)  # let the loop run (and this read's timeout fire)
+                    if end is not None:
+                        break
+        except TimeoutError:
+            end = timed_out
+        except httpx.ReadTimeout:  # silent for the client's timeout_s: nothing more to read now
+            end = LogStreamEnd.MAX_SECONDS
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            end = LogStreamEnd.BROKEN
+            problem = self._redact(f"the stream broke off ({_exception_text(exc)})")
+            logger.info("%s: %s", call.route, problem)
+        if end is None:
+            end = reader.finish()
+        return reader.batch(end, problem)
+
+    def _sendable_event_id(self, value: str) -> bool:
+        """An event id that can go back in ``Last-Event-ID`` ("" is never sent, so it is not one)."""
+        return bool(len(value) <= _MAX_EVENT_ID and _EVENT_ID.fullmatch(value) and self._api_key not in value)
+
+    async def _attempts(self, state: _CallState, *, stream: bool = False) -> Any:
         call = state.call
         for attempt in range(self._max_retries + 1):
             pending = self._pending_quota_s(call.api)
@@ -732,16 +963,19 @@ class RunPodClient:
             retry = False
             try:
                 async with asyncio.timeout(attempt_timeout):
-                    answer = await self._send(call)
+                    answer = await self._send(call, stream=stream)
             except _NEVER_SENT as exc:
-                retry, state.last_cause = True, f"could not connect ({_exception_text(exc)})"
+                where = _host_port(call.url)
+                retry, state.last_cause = True, f"could not connect to {where} ({_exception_text(exc)})"
                 state.last_exc, state.last_status = exc, None
             except (httpx.TimeoutException, TimeoutError) as exc:
                 cut = " (the call's deadline)" if attempt_timeout < self._timeout_s else ""
                 retry, state.last_cause = call.repeatable, f"no answer within {attempt_timeout:g}s{cut}"
                 state.last_exc, state.last_status = exc, None
             except httpx.TransportError as exc:
-                retry, state.last_cause = call.repeatable, f"connection failed ({_exception_text(exc)})"
+                where = _host_port(call.url)
+                retry = call.repeatable
+                state.last_cause = f"connection to {where} failed ({_exception_text(exc)})"
                 state.last_exc, state.last_status = exc, None
             except httpx.DecodingError as exc:
                 self._report(call, None, started)
@@ -760,7 +994,7 @@ class RunPodClient:
                 self._note_quota(call.api, answer.headers)
                 status = answer.status
                 if 200 <= status < 300:
-                    return _decode_json(answer, call.route)
+                    return answer if stream else _decode_json(answer, call.route)
                 self._raise_if_final(call, answer)
                 state.last_status, state.last_exc = status, None
                 state.last_cause = f"HTTP {status}{_suffix(_problem_text(answer))}"
@@ -804,10 +1038,15 @@ class RunPodClient:
             status=state.last_status,
         ) from state.last_exc
 
-    async def _send(self, call: _Call) -> _Answer:
-        """One exchange, the body read in full but never beyond ``max_body_bytes``."""
-        request = self._http.build_request(call.method, call.url, params=call.params, json=call.body)
+    async def _send(self, call: _Call, *, stream: bool = False) -> _Answer:
+        """One exchange, the body read in full but never beyond ``max_body_bytes``; with ``stream``, a
+        2xx answer is returned as soon as its headers arrive, open (``_Answer.stream``)."""
+        request = self._http.build_request(
+            call.method, call.url, params=call.params, json=call.body, headers=call.headers
+        )
         response = await self._http.send(request, stream=True)
+        if stream and 200 <= response.status_code < 300:
+            return _Answer(response.status_code, response.headers, b"", response)
         try:
             chunks: list[bytes] = []
             size = 0
@@ -839,7 +1078,9 @@ class RunPodClient:
             raise exc
         if status == 404:
             raise RunPodNotFound(
-                f"not found (HTTP 404){_suffix(_problem_text(answer))}", route=call.route, status=404
+                f"not found (HTTP 404){_suffix(_problem_text(answer))}{self._url_hint(call.api)}",
+                route=call.route,
+                status=404,
             )
         if status in {408, 429} or 500 <= status < 600:
             return
@@ -850,6 +1091,14 @@ class RunPodClient:
                 status=status,
             )
         raise RunPodProtocolError(f"unexpected HTTP status {status}", route=call.route, status=status)
+
+    def _url_hint(self, api: _Api) -> str:
+        """For a 404: which setting to fix when the configured URL does not end as RunPod's do."""
+        suffix, what, setting = _URL_SETTINGS[api]
+        url = {"rest": self._rest_url, "runtime": self._runtime_url, "graphql": self._graphql_url}[api]
+        if urlsplit(url).path.endswith(suffix):
+            return ""
+        return f"; {what} does not end in {suffix}: check {setting}"
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max, base * 2**attempt)] (AWS architecture blog's recipe)."""
@@ -966,9 +1215,27 @@ class _CallState:
 
 def _checked_url(name: str, url: str) -> str:
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0..65535
+    except ValueError:
+        raise ConfigError(f"RunPod client: {name} has an invalid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"RunPod client: {name} must be an http(s) URL")
     return url.rstrip("/")
+
+
+def _host_port(url: str) -> str:
+    """``host:port`` of ``url`` for messages (the scheme's default port when none is given); never the
+    user-info part or the path."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _finite_at_least(value: object, low: float, *, strict: bool = False) -> bool:
@@ -1684,3 +1951,271 @@ def _parse_account_spend(body: Any, route: str) -> AccountSpend:
         spend_limit_usd=myself.optional_number("spendLimit", None),
         workers_standby=standby,
     )
+
+
+def _parse_account_limits(body: Any, route: str) -> AccountLimits:
+    """REST v2 ``/v2/account/limits`` (see :meth:`RunPodClient.account_limits` for what is uncertain).
+    USD per hour in 0..1e9, worker counts in 0..2**53-1."""
+    root = _Node.root(body, route)
+    spend_limit, spend_current = _limit_member(root, "spendRate", integral=False)
+    workers_limit, workers_current = _limit_member(root, "serverlessWorkers", integral=True)
+    return AccountLimits(
+        spend_rate_limit_usd_per_hr=spend_limit,
+        spend_rate_current_usd_per_hr=spend_current,
+        serverless_workers_limit=None if workers_limit is None else int(workers_limit),
+        serverless_workers_current=None if workers_current is None else int(workers_current),
+    )
+
+
+def _limit_member(root: _Node, key: str, *, integral: bool) -> tuple[float | None, float | None]:
+    """(limit, current) of a ``{"limit", "current"}`` member; a bare number is the spend-rate cap or the
+    worker count (what RunPod's page says each member is); absent or null: (None, None)."""
+    value = root.raw(key)
+    if value is _MISSING:
+        return None, None
+    if isinstance(value, dict):
+        node = root.obj(key)
+        if integral:
+            return node.optional_integer("limit", None), node.optional_integer("current", None)
+        return node.optional_number("limit", None), node.optional_number("current", None)
+    if isinstance(value, bool) or not isinstance(value, int | float | _Oversized):
+        raise root.error(key, f"expected an object or a number, got {_describe(value)}")
+    if integral:
+        return None, root.optional_integer(key, None)  # the sum of workersMax: "current"
+    return root.optional_number(key, None), None  # the hourly cap: "limit"
+
+
+# ---------------------------------------------------------------------- worker log stream (SSE)
+
+
+@dataclass(frozen=True, slots=True)
+class _SseEvent:
+    """One dispatched server-sent event, before its data is read."""
+
+    id: str
+    """The last event id buffer when it was dispatched (ids carry over to events without their own)."""
+    data: str | None
+    """The ``data`` lines joined by newlines; None when the event had none (it only moves the id)."""
+    bad: bool
+    """A line or the data was over ``_MAX_SSE_CHARS``: what was kept of the event is not the event."""
+
+
+class _SseParser:
+    """Incremental ``text/event-stream`` parser (WHATWG HTML, "Event stream interpretation"), bounded.
+
+    Bytes are decoded as UTF-8 (invalid bytes → U+FFFD, one leading BOM dropped); lines end at CRLF, LF or
+    CR, also across chunks; ``:`` lines are comments; ``data`` lines are joined with newlines; ``id`` sets
+    the id buffer (unless it holds NUL), which carries over to the next events; ``event``, ``retry`` and
+    unknown fields are ignored; a blank line dispatches. Memory stays bounded whatever arrives: a line, or
+    the data of one event, longer than ``_MAX_SSE_CHARS`` is dropped as it comes and its event marked bad.
+    """
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._started = False
+        self._after_cr = False
+        self._partial: list[str] = []
+        self._partial_len = 0
+        self._overlong = False
+        """Dropping the rest of a line that grew past the bound (until its end arrives)."""
+        self._id = ""
+        self._data: list[str] = []
+        self._data_len = 0
+        self._has_data = False
+        self._bad = False
+        self._fields = False
+        """The event being read has had a field line (or a bad one)."""
+
+    def feed(self, chunk: bytes) -> Iterator[_SseEvent]:
+        """The events that ``chunk`` completes, in order (a generator: stop it whenever you like)."""
+        text = self._decoder.decode(chunk)
+        if not text:
+            return
+        if not self._started:
+            self._started = True
+            text = text.removeprefix("\ufeff")
+        if self._after_cr:
+            self._after_cr = False
+            if text[:1] == "\n":  # the LF of a CRLF split between two chunks
+                text = text[1:]
+        self._after_cr = text.endswith("\r")
+        *complete, rest = _SSE_LINE_END.split(text) if "\r" in text else text.split("\n")
+        for index, piece in enumerate(complete):
+            if index == 0:
+                line = self._complete(piece)
+            elif len(piece) > _MAX_SSE_CHARS:
+                self._too_long(piece)
+                continue
+            else:
+                line = piece
+            if line is None:
+                continue
+            if not line:
+                if self._fields:
+                    yield self._dispatch()
+                continue
+            self._line(line)
+        self._extend(rest)
+
+    def finish(self) -> Iterator[_SseEvent]:
+        """The server ended the stream. The standard drops an event that has no blank line after it, but
+        OAS2's own example ends its one event with a single newline, so an event with data whose lines
+        all ended is dispatched. A stream that ends mid-line may have been cut short: its last event is
+        left for the next read (which resumes before it)."""
+        self._decoder.decode(b"", final=True)
+        if self._partial or self._overlong:
+            return
+        if self._fields and (self._has_data or self._bad):
+            yield self._dispatch()
+
+    def _complete(self, piece: str) -> str | None:
+        """The line that ``piece`` ends, or None when it was dropped for its length."""
+        if self._overlong:
+            self._overlong = False
+            return None
+        line = "".join(self._partial) + piece if self._partial else piece
+        self._partial, self._partial_len = [], 0
+        if len(line) > _MAX_SSE_CHARS:
+            self._too_long(line)
+            return None
+        return line
+
+    def _extend(self, piece: str) -> None:
+        """Keep the start of a line whose end has not arrived yet (dropping it once it is too long)."""
+        if self._overlong or not piece:
+            return
+        self._partial.append(piece)
+        self._partial_len += len(piece)
+        if self._partial_len > _MAX_SSE_CHARS:
+            self._too_long(self._partial[0])
+            self._partial, self._partial_len = [], 0
+            self._overlong = True
+
+    def _too_long(self, start: str) -> None:
+        if not start.startswith(":"):  # a long comment is harmless; anything else spoils its event
+            self._bad = self._fields = True
+
+    def _line(self, line: str) -> None:
+        """One field line (not blank)."""
+        if line[0] == ":":
+            return
+        self._fields = True
+        name, colon, value = line.partition(":")
+        if colon and value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            if self._bad or self._data_len + len(value) + 1 > _MAX_SSE_CHARS:
+                self._bad = True
+                self._data, self._data_len = [], 0
+            else:
+                self._data.append(value)
+                self._data_len += len(value) + 1
+                self._has_data = True
+        elif name == "id" and "\x00" not in value:
+            self._id = value
+
+    def _dispatch(self) -> _SseEvent:
+        event = _SseEvent(self._id, "\n".join(self._data) if self._has_data else None, self._bad)
+        self._data, self._data_len = [], 0
+        self._has_data = self._bad = self._fields = False
+        return event
+
+
+class _LogStreamReader:
+    """Turns the bytes of a worker log stream into a :class:`WorkerLogBatch`, within ``max_lines`` events
+    and ``max_bytes``. Pure (no I/O), so the fuzz tests drive it directly with any bytes in any chunks."""
+
+    def __init__(
+        self,
+        *,
+        endpoint_id: str,
+        worker_id: str,
+        last_event_id: str | None,
+        max_lines: int,
+        max_bytes: int,
+        api_key: str,
+    ) -> None:
+        self._endpoint_id = endpoint_id
+        self._worker_id = worker_id
+        self._max_lines = max_lines
+        self._max_bytes = max_bytes
+        self._api_key = api_key
+        self._parser = _SseParser()
+        self._events: list[WorkerLogEvent] = []
+        self._resume = last_event_id
+        self._skipped = 0
+        self._size = 0
+
+    def feed(self, chunk: bytes) -> LogStreamEnd | None:
+        """Read ``chunk``; the reason to stop reading now, or None to go on."""
+        room = self._max_bytes - self._size
+        over = len(chunk) > room
+        if over:
+            chunk = chunk[: max(0, room)]
+        self._size += len(chunk)
+        for raw in self._parser.feed(chunk):
+            if self._take(raw):
+                return LogStreamEnd.MAX_LINES
+        return LogStreamEnd.MAX_BYTES if over else None
+
+    def finish(self) -> LogStreamEnd:
+        """The server ended the stream."""
+        for raw in self._parser.finish():
+            self._take(raw)
+        return LogStreamEnd.CLOSED
+
+    def batch(self, end: LogStreamEnd, problem: str | None = None) -> WorkerLogBatch:
+        return WorkerLogBatch(
+            endpoint_id=self._endpoint_id,
+            worker_id=self._worker_id,
+            events=tuple(self._events),
+            last_event_id=self._resume,
+            end=end,
+            skipped=self._skipped,
+            bytes_read=self._size,
+            problem=problem,
+        )
+
+    def _take(self, raw: _SseEvent) -> bool:
+        """Keep or skip one event, moving the resume point past it; True once ``max_lines`` are kept."""
+        sendable = not raw.id or (
+            len(raw.id) <= _MAX_EVENT_ID and bool(_EVENT_ID.fullmatch(raw.id)) and self._api_key not in raw.id
+        )
+        if sendable and raw.id:
+            self._resume = raw.id
+        if raw.data is None and not raw.bad:
+            return False  # an event without data only moves the id (and is not dispatched by the standard)
+        event = None if raw.bad or raw.data is None or not sendable else self._event(raw.id, raw.data)
+        if event is None:
+            self._skipped += 1
+            return False
+        self._events.append(event)
+        return len(self._events) >= self._max_lines
+
+    def _event(self, event_id: str, data: str) -> WorkerLogEvent | None:
+        """``data: {"ts": RFC 3339, "source": str, "line": str}`` (OAS2 ``getWorkerLogs``), or None."""
+        if data.lstrip()[:1] != "{":  # not an object: spare json.loads (and its exception) the work
+            return None
+        try:
+            body = json.loads(data, parse_int=_parse_int)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(body, dict):
+            return None
+        stamp, source, line = body.get("ts"), body.get("source"), body.get("line")
+        if not isinstance(stamp, str) or len(stamp) > 64:
+            return None
+        try:
+            ts = from_iso(stamp)
+        except (ValueError, OverflowError, TypeError):
+            return None
+        if not _EARLIEST_TIME <= ts < _LATEST_TIME:
+            return None
+        if not isinstance(source, str) or not 0 < len(source) <= 64 or not isinstance(line, str):
+            return None
+        line = _clean_text(line).replace(self._api_key, _REDACTED)
+        if len(line) > _MAX_LOG_LINE:
+            line = line[: _MAX_LOG_LINE - 1] + "…"
+        return WorkerLogEvent(
+            id=event_id, ts=ts, source=_clean_text(source).replace(self._api_key, _REDACTED), line=line
+        )

@@ -162,3 +162,91 @@ class AccountSpend:
     spend_limit_usd: float | None
     workers_standby: dict[str, int] = field(default_factory=dict)
     """``endpoints { id workersStandby }``: REST v2 does not expose workersStandby."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountLimits:
+    """REST v2 ``GET /v2/account/limits`` (runpod-api.md §9 "Additions"). Every field is None when RunPod
+    did not say.
+
+    UNCERTAIN shape: RunPod's page names two required members, ``spendRate`` and ``serverlessWorkers``, and
+    says each is an object without giving its fields; this reads ``{"limit": ..., "current": ...}`` (the
+    simulator's reading, tests/contracts/runpod-rest-v2.additions.json) and also a bare number, taken as
+    what the page says the member *is*: the spend-rate cap, and the sum of ``workersMax``.
+    """
+
+    spend_rate_limit_usd_per_hr: float | None = None
+    """The hourly cap RunPod checks only when a Pod or serverless worker *starts* (a start is refused when
+    the running ones plus the new one would cost more per hour): it never stops a running worker. None: no
+    cap, or not reported."""
+    spend_rate_current_usd_per_hr: float | None = None
+    """What the running Pods and serverless workers cost per hour now, as RunPod counts it for the cap."""
+    serverless_workers_limit: int | None = None
+    """The account's serverless worker quota."""
+    serverless_workers_current: int | None = None
+    """The sum of ``workersMax`` across the account's serverless endpoints."""
+
+
+class LogStreamEnd(StrEnum):
+    """Why :meth:`watchdog.client.RunPodClient.worker_logs` stopped reading the stream."""
+
+    CLOSED = "closed"
+    """The server ended the stream: everything it had was read (the simulator ends it once the worker is
+    gone; whether RunPod does is UNCERTAIN)."""
+    MAX_LINES = "max_lines"
+    """``max_lines`` events were read; more may be waiting: read again soon."""
+    MAX_SECONDS = "max_seconds"
+    """``max_seconds`` passed (or the server was silent for the client's ``timeout_s``): the normal end of
+    a read of a live stream, which never ends by itself."""
+    MAX_BYTES = "max_bytes"
+    """The byte bound of one read (``LOG_STREAM_MAX_BYTES``, or the client's ``max_body_bytes`` if smaller)
+    was reached; more may be waiting."""
+    DEADLINE = "deadline"
+    """The enclosing ``client.deadline()`` came before ``max_seconds``."""
+    BROKEN = "broken"
+    """The connection failed after the stream had started (``WorkerLogBatch.problem`` says how); the
+    events read before that are good."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLogEvent:
+    """One event of a worker's log stream (REST v2 ``getWorkerLogs``: SSE ``id`` + ``data: {ts, source,
+    line}``)."""
+
+    id: str
+    """The SSE event id (``<RFC 3339>/<seq>`` at RunPod and in the simulator); "" when the server gave none.
+    Pass the batch's ``last_event_id`` (not this) to resume."""
+    ts: float
+    """When the worker printed the line, epoch seconds."""
+    source: str
+    """``"container"`` (the worker's stdout/stderr) or ``"system"`` (the host's lifecycle notes)."""
+    line: str
+    """The line as printed, cut at 4,000 characters (ending in "…" when cut). The runpod SDK prints its job
+    lines as JSON on RunPod: ``{"requestId": "<job id>", "message": "Started.", "level": "INFO"}``."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLogBatch:
+    """What one :meth:`watchdog.client.RunPodClient.worker_logs` call read of a worker's log stream."""
+
+    endpoint_id: str
+    worker_id: str
+    events: tuple[WorkerLogEvent, ...]
+    """Oldest first; well-formed events only."""
+    last_event_id: str | None
+    """Where the next call resumes (its ``last_event_id``): the id of the last event read, bad ones
+    included, or the one this call was given when it read none. None: nothing to resume from yet."""
+    end: LogStreamEnd
+    skipped: int = 0
+    """Events dropped as malformed: bad framing, data that is not the ``{ts, source, line}`` JSON object, a
+    ``ts`` that is not a date in 2000-2199, an id that cannot be sent back, an event over 256 KiB."""
+    bytes_read: int = 0
+    """Bytes of the stream read (after decompression)."""
+    problem: str | None = None
+    """With ``end`` BROKEN: what failed (short; never the API key)."""
+
+    @property
+    def cut(self) -> bool:
+        """The read stopped before the server ended the stream (a bound, the deadline or a failure): the
+        stream may hold more after ``last_event_id``."""
+        return self.end is not LogStreamEnd.CLOSED
