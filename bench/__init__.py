@@ -28,6 +28,7 @@ BENCHMARKS = (
     "estimate_error",
     "daemon_tick_cost",
     "log_backlog",
+    "metrics_scrape",
     "tui_first_paint",
     "simulator_month",
     "install_size",

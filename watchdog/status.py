@@ -1,8 +1,9 @@
 """The daemon's published state: one immutable ``DaemonStatus`` swapped whole at the end of every tick.
 
-Readers never see half a tick and never block the loop: the Prometheus collector reads the current
-object at scrape time (no RunPod, no SQLite), the control socket serialises it for the TUI, and the
-demo prints from it. ``to_dict``/``from_dict`` give the JSON form the control socket carries.
+Readers never see half a tick and never block the loop: the metrics renderer turns each new object into
+the /metrics exposition once, in its own thread (no RunPod, no SQLite), the control socket serialises it
+for the TUI, and the demo prints from it. ``to_dict``/``from_dict`` give the JSON form the control socket
+carries.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +150,13 @@ class DaemonStatus:
     """``ok``, ``retrying``, ``dead`` (refused, re-probed) or ``absent`` (no webhook: to the log)."""
     bad_records: dict[str, int] = field(default_factory=dict)
     """Kind → hostile or malformed records skipped since start (log lines, job ids, job answers)."""
+    balance_usd: float | None = None
+    """The account's balance (GraphQL; None while unknown: see ``account_problem``)."""
+    spend_per_hr_usd: float | None = None
+    spend_rate_cap_usd_per_hr: float | None = None
+    """RunPod's hourly spend cap (REST v2 ``/account/limits``), checked only when a worker starts."""
+    account_problem: str = ""
+    """Why the balance is unknown ("" while it is known or not read yet)."""
     quota_wait: str = ""
     """How RunPod's rate limit held the last tick's read up ("" when it did not): that tick saw RunPod
     completely but is not ok (``last_tick_ok`` is False)."""
@@ -199,11 +208,16 @@ def status_json(status: DaemonStatus) -> str:
 
 
 class StatusRef:
-    """Holds the current DaemonStatus; the loop swaps it, readers (other threads too) just read it."""
+    """Holds the current DaemonStatus; the loop swaps it, readers (other threads too) just read it.
+
+    Each ``set`` bumps a version and calls the subscribers (the metrics renderer's wake-up), so a reader
+    that does work per status does it once per tick, in its own thread, without polling."""
 
     def __init__(self, status: DaemonStatus | None = None) -> None:
         self._lock = threading.Lock()
         self._status = status
+        self._version = 0
+        self._subscribers: tuple[Callable[[], None], ...] = ()
 
     def get(self) -> DaemonStatus | None:
         with self._lock:
@@ -212,3 +226,25 @@ class StatusRef:
     def set(self, status: DaemonStatus) -> None:
         with self._lock:
             self._status = status
+            self._version += 1
+            subscribers = self._subscribers
+        for notify in subscribers:
+            notify()
+
+    def get_versioned(self) -> tuple[int, DaemonStatus | None]:
+        """The current status and its version (0 before the first ``set``)."""
+        with self._lock:
+            return self._version, self._status
+
+    def subscribe(self, notify: Callable[[], None]) -> Callable[[], None]:
+        """Call ``notify()`` after every ``set``, on the setter's thread (the event loop): it must only
+        signal another thread (``threading.Event.set``), never do the work itself. Returns the function
+        that unsubscribes."""
+        with self._lock:
+            self._subscribers = (*self._subscribers, notify)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._subscribers = tuple(n for n in self._subscribers if n is not notify)
+
+        return unsubscribe

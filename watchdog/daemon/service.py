@@ -428,7 +428,7 @@ async def serve(config: Config, secrets: Secrets, config_path: str | None) -> in
         StartupError: the ledger is held by another instance or unusable, or RunPod rejected the key.
     """
     from watchdog.control import ControlServer  # noqa: PLC0415 - the servers load only for `run`
-    from watchdog.metrics import build_registry, serve_metrics  # noqa: PLC0415
+    from watchdog.metrics import start_exporter  # noqa: PLC0415
 
     try:
         daemon = Daemon(config, secrets)
@@ -453,11 +453,12 @@ async def serve(config: Config, secrets: Secrets, config_path: str | None) -> in
     try:
         if config.metrics.enabled:
             try:
-                metrics_server, _thread = serve_metrics(
-                    build_registry(daemon.status_ref),
+                metrics_server = start_exporter(
+                    daemon.status_ref,
                     config.metrics.listen,
                     certfile=config.metrics.tls_cert_file or None,
                     keyfile=config.metrics.tls_key_file or None,
+                    clock=daemon.clock.now,
                 )
             except OSError as exc:  # a port in use: say so and exit 2, not run a daemon nobody can scrape
                 raise StartupError(
