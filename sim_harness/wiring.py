@@ -77,7 +77,10 @@ def sim_secrets(api_key: str = DEFAULT_API_KEY) -> Secrets:
 
 
 def sim_transport(sim: Simulator, *, faults: Faults | None = None, **app_kwargs: Any) -> httpx.ASGITransport:
-    """The simulator's app as an httpx transport, with rate limits too generous to trip in a test."""
+    """The simulator's app as an httpx transport, with rate limits too generous to trip in a test. Worker
+    log streams send their backlog and end (httpx's ASGITransport buffers a whole response, so a live
+    stream would never return in-process; the daemon resumes with ``Last-Event-ID`` next tick anyway)."""
+    app_kwargs.setdefault("log_stream_max_s", 0.0)
     app_kwargs.setdefault(
         "rate_limits", RateLimits(runtime_per_window=dict(GENEROUS_RUNTIME_LIMITS), rest_per_window=1_000_000)
     )

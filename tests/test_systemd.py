@@ -279,7 +279,9 @@ def test_installed_execstartpre_accepts_the_shipped_config(staged: dict[str, obj
         directory.mkdir(parents=True, exist_ok=True)
     installed = (root / "etc/runpod-watchdog/config.toml").read_text(encoding="utf-8")
     (etc / "config.toml").write_text(
-        installed.replace("/var/lib/runpod-watchdog", str(state)).replace("/run/runpod-watchdog", str(runtime)),
+        installed.replace("/var/lib/runpod-watchdog", str(state)).replace(
+            "/run/runpod-watchdog", str(runtime)
+        ),
         encoding="utf-8",
     )
     argv = [a.replace("${CONFIGURATION_DIRECTORY}", str(etc)) for a in _unit_exe(root, "ExecStartPre")]

@@ -11,6 +11,9 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
+HOUR_S = 3_600.0
+DAY_S = 86_400.0
+
 
 class Clock(Protocol):
     def now(self) -> float:

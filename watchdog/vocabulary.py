@@ -152,7 +152,8 @@ BILLED_BY_DEFAULT: frozenset[WorkerStatus] = frozenset(
 )
 """Worker statuses the money model bills: the conservative reading of an uncertain fact (runpod-api.md
 §9: the 2025 docs bill the cold start, the 2026 state table does not; the idle tail after a job is
-billed). THROTTLED and UNHEALTHY workers hold no GPU."""
+billed). THROTTLED and UNHEALTHY workers hold no GPU. The default of ``[prices] billed_states`` (the one
+place it is written down); :mod:`watchdog.reconcile` says when RunPod's bill disagrees with it."""
 
 
 class CommandKind(StrEnum):
@@ -189,6 +190,9 @@ class AlertKind(StrEnum):
     CONFIG = "config"
     LEDGER = "ledger"
     ACCOUNT = "account"
+    BILLED_STATES = "billed_states"
+    """RunPod's bill consistently disagrees with the estimate by one worker state's time
+    (:mod:`watchdog.reconcile`): a notice, at most once a day while it holds."""
 
 
 class SpendSource(StrEnum):

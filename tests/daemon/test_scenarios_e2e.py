@@ -14,11 +14,14 @@ to "now" before the daemon's tick tails it (otherwise the log would lag one tick
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from runpod_sim.engine import Simulator
+from runpod_sim.engine import SimOptions, Simulator
 from runpod_sim.faults import Faults
 from runpod_sim.registry import build_simulator
 from runpod_sim.scenarios import (
@@ -45,6 +48,21 @@ TICK_S = 5.0
 USD_PER_EUR = 1.16
 A5000 = "NVIDIA RTX A5000"
 BOT = "keepwarm-bot"
+
+
+@pytest.fixture(autouse=True, params=["graphql", "graphql-retired"])
+def graphql(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every scenario twice: with GraphQL, and with GraphQL answering 410 Gone as it will once RunPod
+    retires it (early 2027): nothing the daemon enforces may depend on it."""
+    if request.param == "graphql-retired":
+        real = build_simulator
+
+        def without_graphql(*args: Any, options: SimOptions | None = None, **kwargs: Any) -> Simulator:
+            options = dataclasses.replace(options or SimOptions(), graphql_enabled=False)
+            return real(*args, options=options, **kwargs)
+
+        monkeypatch.setattr(sys.modules[__name__], "build_simulator", without_graphql)
+    return str(request.param)
 
 
 def _step(clock: ManualClock, sim: Simulator, seconds: float = TICK_S) -> None:
@@ -591,3 +609,31 @@ async def test_billing_outage_alone_neither_blinds_nor_misleads_the_daemon(tmp_p
         assert back.status.budget.billed_eur > 0
         _estimate, billed = daemon.ledger.month_totals(month_start(START))
         assert billed == pytest.approx(sim.billed_usd_total(), rel=0.05)
+
+
+async def test_with_graphql_retired_every_policy_works_and_the_balance_is_unknown_once(
+    tmp_path: Path,
+) -> None:
+    """RunPod retires GraphQL in early 2027. With the simulator answering 410 Gone to every GraphQL request,
+    the daemon still sees RunPod (REST v2 and the runtime), still cancels the hung job by id and patches
+    the missing timeout, and says "balance unknown" once; the spend-rate cap comes from REST v2."""
+    clock = ManualClock(START)
+    sim = build_simulator("hung-job", clock=clock, options=SimOptions(graphql_enabled=False))
+    (job,) = sim._jobs[HUNG_ENDPOINT_ID].values()
+    policy = {"max_execution_s": 60.0, "grace_s": 10.0, "required_execution_timeout_s": 3600}
+    async with daemon_against(sim, tmp_path, policy=policy) as daemon:
+        outcomes = []
+        for _ in range(40):
+            sim.sync()
+            outcomes.append(await daemon.tick())
+            await daemon.check_deadlines()
+            _step(clock, sim)
+        assert all(o.ok and not o.blind for o in outcomes), [o.error for o in outcomes if not o.ok]
+        assert sim.job(HUNG_ENDPOINT_ID, job.id).status == "CANCELLED"
+        status = daemon.status_ref.get()
+        assert status is not None
+        assert status.balance_usd is None and "410" in status.account_problem
+        assert status.spend_rate_cap_usd_per_hr == pytest.approx(80.0)  # REST v2 /account/limits
+        account_alerts = [a for a in daemon.ledger.recent_alerts() if a.kind == "account"]
+        assert len(account_alerts) == 1  # once for the episode, not once a tick
+        assert "Balance unknown" in account_alerts[0].text and "keeps working" in account_alerts[0].text

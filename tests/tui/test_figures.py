@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from rich.text import Text
 
 from tui.source import LedgerView, describe_result
+from tui.widgets.budget_panel import budget_text
 from tui.widgets.events_log import event_rows, plain_words
 from tui.widgets.month_chart import endpoint_plan, month_plan
 from tui.widgets.state import (
@@ -251,3 +252,24 @@ def test_flow_keeps_every_chunk_whole(width: int) -> None:
     lines = flow(chunks, width).plain.split("\n")
     for chunk in chunks:
         assert any(chunk in line for line in lines)
+
+
+def test_the_budget_panel_names_the_brake_day_the_plan_command_computes() -> None:
+    """One date everywhere: the panel's "fires ~24 Jun" is watchdog.money.brake_fires_at's, as in ``plan``
+    and on the month chart."""
+    status = dashboard_status()
+    text = budget_text(status, 78).plain
+    assert "brake at 95 % fires ~24 Jun at this rate" in text
+    assert status.budget is not None
+    calm = dataclasses.replace(status, budget=dataclasses.replace(status.budget, forecast_eur=12.0))
+    assert "brake" not in budget_text(calm, 78).plain  # no spend to come that reaches it this month
+
+
+def test_with_graphql_gone_the_budget_panel_says_the_balance_is_unknown() -> None:
+    status = dashboard_status()
+    known = dataclasses.replace(status, balance_usd=41.5, spend_rate_cap_usd_per_hr=80.0)
+    assert "RunPod balance 38.43 €" in budget_text(known, 120).plain  # $41.50 at the fixture's 1.08
+    assert "RunPod's cap $80.00/h at worker start" in budget_text(known, 120).plain
+    gone = dataclasses.replace(status, account_problem="Gone: GraphQL is retired (410)")
+    text = budget_text(gone, 120).plain
+    assert "balance unknown" in text and "RunPod balance" not in text

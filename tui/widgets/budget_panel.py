@@ -14,7 +14,17 @@ from rich.text import Text
 from textual.reactive import var
 from textual.widget import Widget
 
-from tui.widgets.state import DashboardState, eur, flow, free_share_words, join_lines, percent, utc_day
+from tui.widgets.state import (
+    DashboardState,
+    eur,
+    eur_from_usd,
+    flow,
+    free_share_words,
+    join_lines,
+    percent,
+    utc_day,
+)
+from watchdog.money import brake_fires_at
 from watchdog.status import BudgetView, DaemonStatus
 
 BAR_SCALE = 1.25
@@ -106,19 +116,75 @@ def budget_text(status: DaemonStatus, width: int, *, with_saved: bool = True) ->
         forecast.append(" ▲ OVERRUNS ", style="bold white on red")
     else:
         forecast.append(" fits ", style="bold black on green")
-    lines.append(
-        flow(
-            [
-                forecast,
-                f"{budget.days_left:.1f} days left",
-                f"{eur(budget.eur_per_day_allowed)}/day allowed",
-            ],
-            width,
+    brake = brake_words(status, short=not with_saved)
+    if with_saved:  # a wide screen: words, and the brake on its own line
+        lines.append(
+            flow(
+                [
+                    forecast,
+                    f"{budget.days_left:.1f} days left",
+                    f"{eur(budget.eur_per_day_allowed)}/day allowed",
+                ],
+                width,
+            )
         )
-    )
+        lines += [brake] if brake is not None else []
+    else:  # 80 columns: the panel keeps its six lines
+        chunks: list[Text | str] = [
+            forecast,
+            f"{budget.days_left:.1f} d left",
+            f"{eur(budget.eur_per_day_allowed)}/day",
+        ]
+        lines.append(flow([*chunks, *([brake] if brake is not None else [])], width))
     saved = saved_chunks(status) if with_saved else []
-    lines.append(flow([Text(free, style="" if plausible else "yellow"), *saved], width))
+    lines.append(
+        flow([Text(free, style="" if plausible else "yellow"), *saved, *account_chunks(status)], width)
+    )
     return join_lines(lines)
+
+
+def brake_words(status: DaemonStatus, *, short: bool = False) -> Text | None:
+    """The day the budget brake fires at the forecast's rate (the same date ``plan`` prints), if it does
+    this month: the brake pauses every endpoint not on the allow-list."""
+    budget, targets = status.budget, status.targets
+    if budget is None or targets is None or status.last_tick_at is None:
+        return None
+    fires = brake_fires_at(
+        spent_eur=budget.spent_eur,
+        forecast_eur=budget.forecast_eur,
+        days_left=budget.days_left,
+        monthly_eur=budget.monthly_eur,
+        brake_at=targets.brake_at,
+        now=status.last_tick_at,
+    )
+    if fires is None:
+        return None
+    level = f"{targets.brake_at * 100:.0f} %"
+    if fires <= status.last_tick_at:
+        words = (
+            "brake reached" if short else f"brake at {level} reached: endpoints off the allow-list are paused"
+        )
+        return Text(words, style="bold red")
+    words = f"brake ~{utc_day(fires)}" if short else f"brake at {level} fires ~{utc_day(fires)} at this rate"
+    return Text(words, style="yellow")
+
+
+def account_chunks(status: DaemonStatus) -> list[Text]:
+    """RunPod's balance and hourly cap, or why the balance is unknown (GraphQL is optional)."""
+    chunks: list[Text] = []
+    if status.account_problem:
+        chunks.append(Text("balance unknown", style="yellow"))
+    elif status.balance_usd is not None:
+        usd_per_eur = status.budget.usd_per_eur if status.budget is not None else None
+        chunks.append(Text(f"RunPod balance {eur_from_usd(status.balance_usd, usd_per_eur)}"))
+    if status.spend_rate_cap_usd_per_hr is not None:
+        chunks.append(
+            Text(
+                f"RunPod's cap ${status.spend_rate_cap_usd_per_hr:,.2f}/h at worker start",
+                style="bright_black",
+            )
+        )
+    return chunks
 
 
 class BudgetPanel(Widget):
@@ -133,7 +199,11 @@ class BudgetPanel(Widget):
 
     def watch_state(self, state: DashboardState | None) -> None:
         status = state.status if state else None
-        key = (status.budget, status.saved_usd, status.started_at) if status else None
+        key = (
+            (status.budget, status.saved_usd, status.started_at, status.balance_usd, status.account_problem)
+            if status
+            else None
+        )
         if key == self._drawn and self._drawn is not None:
             return  # the same figures (a tick that changed nothing here, or a refresh between ticks)
         self._drawn = key

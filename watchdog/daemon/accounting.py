@@ -6,6 +6,10 @@ was down or blind for longer than ``stale_after_s``) is accounted with no accrua
 intervals in the ledger never has a hole or an overlap; RunPod's billing covers that stretch through the
 per-hour max-of-two rule. A worker session that ended adds RunPod's expected per-session round-up.
 
+**Seconds per worker state** (billed or not, priced as if billed) and the seconds of each hour the estimate
+observed go to the ledger with the interval, so RunPod's hourly bill can be reconciled state by state
+(:mod:`watchdog.reconcile`) after a restart as well.
+
 **The month to date** is, per endpoint and hour, the larger of the estimate and RunPod's bill (which lags
 by hours); the last 24 hours by endpoint feed the forecast and the cost per 1,000 requests.
 
@@ -22,7 +26,15 @@ from dataclasses import dataclass, field, replace
 
 from watchdog.clock import hour_start
 from watchdog.daemon.state import Accounting
-from watchdog.ledger import UNATTRIBUTED_ENDPOINT, AccountingInterval, BilledSpend, SpendAccrual, WorkerUpdate
+from watchdog.ledger import (
+    UNATTRIBUTED_ENDPOINT,
+    AccountingInterval,
+    BilledSpend,
+    ObservedSeconds,
+    SpendAccrual,
+    StateSeconds,
+    WorkerUpdate,
+)
 from watchdog.models import BillingReport, Worker
 from watchdog.money import (
     ACCOUNT_WIDE,
@@ -50,6 +62,11 @@ class Accrued:
     workers: tuple[WorkerUpdate, ...] = ()
     gpu_seconds: Mapping[tuple[str, str, float], float] = field(default_factory=dict)
     """(endpoint, GPU type, hour start) → billed GPU seconds in the interval."""
+    state_seconds: tuple[StateSeconds, ...] = ()
+    """GPU seconds per (endpoint, hour, worker state) in the interval, billed states or not, with their price
+    as if billed: what RunPod's bill is reconciled against, state by state."""
+    observed: tuple[ObservedSeconds, ...] = ()
+    """Seconds of each hour the interval observed (none when it was not observed)."""
 
 
 def accrue(
@@ -81,11 +98,17 @@ def accrue(
     seconds = now - start
     spend: dict[tuple[str, float], list[float]] = defaultdict(lambda: [0.0, 0.0])
     gpu_seconds: dict[tuple[str, str, float], float] = defaultdict(float)
+    by_state: dict[tuple[str, float, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
     if observed:
         for endpoint_id, workers in previous.items():
             for accrual in accrue_interval(
                 endpoint_id, workers, start=start, end=now, prices=prices, billed_states=billed_states
             ):
+                state_cell = by_state[(endpoint_id, accrual.hour_start, accrual.state.value)]
+                state_cell[0] += accrual.gpu_seconds
+                state_cell[1] += accrual.gpu_seconds * prices.usd_per_s(
+                    accrual.gpu_type_id, active=accrual.active
+                )
                 cell = spend[(endpoint_id, accrual.hour_start)]
                 cell[0] += accrual.usd
                 if accrual.state in billed_states:
@@ -124,8 +147,30 @@ def accrue(
     )
     return (
         replace(following, accounted_until=now),
-        Accrued(AccountingInterval(start, now), estimates, tuple(rows), dict(gpu_seconds)),
+        Accrued(
+            AccountingInterval(start, now),
+            estimates,
+            tuple(rows),
+            dict(gpu_seconds),
+            tuple(
+                StateSeconds(endpoint_id, hour, state, gpu_s, usd)
+                for (endpoint_id, hour, state), (gpu_s, usd) in sorted(by_state.items())
+            ),
+            _observed_hours(start, now) if observed else (),
+        ),
     )
+
+
+def _observed_hours(start: float, end: float) -> tuple[ObservedSeconds, ...]:
+    """(start, end] cut at UTC hour boundaries: the seconds of each hour it covers."""
+    pieces = []
+    cursor = start
+    while cursor < end:
+        hour = hour_start(cursor)
+        piece_end = min(end, hour + 3600.0)
+        pieces.append(ObservedSeconds(hour, piece_end - cursor))
+        cursor = piece_end
+    return tuple(pieces)
 
 
 def _worker_update(  # noqa: PLR0917

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from watchdog.clock import DAY_S
 from watchdog.config import Config
 from watchdog.daemon.execute import brake_entry
 from watchdog.daemon.fetch import Reading
@@ -40,8 +41,6 @@ from watchdog.traffic import (
     detect_rate,
 )
 from watchdog.vocabulary import CONFIGURABLE_RULES, Action, Mode, Rule
-
-DAY_S = 86_400.0
 
 
 def endpoint_limits(

@@ -8,7 +8,8 @@ per call, and a check on later ticks that the call had the effect it was meant t
 * Every applied decision is then verified on the following ticks (:func:`verify`): a cancelled job is
   terminal and its worker gone (so it stopped billing); a patch shows in the endpoint's config (and, for a
   stop, no billed worker is left); a deny-list entry is in the file; a purged queue is empty. The outcome
-  is a second ledger step, ``verified`` or ``not_verified`` (after ``VERIFY_WITHIN_TICKS``).
+  is a second ledger step, ``verified`` or ``not_verified`` (after ``VERIFY_WITHIN_TICKS`` ticks and
+  ``VERIFY_WITHIN_S`` seconds).
 * Brakes (anything that holds an endpoint down: scale to zero, pause, escalate, tighten) come back as
   ledger ``BrakeState`` rows carrying the rule that set them and the configuration to restore; a
   ``restore`` clears the brake.
@@ -49,7 +50,10 @@ log = logging.getLogger(__name__)
 PATCH_FIELDS = ("workers_min", "workers_max", "idle_timeout_s", "execution_timeout_ms")
 """EndpointConfig fields REST v2 PATCH can set (``workers_standby`` only exists in the console/GraphQL)."""
 VERIFY_WITHIN_TICKS = 6
-"""An applied action whose effect is not seen within this many ticks is recorded ``not_verified``."""
+"""An applied action whose effect is not seen within this many ticks, and within ``VERIFY_WITHIN_S`` plus
+the endpoint's idle timeout (a cancelled job's worker bills its idle tail first: at a 1 s tick six ticks
+are shorter than that), is recorded ``not_verified``."""
+VERIFY_WITHIN_S = 30.0
 
 
 class RunPodActions(Protocol):
@@ -261,7 +265,7 @@ def verify(pending: Sequence[PendingCheck], seen: Observation) -> Verification:
             steps.append(
                 replace(check.step, at=seen.now, outcome=Outcome.VERIFIED, reason=f"verified: {verdict}")
             )
-        elif check.ticks >= VERIFY_WITHIN_TICKS:
+        elif check.ticks >= VERIFY_WITHIN_TICKS and seen.now - check.step.at >= _verify_window_s(check, seen):
             if check.kind == "deny" and check.source:
                 unverified.add(check.source)
             steps.append(
@@ -276,6 +280,11 @@ def verify(pending: Sequence[PendingCheck], seen: Observation) -> Verification:
         else:
             still.append(check)
     return Verification(tuple(steps), tuple(still), frozenset(unverified))
+
+
+def _verify_window_s(check: PendingCheck, seen: Observation) -> float:
+    config = seen.configs.get(check.step.endpoint_id or "")
+    return VERIFY_WITHIN_S + (config.idle_timeout_s if config is not None else 0.0)
 
 
 def _verdict(check: PendingCheck, seen: Observation) -> str | None:

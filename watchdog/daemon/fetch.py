@@ -3,13 +3,16 @@
 :func:`read_logs` reads each configured log source once per tick, at most its read budget (1 MiB by
 default): a backlog is worked off over several ticks, in bounded memory. :func:`read_runpod` reads, in
 order: the endpoints (+ GraphQL ``workersStandby``), each watched endpoint's workers and ``/health``, the
-status of the jobs the daemon knows to be open (oldest first, at most ``MAX_JOB_POLLS_PER_TICK``), and,
-when due, the month's hourly billing.
+log stream of each RUNNING worker on which no confirmed job is known (the SDK's "Started." lines name the
+job and its start: no log file is needed to cancel a hung job by id), the status of the jobs the daemon
+knows to be open and of the jobs those logs just named (at most ``MAX_JOB_POLLS_PER_TICK``), and, when
+due, the month's hourly billing.
 
-Any failed read makes the reading *blind* (``error`` set), except the two that only add to what the tick
-already knows: GraphQL ``workersStandby`` and the billing (which lags by hours anyway; on failure the
-month to date keeps the live estimate and the billed hours already in the ledger, and billing is retried
-after ``billing_interval_s``). One job whose status cannot be read is left out, never the whole reading.
+Any failed read makes the reading *blind* (``error`` set), except those that only add to what the tick
+already knows: a worker's log stream, GraphQL ``workersStandby`` and the billing (which lags by hours
+anyway; on failure the month to date keeps the live estimate and the billed hours already in the ledger,
+and billing is retried after ``billing_interval_s``). One job whose status cannot be read is left out,
+never the whole reading.
 
 :func:`read_runpod_bounded` is how a tick reads: within :func:`read_budget_s` (a 429 storm or a hung
 RunPod ends in a blind tick, never in a tick that outlives its interval, whatever ``max_retries`` says),
@@ -25,11 +28,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from watchdog.client import DeadlineScope
+from watchdog.client import DeadlineScope, InvalidIdentifier
 from watchdog.clock import month_start
 from watchdog.config import Config
 from watchdog.errors import (
@@ -40,13 +43,31 @@ from watchdog.errors import (
     RunPodRejected,
 )
 from watchdog.logwatch import LogEvent, LogTailer
-from watchdog.models import AccountSpend, BillingReport, EndpointConfig, EndpointWorkers, Health, Job, Worker
+from watchdog.models import (
+    AccountLimits,
+    AccountSpend,
+    BillingReport,
+    EndpointConfig,
+    EndpointWorkers,
+    Health,
+    Job,
+    Worker,
+    WorkerLogBatch,
+)
+from watchdog.sdk_lines import JobMark, parse_job_line
+from watchdog.vocabulary import WorkerStatus
 
 log = logging.getLogger(__name__)
 
 MAX_JOB_POLLS_PER_TICK = 20
 """Job status calls per tick, oldest jobs first (the runtime allows thousands per 10 s; we need few)."""
 
+MAX_WORKER_LOG_READS_PER_TICK = 10
+"""Worker log streams read per tick (REST v2 quota): only RUNNING workers with no confirmed job need one."""
+WORKER_LOG_TAIL = 200
+"""Lines of backlog asked for the first time a worker's log is read (later reads resume after the last)."""
+WORKER_LOG_READ_S = 1.0
+"""How long one read of a live log stream lasts: the stream never ends by itself; the next tick resumes."""
 MIN_READ_BUDGET_S = 10.0
 """The shortest time a tick may spend reading RunPod, whatever the poll interval (the demo's is short)."""
 
@@ -56,6 +77,7 @@ class RunPodReads(Protocol):
 
     async def list_endpoints(self) -> list[EndpointConfig]: ...
     async def account_spend(self) -> AccountSpend: ...
+    async def account_limits(self) -> AccountLimits: ...
     async def list_workers(self, endpoint_id: str) -> EndpointWorkers: ...
     async def health(self, endpoint_id: str) -> Health: ...
     async def job_status(self, endpoint_id: str, job_id: str) -> Job: ...
@@ -65,6 +87,17 @@ class RunPodReads(Protocol):
     def deadline(
         self, seconds: float | None = None, *, at: float | None = None
     ) -> contextlib.AbstractContextManager[DeadlineScope]: ...
+    async def worker_logs(
+        self,
+        endpoint_id: str,
+        worker_id: str,
+        *,
+        last_event_id: str | None = None,
+        tail: int | None = None,
+        source: str | None = "container",
+        max_lines: int = 2000,
+        max_seconds: float = 2.0,
+    ) -> WorkerLogBatch: ...
 
 
 class ReadInterrupted(Exception):
@@ -87,6 +120,22 @@ class ReadPlan:
     jobs: tuple[tuple[str, str], ...] = ()
     """(endpoint, job) whose status to poll: open jobs and cancelled jobs under watch, oldest first."""
     billing_due: bool = False
+    known_busy_workers: frozenset[str] = frozenset()
+    """Workers running a job RunPod confirmed: their log stream has nothing the daemon needs."""
+    log_cursors: Mapping[str, str] = field(default_factory=dict)
+    """Worker → the id of the last log event read (the next read resumes after it)."""
+    limits_due: bool = False
+    """Read the account's limits (REST v2 ``/account/limits``: the spend-rate cap) this tick."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobStart:
+    """A worker's log said a job started (the SDK's "Started." line), at the stream's timestamp."""
+
+    endpoint_id: str
+    job_id: str
+    worker_id: str
+    at: float
 
 
 @dataclass
@@ -103,6 +152,16 @@ class Reading:
     bad_jobs: dict[str, str] = field(default_factory=dict)
     """Job id → why its status could not be read (not an id, a refused or unreadable answer): that one
     record is skipped and forgotten; it never makes the reading blind."""
+    account: AccountSpend | None = None
+    """GraphQL ``myself``: balance, spend per hour, standby workers. Optional: GraphQL retires in 2027."""
+    account_problem: str | None = None
+    """Why ``account`` could not be read (the balance is then unknown; nothing else depends on it)."""
+    limits: AccountLimits | None = None
+    limits_failed: bool = False
+    job_starts: list[JobStart] = field(default_factory=list)
+    log_cursors: dict[str, str | None] = field(default_factory=dict)
+    """Worker → where its log stream was read up to (None: the worker is gone, forget its cursor)."""
+    worker_log_failures: int = 0
     billing: BillingReport | None = None
     billing_failed: bool = False
     error: str | None = None
@@ -180,11 +239,24 @@ async def read_runpod(client: RunPodReads, config: Config, plan: ReadPlan, now: 
         listed = await client.list_endpoints()
         standby: dict[str, int] = {}
         try:
-            standby = (await client.account_spend()).workers_standby
+            reading.account = await client.account_spend()
+            standby = reading.account.workers_standby
         except RunPodAuthError:
             raise
-        except RunPodError as exc:  # GraphQL adds only workersStandby: degrade, do not go blind
-            log.warning("GraphQL account read failed (workersStandby unknown): %s", exc)
+        except RunPodError as exc:  # GraphQL adds the balance and workersStandby only: degrade, never blind
+            reading.account_problem = f"{exc.title}: {exc}"[:300]
+        if plan.limits_due:
+            try:
+                reading.limits = await client.account_limits()
+            except RunPodAuthError:
+                raise
+            except (
+                RunPodError
+            ) as exc:  # a cap RunPod checks at worker start: worth showing, not worth blinding
+                reading.limits_failed = True
+                log.warning(
+                    "account limits could not be read (the spend-rate cap stays as last read): %s", exc
+                )
         watched = [
             endpoint
             if endpoint.id not in standby
@@ -202,8 +274,14 @@ async def read_runpod(client: RunPodReads, config: Config, plan: ReadPlan, now: 
             reading.health[endpoint_id] = health
 
         await asyncio.gather(*(one(e.id) for e in reading.endpoints))
+        await _read_worker_logs(client, reading, plan)
         known = {e.id for e in reading.endpoints}
-        polls = [(endpoint_id, job_id) for endpoint_id, job_id in plan.jobs if endpoint_id in known]
+        named = [(start.endpoint_id, start.job_id) for start in reading.job_starts]
+        polls = [
+            (endpoint_id, job_id)
+            for endpoint_id, job_id in dict.fromkeys([*named, *plan.jobs])
+            if endpoint_id in known
+        ]
         for endpoint_id, job_id in polls[:MAX_JOB_POLLS_PER_TICK]:
             try:
                 reading.jobs[job_id] = (endpoint_id, await client.job_status(endpoint_id, job_id))
@@ -229,3 +307,47 @@ async def read_runpod(client: RunPodReads, config: Config, plan: ReadPlan, now: 
     except RunPodError as exc:
         reading.error = f"{exc.title}: {exc}"
     return reading
+
+
+async def _read_worker_logs(client: RunPodReads, reading: Reading, plan: ReadPlan) -> None:
+    """Read the log stream of each RUNNING worker with no confirmed job (at most
+    ``MAX_WORKER_LOG_READS_PER_TICK``, the longest-running first) and note the jobs the SDK said started.
+    A stream that cannot be read is skipped: the job's heartbeat, status or worker still tell its start,
+    later."""
+    candidates = sorted(
+        (
+            (worker.started_at or 0.0, endpoint_id, worker)
+            for endpoint_id, workers in reading.workers.items()
+            for worker in workers
+            if worker.status == WorkerStatus.RUNNING and worker.id not in plan.known_busy_workers
+        ),
+        key=lambda item: (item[0], item[2].id),
+    )[:MAX_WORKER_LOG_READS_PER_TICK]
+
+    async def one(endpoint_id: str, worker: Worker) -> None:
+        cursor = plan.log_cursors.get(worker.id)
+        try:
+            batch = await client.worker_logs(
+                endpoint_id,
+                worker.id,
+                last_event_id=cursor,
+                tail=None if cursor else WORKER_LOG_TAIL,
+                max_seconds=WORKER_LOG_READ_S,
+            )
+        except (RunPodNotFound, InvalidIdentifier):  # the worker is gone, or its stored cursor is unusable
+            reading.log_cursors[worker.id] = None
+            return
+        except RunPodAuthError:
+            raise
+        except RunPodError as exc:
+            reading.worker_log_failures += 1
+            log.warning("worker %s: its log stream could not be read: %s", worker.id, exc)
+            return
+        if batch.last_event_id:
+            reading.log_cursors[worker.id] = batch.last_event_id
+        for event in batch.events:
+            job_line = parse_job_line(event.line)
+            if job_line is not None and job_line.mark == JobMark.STARTED:
+                reading.job_starts.append(JobStart(endpoint_id, job_line.job_id, worker.id, event.ts))
+
+    await asyncio.gather(*(one(endpoint_id, worker) for _, endpoint_id, worker in candidates))

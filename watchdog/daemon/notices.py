@@ -19,6 +19,7 @@ from watchdog.ledger import Alert, DecisionStep
 from watchdog.models import EndpointConfig
 from watchdog.money import BudgetStatus, cold_start_stats, cost_per_1000_requests, usd_to_eur
 from watchdog.policy import Decision
+from watchdog.reconcile import BilledStatesFinding
 from watchdog.status import EventView
 from watchdog.vocabulary import Action, AlertKind, EventKind, Mode, Outcome, Rule
 
@@ -217,6 +218,48 @@ def metric_alerts(
     return alerts
 
 
+def billed_states_alert(finding: BilledStatesFinding, now: float) -> Alert:
+    """RunPod's bill shows one worker state billed differently from the money model's ``billed_states``:
+    announced at most once a day while the finding holds (the key carries the day). The daemon never
+    changes its configuration itself; the text gives the line to change."""
+    state = finding.state.value
+    first = datetime.fromtimestamp(finding.first_hour, tz=UTC).strftime("%Y-%m-%d %H:00")
+    last = datetime.fromtimestamp(finding.last_hour + 3600, tz=UTC).strftime("%Y-%m-%d %H:00")
+    endpoints = len(finding.endpoints)
+    share = min(1.0, max(0.0, finding.billed_share))  # a fit: noise can put it a little outside [0, 1]
+    evidence = (
+        f"in {finding.matching_hours} of {finding.telling_hours} hours with {state} time ({first} to {last} "
+        f"UTC, {endpoints} endpoint{'' if endpoints == 1 else 's'}) the bill matched the estimate "
+        f"{'with' if finding.billed_by_runpod else 'without'} it (it charged about {share:.0%} of the "
+        f"{finding.state_gpu_s:,.0f} GPU-s)"
+    )
+    error = finding.estimate_error
+    if error is None:
+        size = "RunPod billed nothing for those hours"
+    else:
+        size = f"the estimate {'over' if error >= 0 else 'under'}-counts by {abs(error):.0%}"
+    seconds = f"{finding.estimate_gpu_s:,.0f} GPU-s estimated, {finding.billed_gpu_s:,.0f} billed"
+    if finding.billed_by_runpod:
+        text = (
+            f":warning: RunPod bills {state} time, which the money model leaves out: {evidence}. "
+            f"{size.capitalize()} ({seconds}), so the budget sees recent spend only when the bill arrives. "
+            f"Put it back in the config: [prices] {finding.config_line}"
+        )
+    else:
+        text = (
+            f":abacus: RunPod's bill leaves out {state} time, which the money model counts: {evidence}. "
+            f"{size.capitalize()} ({seconds}). The conservative estimate stays until you change the "
+            f"config: [prices] {finding.config_line}"
+        )
+    direction = "billed" if finding.billed_by_runpod else "unbilled"
+    return Alert(
+        key=str(AlertKey.daily(AlertKind.BILLED_STATES, f"{state}-{direction}", now)),
+        kind=AlertKind.BILLED_STATES,
+        severity="warning" if finding.billed_by_runpod else "info",
+        text=text,
+    )
+
+
 def reload_failed_alert(problems: Sequence[str], now: float) -> Alert:
     return Alert(
         key=str(AlertKey("config-reload", (str(int(now)),))),
@@ -233,3 +276,18 @@ def first_sightings(alerts: Sequence[Alert], raised: Mapping[str, float], now: f
     """The alerts whose key was not raised in the last two days (an alert that stays true, such as a cost
     per 1,000 requests above the limit, is rebuilt every tick but belongs in the events log once)."""
     return [alert for alert in alerts if alert.key not in raised or now - raised[alert.key] > 2 * DAY_S]
+
+
+def balance_unknown_alert(problem: str, now: float) -> Alert:
+    """The account's balance cannot be read (GraphQL failing or retired): said once per episode; the
+    policies do not depend on it, so this is information, not a blind guard."""
+    return Alert(
+        key=str(AlertKey.once(AlertKind.ACCOUNT, "balance", now)),
+        kind=AlertKind.ACCOUNT,
+        severity="info",
+        text=(
+            f"Balance unknown: RunPod's GraphQL API did not answer ({problem}). Every policy keeps working "
+            "on REST v2 and the job runtime; only the balance, the spend per hour and standby workers are "
+            "unknown until it answers again (GraphQL retires in early 2027)."
+        ),
+    )

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from watchdog.alerts import DeliveryHealth
-from watchdog.clock import month_start
+from watchdog.clock import DAY_S, HOUR_S, month_start
 from watchdog.config import Config
 from watchdog.daemon.accounting import MonthMoney
 from watchdog.daemon.fetch import Reading
@@ -31,9 +31,6 @@ from watchdog.money import (
 from watchdog.status import COLD_START_BUCKETS_S, BudgetView, DaemonStatus, EndpointView, StatusTargets
 from watchdog.traffic import TrafficFinding, minute_of
 from watchdog.vocabulary import WorkerStatus
-
-DAY_S = 86_400.0
-HOUR_S = 3_600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +183,10 @@ def build_status(
         last_tick_at=finished_at,
         last_tick_ok=error is None and quota_wait is None,
         quota_wait=quota_wait or "",
+        balance_usd=state.account.balance_usd,
+        spend_per_hr_usd=state.account.spend_per_hr_usd,
+        spend_rate_cap_usd_per_hr=state.account.spend_rate_cap_usd_per_hr,
+        account_problem=state.account.problem or "",
         last_tick_duration_s=max(0.0, finished_at - started_at),
         tick_interval_s=config.runpod.poll_interval_s,
         blind=error is not None,

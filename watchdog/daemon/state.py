@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from watchdog.clock import month_start
+from watchdog.clock import DAY_S, month_start
 from watchdog.daemon.execute import Execution, PendingCheck
 from watchdog.daemon.tracker import OwnActions, Tracker, WorkerTrack
 from watchdog.ledger import Alert, BrakeState, DecisionStep, LedgerReadModel
@@ -37,7 +37,6 @@ from watchdog.vocabulary import Action, Mode, Outcome, SpendSource, WorkerStatus
 
 log = logging.getLogger(__name__)
 
-DAY_S = 86_400.0
 MAX_EVENTS = 30
 """Events the dashboard's log shows (newest first)."""
 HEALTH_SOURCE = "(health)"
@@ -105,6 +104,26 @@ class Sight:
     """When the last tick read RunPod completely."""
     blind_since: float | None = None
     """Start of the current blind episode (None while the daemon sees)."""
+
+
+@dataclass
+class AccountView:
+    """What the daemon knows of the account as a whole (none of it drives a policy)."""
+
+    balance_usd: float | None = None
+    spend_per_hr_usd: float | None = None
+    spend_rate_cap_usd_per_hr: float | None = None
+    """RunPod's hourly spend cap (REST v2 ``/account/limits``), checked only when a worker starts: it never
+    stops a worker already running."""
+    limits_read_at: float | None = None
+    limits_failed_at: float | None = None
+    problem: str | None = None
+    """Why the balance is unknown (GraphQL failing or retired), None while it is known."""
+    problem_since: float | None = None
+
+    def limits_due(self, now: float, interval_s: float) -> bool:
+        last = max((t for t in (self.limits_read_at, self.limits_failed_at) if t is not None), default=None)
+        return last is None or now - last >= interval_s
 
 
 @dataclass
@@ -235,6 +254,7 @@ class DaemonState:
     """Deny-list entries that failed to write or never showed in the file: never tried again."""
     dedupe: Dedupe = field(default_factory=Dedupe)
     counters: Counters = field(default_factory=Counters)
+    account: AccountView = field(default_factory=AccountView)
     events: deque[EventView] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
     ledger: LedgerTrouble = field(default_factory=LedgerTrouble)
     status_written: tuple[float, tuple[bool, bool]] | None = None
@@ -284,6 +304,10 @@ class DaemonState:
         sight.blind_since = None if sight.blind_since is None else sight.blind_since + delta
         billing.last_read_at = None if billing.last_read_at is None else billing.last_read_at + delta
         billing.failed_at = None if billing.failed_at is None else billing.failed_at + delta
+        account = self.account
+        for name in ("limits_read_at", "limits_failed_at", "problem_since"):
+            at = getattr(account, name)
+            setattr(account, name, None if at is None else at + delta)
         self.dedupe.recorded = {k: at + delta for k, at in self.dedupe.recorded.items()}
         self.dedupe.raised = {k: at + delta for k, at in self.dedupe.raised.items()}
         self.brakes = {

@@ -26,13 +26,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from watchdog.clock import month_start
+from watchdog.clock import DAY_S, month_start
 from watchdog.config import Config
 from watchdog.daemon.accounting import Accrued, MonthMoney, accrue, billed_rows, month_money
 from watchdog.daemon.evaluate import blind_decision, decide, endpoint_limits, is_repeat, policy_settings
 from watchdog.daemon.execute import Execution, Observation, brake_entry, execute, step_for, verify
 from watchdog.daemon.fetch import Reading, ReadPlan, read_logs, read_runpod_bounded
-from watchdog.daemon.notices import decision_alert, events_of, first_sightings, metric_alerts
+from watchdog.daemon.notices import (
+    balance_unknown_alert,
+    billed_states_alert,
+    decision_alert,
+    events_of,
+    first_sightings,
+    metric_alerts,
+)
 from watchdog.daemon.ports import Ports
 from watchdog.daemon.publish import (
     LedgerFigures,
@@ -54,8 +61,10 @@ from watchdog.ledger import (
     RecordedTick,
     TickRecord,
 )
+from watchdog.models import BillingReport
 from watchdog.money import BudgetStatus, budget_status
 from watchdog.policy import Deadline, Decision, EndpointFacts, PolicyView, evaluate, runaway_deadlines
+from watchdog.reconcile import WINDOW_S, reconcile_billed_states
 from watchdog.status import DaemonStatus, status_json
 from watchdog.traffic import TrafficFinding
 from watchdog.vocabulary import (
@@ -69,8 +78,6 @@ from watchdog.vocabulary import (
 )
 
 log = logging.getLogger(__name__)
-
-DAY_S = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +121,16 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
         # cancelled jobs first (their cancel is verified), then the open jobs in the tracker's order
         jobs=tuple(dict.fromkeys([*state.own.cancelled_ids(), *state.tracker.open_job_ids()])),
         billing_due=state.billing.due(now, config.runpod.billing_interval_s),
+        known_busy_workers=state.tracker.known_busy_workers(),
+        log_cursors=dict(state.tracker.log_cursors),
+        limits_due=state.account.limits_due(now, ACCOUNT_LIMITS_EVERY_S),
     )
     reading = await read_runpod_bounded(ports.client, config, plan, now, ports.stopping)
     if reading.quota_wait is not None:
         log.warning("tick %d not ok: %s", state.ticks + 1, reading.quota_wait)
     if reading.auth_rejected and state.sight.last_ok_at is None:
         raise RunPodAuthError(reading.error or "RunPod rejected the API key")
+    account_alert = _note_account(state, reading, now)
 
     # 2. track ----------------------------------------------------------------------------------------------
     tracked = track(state.tracker, reading, logs.events, held=tuple(state.brakes), now=now)
@@ -134,7 +145,7 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
             {e.id: reading.workers[e.id] for e in reading.endpoints},
             now=now,
             prices=config.price_table,
-            billed_states=BILLED_BY_DEFAULT,
+            billed_states=config.prices.billed_state_set,
             stale_after_s=config.policy.stale_after_s,
         )
         if reading.billing is not None:
@@ -187,7 +198,7 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
     async with ports.acting:
         # 4. execute ---------------------------------------------------------------------------------------
         admitted = _intend([d for d in decisions if _worth_recording(state, d, now)], state, ports, now)
-        alerts: list[Alert] = []
+        alerts: list[Alert] = [account_alert] if account_alert is not None else []
         brakes_set: dict[str, BrakeState] = {}
         brakes_cleared: list[str] = []
         for decision in admitted:
@@ -222,6 +233,8 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
                     now=now,
                 )
             )
+            if reading.billing is not None:
+                alerts.extend(_billed_states_alerts(ports, config, reading.billing, now))
         # Alerts are rebuilt each tick from what is true (the cost per 1,000 requests is still above $3); the
         # ledger de-duplicates by key, and only the first sighting of a key belongs in the events log.
         alerts = first_sightings(alerts, state.dedupe.raised, now)
@@ -258,6 +271,8 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
             decisions=(*carried.decisions, *steps),
             alerts=(*carried.alerts, *alerts),
             meta={**state_meta(state, ports.tailers), **_status_meta(state, status, now)},
+            state_seconds=accrued.state_seconds,
+            observed=accrued.observed,
         )
         recorded: RecordedTick | None = None
         try:
@@ -346,6 +361,7 @@ async def check_deadlines(state: DaemonState, ports: Ports, config: Config, now:
             if d.rule == Rule.RUNAWAY_JOB and d.action in (Action.CANCEL_JOB, Action.SCALE_TO_ZERO)
         )
     steps: list[DecisionStep] = []
+    now = ports.clock.now()  # the reads took time: the steps are stamped when they are taken
     async with ports.acting:
         admitted = _intend([d for d in decisions if _worth_recording(state, d, now)], state, ports, now)
         alerts: list[Alert] = []
@@ -386,10 +402,15 @@ async def check_deadlines(state: DaemonState, ports: Ports, config: Config, now:
 async def _read_endpoint_afresh(
     state: DaemonState, ports: Ports, facts: EndpointFacts, due: Sequence[Deadline]
 ) -> EndpointFacts | None:
-    """The endpoint's facts with its workers and the due jobs read now (None when a read fails)."""
+    """The endpoint's facts with the due jobs read now, and its workers too when a deadline is about work
+    no job explains (None when a read fails). A job's deadline rests on the job's own status, read from
+    the job runtime: its quota is far larger than REST v2's, so a tick that used up the REST quota does not
+    hold a due cancel back (the workers are then as the last complete tick saw them)."""
     endpoint_id = facts.config.id
     try:
-        workers = (await ports.client.list_workers(endpoint_id)).workers
+        workers = None
+        if any(deadline.job_id is None for deadline in due):
+            workers = (await ports.client.list_workers(endpoint_id)).workers
         for deadline in due:
             if deadline.job_id is None:
                 continue
@@ -413,7 +434,9 @@ async def _read_endpoint_afresh(
     now = ports.clock.now()
     return replace(
         facts,
-        workers=state.tracker.observe_workers(endpoint_id, workers, now).views,
+        workers=facts.workers
+        if workers is None
+        else state.tracker.observe_workers(endpoint_id, workers, now).views,
         jobs_in_progress=state.tracker.jobs_in_progress(endpoint_id),
         cancelled_jobs=state.own.cancelled_jobs(endpoint_id),
     )
@@ -531,6 +554,50 @@ def _intend(decisions: list[Decision], state: DaemonState, ports: Ports, now: fl
     return decisions
 
 
+def _note_account(state: DaemonState, reading: Reading, now: float) -> Alert | None:
+    """Fold what the tick read of the account (GraphQL balance, REST v2 limits) into ``state.account``; the
+    first read that fails in an episode yields the one "balance unknown" alert (GraphQL is optional: it
+    retires in early 2027, and nothing the daemon enforces depends on it)."""
+    account = state.account
+    if reading.limits is not None:
+        account.spend_rate_cap_usd_per_hr = reading.limits.spend_rate_limit_usd_per_hr
+        account.limits_read_at, account.limits_failed_at = now, None
+    elif reading.limits_failed:
+        account.limits_failed_at = now
+    if reading.account is not None:
+        account.balance_usd = reading.account.client_balance_usd
+        account.spend_per_hr_usd = reading.account.current_spend_per_hr_usd
+        if account.problem is not None:
+            log.info("the account's balance is known again (%s)", account.problem)
+        account.problem = account.problem_since = None
+        return None
+    if reading.account_problem is None:
+        return None  # the tick never got as far as the account read (it is blind for another reason)
+    account.balance_usd = account.spend_per_hr_usd = None
+    first = account.problem is None
+    account.problem = reading.account_problem
+    if not first:
+        return None
+    account.problem_since = now
+    log.warning("balance unknown: %s", reading.account_problem)
+    return balance_unknown_alert(reading.account_problem, now)
+
+
+def _billed_states_alerts(ports: Ports, config: Config, billing: BillingReport, now: float) -> list[Alert]:
+    """Whether RunPod's hourly bill shows one worker state billed otherwise than ``[prices] billed_states``
+    (:mod:`watchdog.reconcile`): asked whenever billing is read; the alert's key says it once a day."""
+    try:
+        hours = ports.ledger.state_seconds_since(now - WINDOW_S)
+        observed = ports.ledger.observed_seconds_since(now - WINDOW_S)
+    except LedgerError as exc:
+        log.warning("billed states not reconciled: the ledger cannot be read (%s)", str(exc)[:200])
+        return []
+    finding = reconcile_billed_states(
+        hours, observed, billing.records, billed_states=config.prices.billed_state_set, now=now
+    )
+    return [] if finding is None else [billed_states_alert(finding, now)]
+
+
 def _stored_spend(
     state: DaemonState, ports: Ports, now: float
 ) -> dict[tuple[str, float, SpendSource], float]:
@@ -591,6 +658,9 @@ def _count_bad_records(state: DaemonState, malformed_lines: int, dropped_ids: in
         log.warning("skipped job %r: %s", job_id[:80], problem)
 
 
+ACCOUNT_LIMITS_EVERY_S = 300.0
+"""The account's limits (the spend-rate cap) change when someone edits them in the console: read them every
+five minutes, not every tick (REST v2 quota)."""
 STATUS_WRITE_EVERY_S = 30.0
 """The status the dashboard falls back to when the daemon is down is written at most this often (and at
 every change of blindness or ledger trouble): serialising a 1,000-endpoint status every tick costs more

@@ -22,6 +22,13 @@ from watchdog.models import EndpointConfig
 from watchdog.policy import CrashWindow, WorkerView
 from watchdog.traffic import UNKNOWN_SOURCE, minute_of
 
+SKEW_RESOLUTION_S = 3.0
+"""``startedAt`` and ``uptimeSeconds`` are whole seconds and ``now`` is taken before the read: a skew
+estimate this small is noise (a smaller real skew is left uncorrected, a larger one is corrected)."""
+START_SLACK_S = 5.0
+"""How much earlier than its worker's start a job's "Started." line may be dated (rounding on RunPod's
+side), and how far after the daemon's now."""
+
 
 @dataclass(frozen=True, slots=True)
 class Tracked:
@@ -76,6 +83,7 @@ def track(
                 )
             )
         workers[endpoint.id] = tracker.observe_workers(endpoint.id, reading.workers[endpoint.id], now).views
+    _note_job_starts(tracker, reading, now)
     jobs: list[JobUpdate] = []
     for job_id, (endpoint_id, job) in reading.jobs.items():
         seen = tracker.observe_job(
@@ -116,6 +124,32 @@ def track(
         configs=tuple(config_observation(e) for e in reading.endpoints),
         jobs=tuple(jobs),
     )
+
+
+def _note_job_starts(tracker: Tracker, reading: Reading, now: float) -> None:
+    """The jobs workers' logs said started (before their statuses are folded in, which confirm them), and
+    where each log stream was read up to.
+
+    A log line's time is RunPod's clock, not the daemon's: the two are put on one clock through the same
+    worker's ``startedAt`` and ``uptimeSeconds`` (RunPod's "now" when it answered is their sum), so a
+    skewed or stepped system clock neither ages a job nor rejuvenates it. A start is believed only between
+    the worker's own start and now (a line cannot predate the worker that printed it)."""
+    for worker_id, cursor in reading.log_cursors.items():
+        if cursor is None:
+            tracker.log_cursors.pop(worker_id, None)
+        else:
+            tracker.log_cursors[worker_id] = cursor
+    workers = {w.id: w for listed in reading.workers.values() for w in listed}
+    for start in reading.job_starts:
+        worker = workers.get(start.worker_id)
+        if worker is None or worker.started_at is None or worker.uptime_s is None:
+            continue  # no way to put the line on the daemon's clock: the status and heartbeat still will
+        skew = now - (worker.started_at + worker.uptime_s)
+        if abs(skew) <= SKEW_RESOLUTION_S:
+            skew = 0.0  # within what whole-second fields and the read's own duration can tell apart
+        at, worker_start = start.at + skew, worker.started_at + skew
+        if worker_start - START_SLACK_S <= at <= now + START_SLACK_S:
+            tracker.note_job_started(start.endpoint_id, start.job_id, start.worker_id, min(at, now))
 
 
 def config_observation(endpoint: EndpointConfig) -> ConfigObservation:

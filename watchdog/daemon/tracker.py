@@ -19,6 +19,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
+from watchdog.clock import DAY_S, HOUR_S
 from watchdog.ledger import DecisionRow
 from watchdog.logwatch import LogEvent
 from watchdog.models import Health, JobStatus, Worker
@@ -26,8 +27,6 @@ from watchdog.policy import ActionRecord, CancelledJob, CrashWindow, JobInProgre
 from watchdog.traffic import TrafficCounter, requests_from_health
 from watchdog.vocabulary import NOTIFY_ONLY_ACTIONS, Action, Mode, Outcome, WorkerStatus
 
-HOUR_S = 3600.0
-DAY_S = 86400.0
 JOB_PING_RECENT_S = 300.0
 """A job id counts as in progress while a heartbeat reported it within this many seconds."""
 CRASH_WINDOW_S = 600.0
@@ -113,6 +112,8 @@ class Tracker:
     """Endpoint → last time the daemon held it down (a brake): jobs queued then waited for the brake, not
     for a cold start, so their delay is not a cold-start sample."""
     traffic: TrafficCounter = field(default_factory=TrafficCounter)
+    log_cursors: dict[str, str] = field(default_factory=dict)
+    """Worker → the id of the last event read from its log stream (forgotten with the worker)."""
 
     # -- logs -----------------------------------------------------------------------------------------
 
@@ -187,6 +188,8 @@ class Tracker:
         keep = set(keep)
         for worker_id in [w for w, t in self.workers.items() if t.endpoint_id not in keep]:
             del self.workers[worker_id]
+        for worker_id in [w for w in self.log_cursors if w not in self.workers]:
+            del self.log_cursors[worker_id]
 
     def running_since(self, endpoint_id: str) -> list[float]:
         """When each of the endpoint's RUNNING workers was first seen running."""
@@ -290,6 +293,14 @@ class Tracker:
         progress = self.last_progress.get(track.endpoint_id)
         if not finished_since and (progress is None or progress < worker.since):
             track.start_evidence(worker.since, "worker_running")
+
+    def known_busy_workers(self) -> frozenset[str]:
+        """Workers running a job RunPod confirmed in progress (nothing to learn from their log streams)."""
+        return frozenset(
+            t.worker_id
+            for t in self.jobs.values()
+            if t.worker_id is not None and t.finished_at is None and t.confirmed_at is not None
+        )
 
     def note_job_started(self, endpoint_id: str, job_id: str, worker_id: str | None, at: float) -> None:
         """RunPod's worker log said the job started at ``at`` (the most precise evidence there is)."""
