@@ -72,6 +72,7 @@ import asyncio
 import json
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -119,6 +120,8 @@ LOG_POLL_S = 0.2
 """Real seconds between two looks at a followed worker's log."""
 LOG_KEEPALIVE_S = 15.0
 """Real seconds of silence after which a log stream sends an SSE comment, so clients see it alive."""
+STATE_RECORDS_KEPT = 1000
+"""Cancel requests and endpoint changes ``/_sim/state`` remembers (the oldest are dropped)."""
 GRAPHQL_RETIRED_DETAIL = (
     "The GraphQL API has been retired (RunPod announced its retirement for early 2027); use the REST API v2 "
     "(/v2/serverless, /v2/billing/serverless, /v2/account/limits) and the serverless job runtime instead."
@@ -262,6 +265,10 @@ class SimulatorHTTP:
         self.runsync_max_wait_s = runsync_max_wait_s
         self.prices = prices
         self.graphql = GraphQLService(sim, prices=prices, now=self.now)
+        self.cancel_requests: deque[dict[str, Any]] = deque(maxlen=STATE_RECORDS_KEPT)
+        """Every ``/cancel/{job}`` request received, refused ones included (``/_sim/state``)."""
+        self.endpoint_changes: deque[dict[str, Any]] = deque(maxlen=STATE_RECORDS_KEPT)
+        """Every settings change made through REST v2 PATCH or GraphQL saveEndpoint (``/_sim/state``)."""
 
     def now(self) -> float:
         return self.sim.clock.now()
@@ -278,10 +285,43 @@ class SimulatorHTTP:
         self, request: Request, call: _Call, handler: Callable[[Request, _Call], Awaitable[Response]]
     ) -> Response:
         started = time.monotonic()
+        received = self.now()
         response = await self._serve_inner(request, call, handler)
         if call.api in ("runtime", "worker"):
             self._log(request, call, response.status_code, started)
+        if call.api == "runtime" and call.route == "cancel":
+            self._record_cancel(request, call, received, response.status_code)
         return response
+
+    def _record_cancel(self, request: Request, call: _Call, received: float, status: int) -> None:
+        """Ground truth for ``/_sim/state``: when a cancel reached the simulator (before any injected delay,
+        auth or rate limit), for which job, and how it was answered (a 429 is a cancel that did not act)."""
+        segments = [s for s in request.path_params.get("path", "").split("/") if s]
+        job_id = call.job_id or (segments[2] if len(segments) == 3 else None)
+        self.cancel_requests.append(
+            {
+                "at": received,
+                "atIso": to_iso(received),
+                "endpointId": call.endpoint_id,
+                "jobId": job_id,
+                "status": status,
+            }
+        )
+
+    def _record_changes(self, before: dict[str, dict[str, Any]], via: str) -> None:
+        """Ground truth for ``/_sim/state``: the settings that changed since ``before`` (endpoint id →
+        :func:`serialize.state_settings`), one record per endpoint changed."""
+        at = self.now()
+        for endpoint_id, old in before.items():
+            try:
+                new = serialize.state_settings(self.sim.endpoint(endpoint_id))
+            except SimNotFound:
+                continue
+            changes = {name: [old[name], value] for name, value in new.items() if old.get(name) != value}
+            if changes:
+                self.endpoint_changes.append(
+                    {"at": at, "atIso": to_iso(at), "endpointId": endpoint_id, "via": via, "changes": changes}
+                )
 
     async def _serve_inner(
         self, request: Request, call: _Call, handler: Callable[[Request, _Call], Awaitable[Response]]
@@ -397,7 +437,12 @@ class SimulatorHTTP:
         if request.method != "POST":
             raise HttpError(405, "GraphQL requests must be sent with POST")
         payload = await _json_body(request)
+        query = payload.get("query") if isinstance(payload, dict) else None
+        saving = isinstance(query, str) and "saveEndpoint" in query
+        before = {ep.id: serialize.state_settings(ep) for ep in self.sim.endpoints()} if saving else {}
         status, body = self.graphql.run(payload)
+        if saving:
+            self._record_changes(before, "graphql")
         return JSONResponse(body, status_code=status)
 
     # ------------------------------------------------------------------------------------- /v2/...
@@ -533,9 +578,11 @@ class SimulatorHTTP:
             changes = serialize.update_endpoint_changes(body, ep)
         except serialize.UpdateRejected as exc:
             raise HttpError(400, str(exc)) from exc
+        before = {endpoint_id: serialize.state_settings(ep)}
         updated = (
             self.sim.update_endpoint(endpoint_id, changes) if changes else self.sim.endpoint(endpoint_id)
         )
+        self._record_changes(before, "rest")
         return JSONResponse(self._rest_endpoint(request, updated))
 
     def _billing(self, request: Request) -> dict[str, Any]:
@@ -779,10 +826,25 @@ class SimulatorHTTP:
 
     # ---------------------------------------------------------------------- control (simulator only)
     async def control_state(self, request: Request) -> Response:
-        """``GET /_sim/state``: the model at a glance, for the demo and for debugging tests."""
+        """``GET /_sim/state``: the model at a glance, for the demo, debugging tests and the benchmarks.
+
+        Ground truth beyond the summary (times are epoch seconds of the simulator's clock):
+
+        * ``jobs``: every job the simulator still holds (queued, running, or finished within its result
+          retention), with ``submittedAt``/``startedAt``/``finishedAt``, ``workerId``, ``status`` and
+          ``error`` (a cancelled job's ``finishedAt`` is when the cancel took effect);
+        * ``sessions``: every billed worker session, ``startedAt``/``stoppedAt`` (None: still billing),
+          billed seconds and USD;
+        * ``cancelRequests``: every ``/cancel/{job}`` received (``at``, ``jobId``, the HTTP ``status``
+          answered: a 429 or 404 did not cancel anything); the last ``STATE_RECORDS_KEPT``;
+        * ``endpointChanges``: every settings change through REST PATCH or GraphQL saveEndpoint (``at``,
+          ``via``, ``changes``: name → [old, new]); the last ``STATE_RECORDS_KEPT``;
+        * per endpoint, ``idleTimeout`` and the live ``workerList`` (id, state, job ids, since)."""
+        now = self.now()
         endpoints = []
         for ep in self.sim.endpoints():
             counts = self.sim.health(ep.id)
+            workers = self.sim.workers(ep.id)
             endpoints.append(
                 {
                     "id": ep.id,
@@ -791,12 +853,21 @@ class SimulatorHTTP:
                     "workersMax": ep.workers_max,
                     "workersStandby": ep.workers_standby,
                     "executionTimeoutMs": ep.execution_timeout_ms,
+                    "idleTimeout": ep.idle_timeout,
                     "health": serialize.health_body(counts),
-                    "workers": serialize.rest_workers(ep, self.sim.workers(ep.id), now=self.now())["summary"],
+                    "workers": serialize.rest_workers(ep, workers, now=now)["summary"],
+                    "workerList": [serialize.state_worker(worker) for worker in workers],
                     "billedUsd": self.sim.billed_usd_total(ep.id),
                 }
             )
-        now = self.now()
+        sessions = [
+            serialize.state_session(
+                session, self.sim.session_billed_seconds(session), self.sim.session_usd(session)
+            )
+            for session in self.sim.sessions()
+        ]
+        # The engine has no public listing of its jobs; this read-only route is the one place that needs it.
+        jobs = [serialize.state_job(job) for by_id in self.sim._jobs.values() for job in by_id.values()]
         return JSONResponse(
             {
                 "now": now,
@@ -808,6 +879,10 @@ class SimulatorHTTP:
                 "graphqlEnabled": self.sim.options.graphql_enabled,
                 "endpoints": endpoints,
                 "faults": self.faults.snapshot(),
+                "jobs": jobs,
+                "sessions": sessions,
+                "cancelRequests": list(self.cancel_requests),
+                "endpointChanges": list(self.endpoint_changes),
             }
         )
 

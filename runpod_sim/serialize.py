@@ -32,6 +32,7 @@ from typing import Any
 
 from runpod_sim.state import (
     AccountLimits,
+    BilledSession,
     BillingBucket,
     HealthCounts,
     SimEndpoint,
@@ -406,6 +407,65 @@ def health_body(counts: HealthCounts, *, omit_zero: bool = False) -> dict[str, A
 def worker_job(job: SimJob) -> dict[str, Any]:
     """A job as handed to a worker by ``job-take`` (the SDK requires ``id`` and ``input``)."""
     return {"id": job.id, "input": job.input}
+
+
+# ------------------------------------------------------------------------- simulator-only (/_sim/state)
+# Ground truth for tests and benchmarks, not a RunPod shape: times are epoch seconds of the simulator's
+# clock (``None`` while unknown), so a caller computes latencies without parsing dates.
+
+STATE_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("workersMin", "workers_min"),
+    ("workersMax", "workers_max"),
+    ("workersStandby", "workers_standby"),
+    ("idleTimeout", "idle_timeout"),
+    ("executionTimeoutMs", "execution_timeout_ms"),
+    ("scalerType", "scaler_type"),
+    ("scalerValue", "scaler_value"),
+    ("gpuIds", "gpu_ids"),
+    ("flashboot", "flashboot"),
+)
+"""The endpoint settings whose changes ``/_sim/state`` records (``endpointChanges``)."""
+
+
+def state_settings(ep: SimEndpoint) -> dict[str, Any]:
+    return {wire: getattr(ep, attr) for wire, attr in STATE_SETTINGS}
+
+
+def state_job(job: SimJob) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "endpointId": job.endpoint_id,
+        "status": job.status,
+        "submittedAt": job.submitted_at,
+        "startedAt": job.started_at,
+        "finishedAt": job.finished_at,
+        "workerId": job.worker_id,
+        "error": job.error,
+        "retries": job.retries,
+        "policyExecutionTimeoutMs": job.policy.execution_timeout_ms,
+    }
+
+
+def state_worker(worker: SimWorker) -> dict[str, Any]:
+    return {
+        "id": worker.id,
+        "state": worker.state,
+        "since": worker.state_since,
+        "startedAt": worker.started_at,
+        "jobIds": list(worker.job_ids),
+    }
+
+
+def state_session(session: BilledSession, billed_s: int, usd: float) -> dict[str, Any]:
+    return {
+        "workerId": session.worker_id,
+        "endpointId": session.endpoint_id,
+        "gpuTypeId": session.gpu_type_id,
+        "startedAt": session.started_at,
+        "stoppedAt": session.stopped_at,
+        "billedSeconds": billed_s,
+        "usd": usd,
+    }
 
 
 # ------------------------------------------------------------------------------------------- GraphQL

@@ -6,7 +6,10 @@ of a billing API on the network, so non-loopback listen addresses are refused (e
 ``serve_in_thread`` with a non-loopback host.
 
 ``simulate`` prints exactly one readiness line, ``runpod-simulator ready: http://127.0.0.1:PORT``, once the
-socket is bound (port 0 → the real port), then ``api key: KEY``, so scripts and tests can wait for it.
+socket is bound (port 0 → the real port), then ``api key: KEY``, so scripts and tests can wait for it;
+then the environment that points runpod-watchdog at it, as ``export`` lines to paste
+(:func:`runpod_watchdog_env`; ``--env-file PATH`` also writes them to PATH, before the readiness line, so
+a script that waited for it can source the file). A port already in use is one line on stderr and exit 2.
 SIGINT/SIGTERM stop it cleanly with exit 0 (long polls and log streams in flight end at once).
 
 Options read from the argparse Namespace beyond the original ones (``getattr`` with a default, so an
@@ -22,8 +25,10 @@ import argparse
 import asyncio
 import contextlib
 import math
+import os
 import shlex
 import signal
+import socket
 import sys
 import threading
 import time
@@ -153,6 +158,31 @@ def simulate_command(args: argparse.Namespace) -> int:
             "runpod-watchdog simulate: --spend-rate must be >= 0 (USD per hour; inf: no cap)", file=sys.stderr
         )
         return 2
+    try:
+        # Bound here, not by uvicorn: a port in use is then one line and exit 2 (uvicorn logs the error and
+        # exits its task with SystemExit(3), which surfaced as a traceback), and the URL is known before
+        # the server starts, for --env-file.
+        listener = bind_listener(host, port)
+    except OSError as exc:
+        print(
+            f"runpod-watchdog simulate: cannot listen on {args.listen}: {_reason(exc)} (is another "
+            "simulator running? choose another --listen port, or port 0 for a free one)",
+            file=sys.stderr,
+        )
+        return 2
+    api_key = args.api_key or DEFAULT_API_KEY
+    env_lines = runpod_watchdog_env_lines(_url(host, int(listener.getsockname()[1])), api_key)
+    env_file = getattr(args, "env_file", None)
+    if env_file:
+        try:
+            _write_env_file(env_file, env_lines)
+        except OSError as exc:
+            listener.close()
+            print(
+                f"runpod-watchdog simulate: cannot write --env-file {env_file}: {_reason(exc)}",
+                file=sys.stderr,
+            )
+            return 2
     external_workers = bool(getattr(args, "external_workers", False))
     sim = registry.build_simulator(
         args.scenario,
@@ -164,17 +194,78 @@ def simulate_command(args: argparse.Namespace) -> int:
         external_workers=external_workers,
         params=ScenarioParams(spend_rate_usd_per_hr=spend_rate),
     )
-    api_key = args.api_key or DEFAULT_API_KEY
     app = create_app(sim, api_key=api_key)
     server = _Server(_uvicorn_config(app, host, port), app)
     try:
         return asyncio.run(
-            _run_until_signalled(server, sim, host, api_key, args.scenario, show_workers=external_workers)
+            _run_until_signalled(
+                server,
+                sim,
+                host,
+                api_key,
+                args.scenario,
+                listener=listener,
+                env_lines=env_lines,
+                show_workers=external_workers,
+            )
         )
     except KeyboardInterrupt:
         return 0
     finally:
+        listener.close()
         sim.close()
+
+
+def _reason(exc: OSError) -> str:
+    """``Address already in use``, without the address asyncio and socket append to it."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: a free one). Raises OSError (e.g. address in use)."""
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    listener = socket.create_server(address[:2], family=family)
+    listener.setblocking(False)
+    return listener
+
+
+def runpod_watchdog_env(base_url: str, api_key: str = DEFAULT_API_KEY) -> dict[str, str]:
+    """The environment that points runpod-watchdog (and RunPod's own tools) at the simulator at
+    ``base_url``: every variable ``watchdog.config`` reads for RunPod, the three URLs together (a partial
+    set is refused: it would send the rest to the real RunPod) and the key; ``SLACK_WEBHOOK_URL`` emptied so
+    a simulated account never posts to the team's Slack. ``--simulator URL`` sets the same environment
+    (``watchdog.config.simulator_environment``; a test keeps the two equal)."""
+    return {
+        "RUNPOD_API_KEY": api_key,
+        "RUNPOD_API_BASE_URL": base_url,
+        "RUNPOD_REST_API_URL": f"{base_url}/v2",
+        "RUNPOD_ENDPOINT_BASE_URL": f"{base_url}/v2",
+        "SLACK_WEBHOOK_URL": "",
+    }
+
+
+def runpod_watchdog_env_lines(base_url: str, api_key: str = DEFAULT_API_KEY) -> list[str]:
+    """:func:`runpod_watchdog_env` as the lines ``simulate`` prints and ``--env-file`` writes: a comment,
+    then ``export NAME=value`` lines a shell takes as they are (paste them, or ``. FILE``)."""
+    shortcut = f" or add --simulator {base_url} to the command," if api_key == DEFAULT_API_KEY else ""
+    return [
+        f"# runpod-watchdog against this simulator: paste these lines,{shortcut} then e.g. "
+        "`runpod-watchdog plan`",
+        *(
+            f"export {name}={shlex.quote(value)}"
+            for name, value in runpod_watchdog_env(base_url, api_key).items()
+        ),
+    ]
+
+
+def _write_env_file(path: str, lines: list[str]) -> None:
+    """Write ``lines`` to ``path`` whole (a temporary file renamed over it), so a script that sources it
+    as soon as it exists never reads half of it."""
+    target = os.path.abspath(path)
+    temporary = f"{target}.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    os.replace(temporary, target)
 
 
 async def _keep_model_current(sim: Simulator) -> None:
@@ -184,7 +275,15 @@ async def _keep_model_current(sim: Simulator) -> None:
 
 
 async def _run_until_signalled(
-    server: _Server, sim: Simulator, host: str, api_key: str, scenario: str, *, show_workers: bool = False
+    server: _Server,
+    sim: Simulator,
+    host: str,
+    api_key: str,
+    scenario: str,
+    *,
+    listener: socket.socket,
+    env_lines: list[str],
+    show_workers: bool = False,
 ) -> int:
     loop = asyncio.get_running_loop()
 
@@ -193,18 +292,19 @@ async def _run_until_signalled(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started:
         if serving.done():
             break
         await asyncio.sleep(0.01)
     if not server.started:
         await serving
-        print("runpod-watchdog simulate: the server could not start (port in use?)", file=sys.stderr)
+        print("runpod-watchdog simulate: the server could not start", file=sys.stderr)
         return 1
     base_url = _url(host, _bound_port(server))
     print(f"{READY_PREFIX}{base_url}", flush=True)
     print(f"api key: {api_key}  (scenario: {scenario}; Ctrl-C to stop)", flush=True)
+    print("\n".join(env_lines), flush=True)
     if not sim.options.graphql_enabled:
         print("graphql: retired (POST /graphql answers 410 Gone)", flush=True)
     if show_workers:

@@ -22,6 +22,8 @@ if [ "$want_test" = 1 ]; then
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v tmux >/dev/null || missing+=(tmux)
   command -v systemd-analyze >/dev/null || missing+=(systemd)
+  # the funders' HTML report is checked in a real browser (tests/test_reports_html.py)
+  command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
 fi
 "$python" -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then

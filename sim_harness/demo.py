@@ -24,7 +24,8 @@ tick in flight and closes its ledger, the control socket and the simulator's lis
 and the temporary directory is removed. Exit codes: 0 after a clean stop (headless: the whole story was
 told, or the ``--duration`` the user chose ran out, or it was interrupted); 1 when the default headless
 duration ran out before every beat happened, or the daemon failed (the tail of the demo's log, which
-otherwise lives and dies in the temporary directory, is printed to stderr); 2 for a bad ``--duration``.
+otherwise lives and dies in the temporary directory, is printed to stderr); 2 for a bad ``--duration``, or
+for the dashboard without a terminal.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from runpod_sim.app import RateLimits, create_app
 from runpod_sim.engine import Simulator
 from runpod_sim.scenarios import FLOOD_ENDPOINT_ID, HUNG_ENDPOINT_ID
 from sim_harness.wiring import GENEROUS_RUNTIME_LIMITS, sim_config, sim_secrets
-from tui.app import WatchdogApp
+from tui.app import WatchdogApp, is_terminal
 from tui.source import ControlActions, DaemonSource
 from watchdog.config import Config
 from watchdog.control import ControlServer
@@ -699,12 +700,22 @@ async def run_dashboard() -> int:
 # ------------------------------------------------------------------------------------------------------------
 
 
+NOT_A_TERMINAL = (
+    "runpod-watchdog demo: not a terminal (stdin and stdout must be a TTY for the dashboard): run it in a "
+    "terminal ('ssh -t' over SSH), or 'runpod-watchdog demo --headless' for the story as text"
+)
+
+
 def demo_command(args: argparse.Namespace) -> int:
-    """``runpod-watchdog demo [--headless [--duration S]]``."""
+    """``runpod-watchdog demo [--headless [--duration S]]``; without ``--headless`` and without a terminal
+    (a pipe, CI, ``ssh`` without ``-t``): one line on stderr and exit 2, instead of escape codes."""
     headless = bool(getattr(args, "headless", False))
     duration = getattr(args, "duration", None)
     if duration is not None and duration <= 0:
         print("runpod-watchdog demo: --duration must be > 0", file=sys.stderr)
+        return 2
+    if not headless and not is_terminal():
+        print(NOT_A_TERMINAL, file=sys.stderr)
         return 2
     try:
         if headless:

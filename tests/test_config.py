@@ -555,6 +555,17 @@ def test_missing_or_empty_secrets_are_unset() -> None:
     assert secrets.slack_webhook_url is None
 
 
+@pytest.mark.parametrize("key", ["k1", "short-key-0123", "rpa_ABCDEFGH IJKLMNOP"])
+def test_a_key_too_short_to_be_an_api_key_is_refused_without_showing_it(key: str) -> None:
+    """Every answer has the key removed before it is parsed: a two-character key once cut a piece out of a
+    worker id ("pjso2krv6sk1wj") and blinded the daemon."""
+    with pytest.raises(ConfigError) as caught:
+        load_secrets({"RUNPOD_API_KEY": key})
+    (problem,) = caught.value.problems
+    assert "RUNPOD_API_KEY: not an API key" in problem
+    assert key not in problem
+
+
 def test_a_webhook_that_is_not_https_is_rejected_without_showing_it() -> None:
     with pytest.raises(ConfigError) as caught:
         load_secrets({"SLACK_WEBHOOK_URL": "http://example.invalid/hook-SECRETPART"})
@@ -1284,3 +1295,99 @@ def test_directories_systemd_creates_at_start_may_be_missing_outside_systemd(tmp
     ]
     deeper = write(tmp_path, f"[ledger]\npath = '{state}/db/ledger.sqlite3'\n", "deeper.toml")
     assert "does not exist; create it" in problems_of(deeper)[0]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Which file: one search for every command
+
+
+@pytest.fixture
+def system_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The system file's path, moved under tmp_path (absent until a test writes it)."""
+    path = tmp_path / "etc" / "config.toml"
+    path.parent.mkdir()
+    monkeypatch.setattr("watchdog.config.SYSTEM_CONFIG_PATH", path)
+    return path
+
+
+def test_the_search_path_order_is_option_environment_working_directory_system(
+    tmp_path: Path, system_config: Path
+) -> None:
+    from watchdog.config import find_config
+
+    cwd = tmp_path / "here"
+    cwd.mkdir()
+    named = write(tmp_path, "", "named.toml")
+    env = {"RUNPOD_WATCHDOG_CONFIG": str(named)}
+    assert find_config(None, {}, cwd).origin == "none"
+    assert find_config(None, {}, cwd).path is None
+    system_config.write_text("", encoding="utf-8")
+    assert (find_config(None, {}, cwd).path, find_config(None, {}, cwd).origin) == (system_config, "system")
+    local = write(cwd, "")
+    assert (find_config(None, {}, cwd).path, find_config(None, {}, cwd).origin) == (
+        local,
+        "working directory",
+    )
+    assert (find_config(None, env, cwd).path, find_config(None, env, cwd).origin) == (named, "environment")
+    given = tmp_path / "given.toml"
+    assert (find_config(given, env, cwd).path, find_config(given, env, cwd).origin) == (given, "option")
+    assert find_config(str(given), env, cwd).why == "given with --config"
+
+
+def test_a_named_file_that_is_missing_fails_instead_of_falling_through(
+    tmp_path: Path, system_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A typo in --config or $RUNPOD_WATCHDOG_CONFIG must not quietly run on another file (or the
+    enforcing defaults)."""
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "[policy]\nmode = 'dry-run'\n")  # ./config.toml exists, and would be found
+    missing = tmp_path / "typo.toml"
+    for path, env in ((missing, {}), (None, {"RUNPOD_WATCHDOG_CONFIG": str(missing)})):
+        with pytest.raises(ConfigError) as caught:
+            load_config(path, env=env)
+        assert caught.value.problems[0].startswith(f"{missing}:1: (file): cannot read")
+
+
+def test_load_config_without_a_path_uses_the_working_directory_file(
+    tmp_path: Path, system_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    system_config.write_text("[policy]\nmode = 'enforce'\n", encoding="utf-8")
+    (tmp_path / "config.toml").mkdir()  # not a file: skipped, the system file is next
+    assert load_config(None, env={}).source == str(system_config)
+    (tmp_path / "config.toml").rmdir()
+    local = write(tmp_path, "[policy]\nmode = 'dry-run'\n")
+    config = load_config(None, env={})
+    assert (config.source, config.policy.mode) == (str(local), "dry-run")
+    local.unlink()
+    system_config.unlink()
+    assert load_config(None, env={}) == default_config(env={})
+
+
+def test_check_config_without_a_path_searches_the_same_way(tmp_path: Path) -> None:
+    write(tmp_path, "[budget]\nmonthly_eur = 0\n")
+    env = {key: value for key, value in os.environ.items() if key not in _ENV_TO_DROP}
+    result = subprocess.run(
+        [sys.executable, "-m", "watchdog", "check-config"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"{tmp_path / 'config.toml'}:2: budget.monthly_eur: ")
+    named = write(tmp_path, "", "named.toml")
+    env["RUNPOD_WATCHDOG_CONFIG"] = str(named)
+    result = subprocess.run(
+        [sys.executable, "-m", "watchdog", "check-config"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{named}: OK")

@@ -6,18 +6,34 @@ exit 2, print, choose an exit code) lives here. Subcommands import their modules
 others. The dashboard, the simulator and the demo live outside the headless core and register themselves
 as entry points (:data:`PLUGIN_COMMANDS`). Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad
 configuration (as argparse and systemd's ExecStartPre expect).
+
+Every command finds its configuration with :func:`watchdog.config.find_config` (``--config PATH``, else
+``$RUNPOD_WATCHDOG_CONFIG``, else ``./config.toml``, else ``/etc/runpod-watchdog/config.toml``). Every
+command that talks to RunPod takes ``--simulator URL``: it sets, for this process, exactly the environment
+``runpod-watchdog simulate`` prints (:func:`watchdog.config.simulator_environment`), so pointing a command
+at the simulator is one flag and can never be half done.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
 from watchdog import __version__
-from watchdog.config import Config, Secrets, load_config, load_secrets
+from watchdog.config import (
+    CONFIG_SEARCH_PATH,
+    SIMULATOR_DROPPED_VARIABLES,
+    Config,
+    Secrets,
+    find_config,
+    load_config,
+    load_secrets,
+    simulator_environment,
+)
 from watchdog.errors import ConfigError
 
 PLUGIN_COMMANDS: dict[str, str] = {
@@ -30,6 +46,39 @@ the demo in ``sim_harness``), registered under the ``runpod_watchdog.commands`` 
 core never imports them by name; the value is the extra that installs what they need."""
 
 
+_SEARCHED = CONFIG_SEARCH_PATH.removeprefix("--config PATH, else ")
+CONFIG_HELP = f"config file (default: {_SEARCHED})"
+SIMULATOR_HELP = (
+    "talk to the built-in simulator at URL (http://127.0.0.1:PORT, as `runpod-watchdog simulate` prints) "
+    "instead of RunPod: sets the three RunPod URLs and the simulator's published key, and ignores "
+    "SLACK_WEBHOOK_URL and systemd credentials (the same as sourcing the lines `simulate` prints)"
+)
+RUN_DESCRIPTION = f"""\
+Run the watchdog daemon until SIGTERM (RUNPOD_API_KEY from the environment or a systemd credential).
+
+The configuration is searched:
+  {CONFIG_SEARCH_PATH}.
+The mode is the file's policy.mode ("enforce" in the shipped config.toml: it patches, cancels and pauses
+at RunPod from the first tick); the daemon logs at start which mode it is in and why. A safe first
+contact: `runpod-watchdog snapshot`, then `runpod-watchdog plan` (what run would change now), then
+`run --dry-run` for a week, then `run`.
+
+Without a configuration file, run refuses to enforce the built-in defaults (exit 2) unless --dry-run is
+given. Exit codes: 0 after SIGTERM, 2 for a bad or missing configuration, a missing or rejected key, or a
+ledger held by another instance."""
+PLAN_DESCRIPTION = f"""\
+Read RunPod once and print what `run` would do now, as a diff, without doing it: each endpoint change
+(`ep-x  workersMax 3 → 1`, `executionTimeoutMs none → 120000`), each job it would cancel (by id), each
+proposal and alert, with its € figure; then the month's spend and the date the budget brake would fire at
+the current rate. It changes nothing at RunPod and opens no ledger.
+
+The configuration is searched:
+  {CONFIG_SEARCH_PATH}.
+Job ids come from what the daemon's first tick reads, and from the heartbeats in the last MiB of each
+[[pings.source]] log. Exit codes: 0 the plan was printed; 1 with --exit-code when run would change
+something; 2 bad configuration, no or rejected API key, or RunPod could not be read."""
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runpod-watchdog",
@@ -39,7 +88,11 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit (0 valid, 2 invalid)")
-    check.add_argument("path", nargs="?", help="config file (default: the shipped config.toml search path)")
+    check.add_argument(
+        "path",
+        nargs="?",
+        help=CONFIG_HELP,
+    )
 
     simulate = sub.add_parser("simulate", help="serve the built-in RunPod simulator on a loopback port")
     simulate.add_argument(
@@ -49,6 +102,13 @@ def _build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     simulate.add_argument("--api-key", default=None, help="the one API key the simulator accepts")
     simulate.add_argument("--access-log", default=None, help="write the access log (JSON lines) here")
+    simulate.add_argument(
+        "--env-file",
+        default=None,
+        metavar="PATH",
+        help="write the environment that points runpod-watchdog at this simulator to PATH (source it: "
+        "`. PATH`); the same lines are printed at start",
+    )
     simulate.add_argument("--list-scenarios", action="store_true", help="print the scenarios and exit")
     simulate.add_argument("--seed", type=int, default=0, help="random seed for scenario traffic")
     simulate.add_argument(
@@ -67,14 +127,39 @@ def _build_parser() -> argparse.ArgumentParser:
         help="the account's spend-rate cap, checked when a worker starts (default 80; inf: no cap)",
     )
 
-    run = sub.add_parser("run", help="run the watchdog daemon")
-    run.add_argument("--config", default=None, help="config file")
+    run = sub.add_parser(
+        "run",
+        help="run the watchdog daemon",
+        description=RUN_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--config", default=None, metavar="PATH", help=CONFIG_HELP)
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="change nothing at RunPod for this run, whatever the configuration's modes say: record every "
+        "decision as a proposal (the only way to run on the built-in defaults)",
+    )
+    run.add_argument("--simulator", default=None, metavar="URL", help=SIMULATOR_HELP)
 
     snapshot = sub.add_parser("snapshot", help="print a live snapshot of a RunPod account through the client")
-    snapshot.add_argument("--config", default=None, help="config file")
+    snapshot.add_argument("--config", default=None, metavar="PATH", help=CONFIG_HELP)
+    snapshot.add_argument("--simulator", default=None, metavar="URL", help=SIMULATOR_HELP)
+
+    plan = sub.add_parser(
+        "plan",
+        help="what `run` would change now, as a diff, without changing anything",
+        description=PLAN_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    plan.add_argument("--config", default=None, metavar="PATH", help=CONFIG_HELP)
+    plan.add_argument("--simulator", default=None, metavar="URL", help=SIMULATOR_HELP)
+    plan.add_argument(
+        "--exit-code", action="store_true", help="exit 1 when `run` would change something (for scripts)"
+    )
 
     tui = sub.add_parser("tui", help="open the live dashboard")
-    tui.add_argument("--config", default=None, help="config file")
+    tui.add_argument("--config", default=None, metavar="PATH", help=CONFIG_HELP)
 
     demo = sub.add_parser("demo", help="simulator + daemon + dashboard telling the product's story")
     demo.add_argument("--headless", action="store_true", help="tell the story as text and exit")
@@ -100,6 +185,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "endpoint", nargs="?", default=None, help="endpoint id or name (default: the only one)"
     )
     whatif.add_argument("--days", type=float, default=30.0, help="days of recorded arrivals to replay (30)")
+    whatif.add_argument(
+        "--until", default=None, help="end of the replayed days, UTC (YYYY-MM-DD or ISO time; default: now)"
+    )
     whatif.add_argument(
         "--max-wait-p95",
         type=float,
@@ -148,11 +236,21 @@ def _build_parser() -> argparse.ArgumentParser:
         "--live", action="store_true", help="also read the endpoint from RunPod (needs the API key)"
     )
     checklist.add_argument("--config", default=None, help="config file")
+    checklist.add_argument("--simulator", default=None, metavar="URL", help=SIMULATOR_HELP)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    simulator = getattr(args, "simulator", None)
+    if simulator is not None:
+        try:
+            os.environ.update(simulator_environment(simulator))
+        except ConfigError as error:
+            print(f"runpod-watchdog {args.command}: {error}", file=sys.stderr)
+            return 2
+        for name in SIMULATOR_DROPPED_VARIABLES:
+            os.environ.pop(name, None)
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
@@ -164,8 +262,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return check_config(args.path)
     if args.command == "snapshot":
         return snapshot(args.config)
+    if args.command == "plan":
+        return plan(args.config, exit_code=args.exit_code)
     if args.command == "run":
-        return run(args.config)
+        return run(args.config, dry_run=args.dry_run)
     if args.command == "report":
         return report(args)
     if args.command == "compare":
@@ -221,7 +321,11 @@ def snapshot(config_path: str | None) -> int:
     except ExitCode as exit_code:
         return exit_code.code
     if secrets.runpod_api_key is None:
-        print("runpod-watchdog snapshot: RUNPOD_API_KEY is not set", file=sys.stderr)
+        print(
+            "runpod-watchdog snapshot: RUNPOD_API_KEY is not set (or add --simulator URL to look at the "
+            "built-in simulator)",
+            file=sys.stderr,
+        )
         return 2
     try:
         text = asyncio.run(snapshot_text(config, secrets.runpod_api_key))
@@ -235,25 +339,87 @@ def snapshot(config_path: str | None) -> int:
     return 0
 
 
-def run(config_path: str | None) -> int:
-    """``runpod-watchdog run``: the daemon until SIGTERM (0); 2 for a bad config, a rejected key or a
-    ledger held by another instance."""
+def plan(config_path: str | None, *, exit_code: bool = False) -> int:
+    """``runpod-watchdog plan``: what ``run`` would do now, printed, nothing done. 0; 1 with ``exit_code``
+    when ``run`` would change something; 2 for a bad config, a missing or rejected key, or a RunPod that
+    could not be read (a script must never take "could not look" for "nothing to change")."""
+    from watchdog.plan import PlanError, make_plan, plan_text
+
+    location = find_config(config_path)
+    try:
+        config, secrets = load_or_exit(config_path, check_files=False)
+    except ExitCode as code:
+        return code.code
+    if secrets.runpod_api_key is None:
+        print(
+            "runpod-watchdog plan: RUNPOD_API_KEY is not set (or add --simulator URL to plan against the "
+            "built-in simulator)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        result = asyncio.run(make_plan(config, secrets.runpod_api_key))
+    except PlanError as exc:
+        if exc.auth_rejected:
+            print(f"runpod-watchdog plan: RunPod rejected the API key: {exc}", file=sys.stderr)
+        else:
+            print(
+                f"runpod-watchdog plan: RunPod could not be read, so there is no plan: {exc}", file=sys.stderr
+            )
+        return 2
+    where = (
+        f"{location.path} ({location.why})"
+        if location.path is not None
+        else f"the built-in defaults ({location.why})"
+    )
+    print(
+        plan_text(result, usd_per_eur=config.budget.usd_per_eur, source=f"{where}, mode {config.policy.mode}")
+    )
+    return 1 if exit_code and result.would_change else 0
+
+
+NO_CONFIG_MESSAGE = (
+    f"runpod-watchdog run: no configuration file found (searched {CONFIG_SEARCH_PATH}); refusing to "
+    "enforce the built-in defaults. Give one with --config PATH (see what it would do first: "
+    "runpod-watchdog plan --config PATH), or add --dry-run to watch with the built-in defaults and change "
+    "nothing"
+)
+
+
+def run(config_path: str | None, *, dry_run: bool = False) -> int:
+    """``runpod-watchdog run``: the daemon until SIGTERM (0); 2 for a bad or missing config (enforcing the
+    built-in defaults is refused: only ``dry_run`` runs on them), a rejected key or a ledger held by another
+    instance. ``dry_run`` overrides every mode of the configuration for this run."""
     import logging
 
     from watchdog.daemon.service import StartupError, serve
     from watchdog.logs import SecretRedactor, setup_logging
+    from watchdog.plan import dry_run_everywhere, mode_reason
 
     _harden_process()
     redactor = setup_logging("INFO", SecretRedactor())
+    log = logging.getLogger("watchdog.daemon")
+    location = find_config(config_path)
+    if location.path is None and not dry_run:
+        print(NO_CONFIG_MESSAGE, file=sys.stderr)
+        return 2
+    path = str(location.path) if location.path is not None else None
     try:
-        config, secrets = load_or_exit(config_path)
+        config, secrets = load_or_exit(path)
     except ExitCode as exit_code:
         return exit_code.code
     for secret in (secrets.runpod_api_key, secrets.slack_webhook_url):
         if secret is not None:
             redactor.add(secret.reveal())
+    if location.path is None:
+        log.warning("%s: using the built-in defaults, in dry-run mode (--dry-run)", location.why)
+    else:
+        log.info("configuration %s (%s)", location.path, location.why)
+    log.info("%s", mode_reason(config, location, forced_dry_run=dry_run))
+    if dry_run:
+        config = dry_run_everywhere(config)
     try:
-        return asyncio.run(serve(config, secrets, config_path))
+        return asyncio.run(serve(config, secrets, path))
     except (StartupError, ConfigError) as exc:
         logging.getLogger("watchdog.daemon").error("cannot start: %s", exc)
         return 2

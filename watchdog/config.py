@@ -49,7 +49,13 @@ Why it looks like this:
 
 Order of precedence: built-in defaults < the file < environment variables for the three RunPod base URLs
 (``RUNPOD_API_BASE_URL``, ``RUNPOD_REST_API_URL``, ``RUNPOD_ENDPOINT_BASE_URL``, as RunPod's own tools read
-them). Problems found in the environment are reported as ``environment: VARIABLE: message``.
+them). Problems found in the environment are reported as ``environment: VARIABLE: message``. The three URLs
+go together: some on this machine (a simulator) and some elsewhere (the real RunPod) is refused, since the
+daemon would then read one account and act on another (:func:`simulator_environment` sets all three).
+
+Which file: :func:`find_config` is the one search every command uses (``--config PATH``, else
+``$RUNPOD_WATCHDOG_CONFIG``, else ``./config.toml``, else ``/etc/runpod-watchdog/config.toml``, else the
+built-in defaults: :data:`CONFIG_SEARCH_PATH`).
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ import difflib
 import enum
 import fnmatch
 import hmac
+import ipaddress
 import itertools
 import math
 import os
@@ -77,7 +84,7 @@ from urllib.parse import urlsplit
 
 from watchdog.errors import ConfigError
 from watchdog.prices import DEFAULT_PRICES, GpuPrice, PriceTable
-from watchdog.vocabulary import CONFIGURABLE_RULES, Mode, RuleMode
+from watchdog.vocabulary import BILLED_BY_DEFAULT, CONFIGURABLE_RULES, Mode, RuleMode, WorkerStatus
 
 LogFormat = Literal["json", "regex"]
 StartAt = Literal["end", "start"]
@@ -85,9 +92,28 @@ CutAction = Literal["alert", "deny-list", "cooldown"]
 
 CONFIG_ENV_VAR = "RUNPOD_WATCHDOG_CONFIG"
 """Environment variable naming the config file when no path is given."""
+LOCAL_CONFIG_NAME = "config.toml"
+"""Config file looked for in the working directory when neither a path nor the variable is given."""
 SYSTEM_CONFIG_PATH = Path("/etc/runpod-watchdog/config.toml")
-"""Config file used when no path is given and ``$RUNPOD_WATCHDOG_CONFIG`` is unset (if it exists)."""
+"""Config file used when no path is given, ``$RUNPOD_WATCHDOG_CONFIG`` is unset and there is no
+``./config.toml`` (if it exists): the one ``scripts/install.sh`` writes and the systemd unit reads."""
+CONFIG_SEARCH_PATH = (
+    f"--config PATH, else ${CONFIG_ENV_VAR}, else ./{LOCAL_CONFIG_NAME}, else {SYSTEM_CONFIG_PATH}"
+)
+"""The search :func:`find_config` does, in words (for ``--help`` and the messages that name it)."""
 BUILTIN_SOURCE = "<built-in defaults>"
+
+RUNPOD_URL_VARIABLES: tuple[tuple[str, str, str], ...] = (
+    ("RUNPOD_API_BASE_URL", "graphql_url", "/graphql"),
+    ("RUNPOD_REST_API_URL", "rest_url", ""),
+    ("RUNPOD_ENDPOINT_BASE_URL", "runtime_url", ""),
+)
+"""(environment variable, ``[runpod]`` key, suffix appended to the variable's value): RunPod's own names
+for its three base URLs, as the official SDK reads them."""
+SIMULATOR_API_KEY = "sim-key-local-only"
+"""The API key the built-in simulator publishes and accepts unless started with ``--api-key``. Not a
+secret: it only opens a loopback simulator. It is ``runpod_sim.app.DEFAULT_API_KEY`` written out again,
+because the headless core must not import the simulator (a test keeps the two equal)."""
 
 MAX_CONFIG_BYTES = 1024 * 1024
 """A config file larger than this (1 MiB) is refused before it is read whole. The shipped one is about
@@ -264,6 +290,19 @@ def _watch_problem(patterns: tuple[str, ...]) -> str | None:
         return 'must not be empty: the daemon would watch no endpoint; use ["*"] to watch them all'
     if "" in patterns:
         return 'has an empty pattern, which matches no endpoint; use "*" to watch them all'
+    return None
+
+
+def _billed_states_problem(states: tuple[WorkerStatus, ...]) -> str | None:
+    valid = ", ".join(f'"{state}"' for state in WorkerStatus)
+    repeated = [state for state in WorkerStatus if states.count(state) > 1]
+    if repeated:
+        return f"lists {', '.join(repr(str(state)) for state in repeated)} more than once"
+    if WorkerStatus.RUNNING not in states:
+        return (
+            f'must include "RUNNING" (every source agrees a worker running a job is billed), got '
+            f"{_describe([str(state) for state in states])}; worker states are {valid}"
+        )
     return None
 
 
@@ -448,10 +487,25 @@ class PricesConfig:
     gpu: tuple[GpuPrice, ...] = field(default=DEFAULT_PRICES.gpus, metadata=_limits(nonempty=True))
     """``[[prices.gpu]]``: one entry per GPU type id (gpu_type_id, pool, flex_usd_per_s, active_usd_per_s).
     A file that lists any replaces the whole default table (the 11 types of ``watchdog.prices``)."""
+    billed_states: tuple[WorkerStatus, ...] = field(
+        default=tuple(state for state in WorkerStatus if state in BILLED_BY_DEFAULT),
+        metadata=_limits(nonempty=True, check=_billed_states_problem),
+    )
+    """Worker states the live estimate bills, as REST v2 names them ("RUNNING", "IDLE", "INITIALIZING",
+    "THROTTLED", "UNHEALTHY"); must include "RUNNING", no repeats. Whether RunPod bills the cold start
+    (INITIALIZING) and a warm IDLE worker is uncertain (runpod-api.md §9): the default counts both, so the
+    estimate can only over-count; the daemon says when RunPod's bill consistently shows otherwise
+    (:mod:`watchdog.reconcile`). Default: ``watchdog.vocabulary.BILLED_BY_DEFAULT``,
+    ["RUNNING", "IDLE", "INITIALIZING"]."""
 
     @property
     def table(self) -> PriceTable:
         return PriceTable(gpus=self.gpu)
+
+    @property
+    def billed_state_set(self) -> frozenset[WorkerStatus]:
+        """``billed_states`` as the money model takes it."""
+        return frozenset(self.billed_states)
 
     def _problems(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
         seen: set[str] = set()
@@ -1085,6 +1139,10 @@ class Secret:
 SecretOrigin = Literal["credential", "environment", "unset"]
 
 
+MIN_API_KEY_CHARS = 16
+"""RunPod's keys are about 40 characters; the simulator's published one is 18."""
+
+
 @dataclass(frozen=True, slots=True)
 class Secrets:
     """The two secrets, kept apart from :class:`Config` so that logging a config can never leak them."""
@@ -1113,6 +1171,13 @@ def load_secrets(env: Mapping[str, str] | None = None) -> Secrets:
     for name in ("RUNPOD_API_KEY", "SLACK_WEBHOOK_URL"):
         value, origin = _read_secret(name, env, problems)
         found[name] = (Secret(value) if value else None, origin if value else "unset")
+    key = found["RUNPOD_API_KEY"][0]
+    if key is not None and (len(key.reveal()) < MIN_API_KEY_CHARS or any(c.isspace() for c in key.reveal())):
+        problems.append(
+            f"{found['RUNPOD_API_KEY'][1]}: RUNPOD_API_KEY: not an API key (fewer than {MIN_API_KEY_CHARS} "
+            "characters, or whitespace inside; value not shown): every answer has the key removed before it "
+            "is read, so a short one would cut pieces out of ids and amounts"
+        )
     webhook = found["SLACK_WEBHOOK_URL"][0]
     if webhook is not None:
         parts = urlsplit(webhook.reveal())
@@ -1150,14 +1215,62 @@ def default_config(env: Mapping[str, str] | None = None) -> Config:
     return _load_document({}, BUILTIN_SOURCE, _KeyLocator(""), os.environ if env is None else env)
 
 
+ConfigOrigin = Literal["option", "environment", "working directory", "system", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigLocation:
+    """Which configuration file a command uses, and why (:func:`find_config`)."""
+
+    path: Path | None
+    """The file; None when the search found none (the built-in defaults apply)."""
+    origin: ConfigOrigin
+    """How it was found: given with ``--config``, named by ``$RUNPOD_WATCHDOG_CONFIG``, ``./config.toml``
+    in the working directory, the system file, or none."""
+
+    @property
+    def why(self) -> str:
+        """How it was found, in words (for a log line)."""
+        return {
+            "option": "given with --config",
+            "environment": f"named by ${CONFIG_ENV_VAR}",
+            "working directory": f"./{LOCAL_CONFIG_NAME} in the working directory",
+            "system": "the system configuration",
+            "none": f"no configuration file found (searched {CONFIG_SEARCH_PATH})",
+        }[self.origin]
+
+
+def find_config(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> ConfigLocation:
+    """The configuration file every command uses: ``path`` (``--config``) if given, else
+    ``$RUNPOD_WATCHDOG_CONFIG`` if set, else ``./config.toml`` if it is a file, else
+    ``/etc/runpod-watchdog/config.toml`` if it is a file, else none (the built-in defaults).
+
+    A given path or a set variable is used even when the file is missing: a typo must fail loudly, not fall
+    through to another file. ``cwd`` defaults to the working directory (tests pass their own).
+    """
+    env = os.environ if env is None else env
+    if path is not None and str(path):
+        return ConfigLocation(Path(path), "option")
+    if env.get(CONFIG_ENV_VAR):
+        return ConfigLocation(Path(env[CONFIG_ENV_VAR]), "environment")
+    local = (Path.cwd() if cwd is None else cwd) / LOCAL_CONFIG_NAME
+    if local.is_file():
+        return ConfigLocation(local, "working directory")
+    if SYSTEM_CONFIG_PATH.is_file():
+        return ConfigLocation(SYSTEM_CONFIG_PATH, "system")
+    return ConfigLocation(None, "none")
+
+
 def load_config(
     path: str | Path | None = None, env: Mapping[str, str] | None = None, *, check_files: bool = True
 ) -> Config:
     """Load and validate a config file; raise ConfigError listing every problem found.
 
     Args:
-        path: the file. None searches ``$RUNPOD_WATCHDOG_CONFIG``, then ``/etc/runpod-watchdog/config.toml``
-            if it exists, and otherwise uses the built-in defaults.
+        path: the file. None searches as :func:`find_config` does, and uses the built-in defaults when no
+            file is found.
         env: environment for URL overrides and systemd directories (default ``os.environ``).
         check_files: also check, as the user running this, what the daemon will open: the ledger's
             directory exists and is writable (and the ledger is not a directory), log files that exist are
@@ -1168,12 +1281,10 @@ def load_config(
     """
     env = os.environ if env is None else env
     if path is None:
-        if env.get(CONFIG_ENV_VAR):
-            path = env[CONFIG_ENV_VAR]
-        elif SYSTEM_CONFIG_PATH.is_file():
-            path = SYSTEM_CONFIG_PATH
-        else:
+        found = find_config(None, env).path
+        if found is None:
             return default_config(env)
+        path = found
     label = str(path)
     text = _read_config_text(Path(path), label)
     if text.startswith("\ufeff"):
@@ -1344,11 +1455,8 @@ def _apply_environment(
     config: Config, label: str, env: Mapping[str, str], env_problems: list[str], problems: _Problems
 ) -> Config:
     runpod = config.runpod
-    for variable, attribute, suffix in (
-        ("RUNPOD_API_BASE_URL", "graphql_url", "/graphql"),
-        ("RUNPOD_REST_API_URL", "rest_url", ""),
-        ("RUNPOD_ENDPOINT_BASE_URL", "runtime_url", ""),
-    ):
+    from_env: dict[str, str] = {}
+    for variable, attribute, suffix in RUNPOD_URL_VARIABLES:
         value = env.get(variable, "").strip()
         if not value:
             continue
@@ -1358,6 +1466,13 @@ def _apply_environment(
             env_problems.append(f"environment: {variable}: runpod.{attribute} {problem}")
         else:
             runpod = dataclasses.replace(runpod, **{attribute: url})  # type: ignore[arg-type]  # a URL field
+            from_env[attribute] = variable
+    mixed = _mixed_urls_problem(runpod, from_env, label)
+    if mixed is not None:
+        if from_env:
+            env_problems.append(f"environment: {', '.join(from_env.values())}: {mixed}")
+        else:
+            problems.add(("runpod", "rest_url"), mixed)
 
     state_dir = _first_dir(env.get("STATE_DIRECTORY", ""))
     base_dir = Path(state_dir) if state_dir else Path.cwd()
@@ -1408,6 +1523,77 @@ def _apply_environment(
             "one of them",
         )
     return dataclasses.replace(config, runpod=runpod, ledger=ledger, control=control, source=label)
+
+
+def is_loopback_url(url: str) -> bool:
+    """The URL's host is this machine: 127.0.0.0/8, ``::1``, or ``localhost`` (RFC 6761; not resolved)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _mixed_urls_problem(runpod: RunPodConfig, from_env: Mapping[str, str], label: str) -> str | None:
+    """Why the three RunPod URLs cannot be used together: some point at this machine (a simulator) and
+    some elsewhere (the real RunPod). The daemon would read one account and act on the other, or a
+    command would silently talk to the real RunPod while its user thinks it talks to the simulator."""
+    local = [a for _, a, _ in RUNPOD_URL_VARIABLES if is_loopback_url(getattr(runpod, a))]
+    if not local or len(local) == len(RUNPOD_URL_VARIABLES):
+        return None
+    origin = label if label != BUILTIN_SOURCE else "the built-in default"
+
+    def shown(attribute: str) -> str:
+        where = f"${from_env[attribute]}" if attribute in from_env else origin
+        return f"runpod.{attribute} {getattr(runpod, attribute)} (from {where})"
+
+    remote = [a for _, a, _ in RUNPOD_URL_VARIABLES if a not in local]
+    return (
+        f"the RunPod URLs point partly at this machine and partly elsewhere: {'; '.join(map(shown, local))} "
+        f"is loopback, but {'; '.join(map(shown, remote))} is not, so requests would reach the real "
+        "RunPod. Point all three at the simulator (--simulator URL, or the lines "
+        "'runpod-watchdog simulate --env-file FILE' writes: RUNPOD_API_BASE_URL, RUNPOD_REST_API_URL and "
+        "RUNPOD_ENDPOINT_BASE_URL) or none of them"
+    )
+
+
+def simulator_environment(base_url: str) -> dict[str, str]:
+    """The environment that points every RunPod URL at the built-in simulator at ``base_url`` (its
+    ``http://HOST:PORT``, loopback) and presents its published key: what ``--simulator URL`` sets, the
+    same lines ``runpod-watchdog simulate`` prints and writes with ``--env-file``.
+
+    ``SLACK_WEBHOOK_URL`` is emptied (a simulated account must not page the team: alerts go to the log)
+    and ``CREDENTIALS_DIRECTORY`` is dropped by the caller (``SIMULATOR_DROPPED_VARIABLES``: a systemd
+    credential would win over the simulator's key and send the real one to it).
+
+    Raises:
+        ConfigError: ``base_url`` is not a loopback http(s) URL without a path (the simulator only binds
+            loopback).
+    """
+    url = base_url.strip().rstrip("/")
+    problem = _url_problem(url)
+    if problem is None and not is_loopback_url(url):
+        problem = (
+            "must be on this machine (127.0.0.1, ::1, localhost): the simulator only binds loopback, "
+            f"got {_describe(url)}"
+        )
+    if problem is None and urlsplit(url).path not in ("", "/"):
+        problem = f"must be the simulator's base URL (http://HOST:PORT, no path), got {_describe(url)}"
+    if problem is not None:
+        raise ConfigError(f"--simulator: {problem}")
+    return {
+        "RUNPOD_API_KEY": SIMULATOR_API_KEY,
+        "RUNPOD_API_BASE_URL": url,
+        "RUNPOD_REST_API_URL": f"{url}/v2",
+        "RUNPOD_ENDPOINT_BASE_URL": f"{url}/v2",
+        "SLACK_WEBHOOK_URL": "",
+    }
+
+
+SIMULATOR_DROPPED_VARIABLES = ("CREDENTIALS_DIRECTORY",)
+"""Variables ``--simulator`` removes: systemd credentials would win over the simulator's key."""
 
 
 def _first_dir(value: str) -> str:

@@ -77,10 +77,12 @@ __all__ = [
     "LedgerReadModel",
     "LedgerReader",
     "MonthTotals",
+    "ObservedSeconds",
     "OpenJobRow",
     "RecordedTick",
     "RetentionResult",
     "SpendAccrual",
+    "StateSeconds",
     "TickRecord",
     "TickRow",
     "TrafficCount",
@@ -133,6 +135,31 @@ class SpendAccrual:
     """Start of the UTC hour (a multiple of 3600); an interval crossing an hour gives two accruals."""
     usd: float
     gpu_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class StateSeconds:
+    """The live estimate's GPU seconds of one endpoint in one worker state and UTC hour, billed or not, and
+    what they cost at the price table (as if billed); ADDED to the hour. Kept so that RunPod's hourly bill
+    can be reconciled against the estimate state by state (:mod:`watchdog.reconcile`)."""
+
+    endpoint_id: str
+    hour: float
+    """Start of the UTC hour (a multiple of 3600)."""
+    state: str
+    """A worker status (``RUNNING``, ``IDLE``, ``INITIALIZING``, ``THROTTLED``, ``UNHEALTHY``)."""
+    gpu_seconds: float
+    usd: float
+    """``gpu_seconds`` priced from the price table, whether the money model bills the state or not."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedSeconds:
+    """Seconds of one UTC hour the live estimate observed (the daemon saw the workers); ADDED to the hour.
+    An hour observed for less than all of it (a restart, a blind stretch) has an incomplete estimate."""
+
+    hour: float
+    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +325,11 @@ class TickRecord:
     meta: Mapping[str, str] = field(default_factory=dict)
     """``meta`` entries to write with the tick (e.g. the daemon's status JSON under ``"status"``, which the
     TUI shows while the daemon is down); the ledger's own keys are refused."""
+    state_seconds: tuple[StateSeconds, ...] = ()
+    """The interval's GPU seconds per endpoint, worker state and hour (need ``accounting``, like
+    ``estimates``)."""
+    observed: tuple[ObservedSeconds, ...] = ()
+    """The interval's observed seconds per hour (need ``accounting``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -703,6 +735,281 @@ def _intended_outcome(db: Database) -> None:
     db.execute("CREATE INDEX decisions_by_dedupe_key ON decisions (dedupe_key) WHERE dedupe_key IS NOT NULL")
 
 
+@MIGRATIONS(name="0004_report_views")
+def _report_views(db: Database) -> None:
+    # Views only, no table changes: stable, documented read models for BI tools (Metabase, Datasette) and
+    # `runpod-watchdog report` (docs/funders.md documents every column). Money is USD (RunPod's currency;
+    # divide by budget.usd_per_eur for euros). Times: epoch seconds (UTC) plus text columns (`*_utc`,
+    # `day` YYYY-MM-DD, `month` YYYY-MM) for tools that group by text. Per endpoint and hour, RunPod's bill
+    # counts where it exists and the live estimate only where it does not (yet): `basis` says which.
+    # Never change a column's meaning: add columns, or new views in a new step.
+    views = (
+        """
+        CREATE VIEW hourly_spend AS
+        SELECT endpoint_id,
+               hour,
+               strftime('%Y-%m-%dT%H:%M:%SZ', hour, 'unixepoch') AS hour_utc,
+               date(hour, 'unixepoch') AS day,
+               strftime('%Y-%m', hour, 'unixepoch') AS month,
+               coalesce(estimate_usd, 0.0) AS estimate_usd,
+               billed_usd,
+               coalesce(billed_usd, estimate_usd, 0.0) AS usd,
+               CASE WHEN billed_usd IS NULL THEN 'estimate' ELSE 'billed' END AS basis,
+               CASE WHEN billed_usd IS NULL THEN NULL ELSE billed_usd - coalesce(estimate_usd, 0.0) END
+                   AS drift_usd,
+               coalesce(estimate_gpu_seconds, 0.0) AS gpu_seconds_total
+        FROM (
+            SELECT endpoint_id, hour,
+                   max(CASE WHEN source = 'estimate' THEN usd END) AS estimate_usd,
+                   max(CASE WHEN source = 'billed' THEN usd END) AS billed_usd,
+                   max(CASE WHEN source = 'estimate' THEN gpu_seconds END) AS estimate_gpu_seconds
+            FROM spend GROUP BY endpoint_id, hour
+        )
+        """,
+        # Hourly rows aggregated per UTC day, plus the days retention folded into spend_daily (there the bill
+        # counts for the whole day when the day has any billed hour: the hour-by-hour choice is gone).
+        """
+        CREATE VIEW daily_spend AS
+        SELECT endpoint_id,
+               day_start,
+               date(day_start, 'unixepoch') AS day,
+               strftime('%Y-%m', day_start, 'unixepoch') AS month,
+               total(usd) AS usd,
+               total(estimate_usd) AS estimate_usd,
+               CASE WHEN sum(billed_hours) > 0 THEN total(billed_usd) END AS billed_usd,
+               CASE WHEN sum(billed_hours) > 0 THEN total(drift_usd) END AS drift_usd,
+               CAST(sum(billed_hours) AS INTEGER) AS billed_hours,
+               CAST(sum(estimate_only_hours) AS INTEGER) AS estimate_only_hours,
+               CASE WHEN sum(billed_hours) = 0 THEN 'estimate'
+                    WHEN sum(estimate_only_hours) = 0 THEN 'billed' ELSE 'mixed' END AS basis,
+               total(gpu_seconds_total) AS gpu_seconds_total
+        FROM (
+            SELECT endpoint_id, CAST((CAST(hour AS INTEGER) / 86400) * 86400 AS REAL) AS day_start, usd,
+                   estimate_usd, coalesce(billed_usd, 0.0) AS billed_usd,
+                   coalesce(drift_usd, 0.0) AS drift_usd,
+                   billed_usd IS NOT NULL AS billed_hours, billed_usd IS NULL AS estimate_only_hours,
+                   gpu_seconds_total
+            FROM hourly_spend
+            UNION ALL
+            SELECT endpoint_id, day,
+                   coalesce(max(CASE WHEN source = 'billed' THEN usd END),
+                            max(CASE WHEN source = 'estimate' THEN usd END), 0.0),
+                   coalesce(max(CASE WHEN source = 'estimate' THEN usd END), 0.0),
+                   coalesce(max(CASE WHEN source = 'billed' THEN usd END), 0.0),
+                   coalesce(max(CASE WHEN source = 'billed' THEN usd END)
+                            - coalesce(max(CASE WHEN source = 'estimate' THEN usd END), 0.0), 0.0),
+                   coalesce(max(CASE WHEN source = 'billed' THEN hours END), 0),
+                   CASE WHEN max(CASE WHEN source = 'billed' THEN hours END) IS NULL
+                        THEN coalesce(max(CASE WHEN source = 'estimate' THEN hours END), 0) ELSE 0 END,
+                   coalesce(max(CASE WHEN source = 'estimate' THEN gpu_seconds END), 0.0)
+            FROM spend_daily GROUP BY endpoint_id, day
+        )
+        GROUP BY endpoint_id, day_start
+        """,
+        # Requests per endpoint and UTC day: the larger of the logs' count (all sources) and the /health
+        # counters' growth (source '(health)', watchdog.daemon.state.HEALTH_SOURCE), day by day (minute by
+        # minute the two disagree on the minute a request is counted in, and a max would count it twice).
+        """
+        CREATE VIEW daily_requests AS
+        SELECT endpoint_id,
+               day_start,
+               date(day_start, 'unixepoch') AS day,
+               strftime('%Y-%m', day_start, 'unixepoch') AS month,
+               max(coalesce(sum(CASE WHEN source != '(health)' THEN requests END), 0),
+                   coalesce(sum(CASE WHEN source = '(health)' THEN requests END), 0)) AS requests,
+               sum(pings) AS pings
+        FROM (
+            SELECT endpoint_id, CAST((CAST(minute AS INTEGER) / 86400) * 86400 AS REAL) AS day_start, source,
+                   requests, pings
+            FROM traffic
+        )
+        GROUP BY endpoint_id, day_start
+        """,
+        # One row per worker session the daemon saw: each one began with a cold start (INITIALIZING). Seconds
+        # are the daemon's poll-resolution measure (a worker seen in a state at a poll counts the interval).
+        """
+        CREATE VIEW cold_starts AS
+        SELECT endpoint_id,
+               worker_id,
+               gpu_type_id,
+               first_seen_at AS started_at,
+               strftime('%Y-%m-%dT%H:%M:%SZ', first_seen_at, 'unixepoch') AS started_utc,
+               date(first_seen_at, 'unixepoch') AS day,
+               strftime('%Y-%m', first_seen_at, 'unixepoch') AS month,
+               ended_at,
+               initializing_s AS cold_start_seconds,
+               running_s,
+               idle_s,
+               initializing_s + running_s + idle_s AS gpu_seconds_total,
+               estimated_usd
+        FROM worker_sessions
+        """,
+        # The seed's three dashboard indicators per endpoint and UTC day, by their names.
+        """
+        CREATE VIEW daily_indicators AS
+        WITH keys AS (
+            SELECT endpoint_id, day FROM daily_spend
+            UNION SELECT endpoint_id, day FROM daily_requests
+            UNION SELECT endpoint_id, day FROM cold_starts
+        ),
+        cold AS (
+            SELECT endpoint_id, day, count(*) AS cold_starts, avg(cold_start_seconds) AS cold_start_seconds,
+                   max(cold_start_seconds) AS cold_start_seconds_max
+            FROM cold_starts GROUP BY endpoint_id, day
+        )
+        SELECT keys.endpoint_id,
+               keys.day,
+               substr(keys.day, 1, 7) AS month,
+               coalesce(r.requests, 0) AS requests,
+               coalesce(s.usd, 0.0) AS usd,
+               s.basis,
+               CASE WHEN coalesce(r.requests, 0) > 0 THEN coalesce(s.usd, 0.0) * 1000.0 / r.requests END
+                   AS cost_per_1000_requests,
+               coalesce(s.gpu_seconds_total, 0.0) AS gpu_seconds_total,
+               coalesce(c.cold_starts, 0) AS cold_starts,
+               c.cold_start_seconds,
+               c.cold_start_seconds_max
+        FROM keys
+        LEFT JOIN daily_spend AS s ON s.endpoint_id = keys.endpoint_id AND s.day = keys.day
+        LEFT JOIN daily_requests AS r ON r.endpoint_id = keys.endpoint_id AND r.day = keys.day
+        LEFT JOIN cold AS c ON c.endpoint_id = keys.endpoint_id AND c.day = keys.day
+        """,
+        """
+        CREATE VIEW alert_log AS
+        SELECT key,
+               kind,
+               severity,
+               created_at,
+               strftime('%Y-%m-%dT%H:%M:%SZ', created_at, 'unixepoch') AS created_utc,
+               date(created_at, 'unixepoch') AS day,
+               strftime('%Y-%m', created_at, 'unixepoch') AS month,
+               text,
+               eur,
+               state,
+               state = 'sent' AS delivered,
+               attempts,
+               sent_at,
+               strftime('%Y-%m-%dT%H:%M:%SZ', sent_at, 'unixepoch') AS sent_utc,
+               last_error,
+               acknowledged_at
+        FROM alerts
+        """,
+        # Every step of every decision; `counts_as_saving` marks the steps whose saved_usd is counted
+        # (proposed in dry-run, applied in enforce: the daemon's own rule for its saved-money metric).
+        """
+        CREATE VIEW action_log AS
+        SELECT id,
+               at,
+               strftime('%Y-%m-%dT%H:%M:%SZ', at, 'unixepoch') AS at_utc,
+               date(at, 'unixepoch') AS day,
+               strftime('%Y-%m', at, 'unixepoch') AS month,
+               rule,
+               action,
+               endpoint_id,
+               job_id,
+               worker_id,
+               mode,
+               outcome,
+               reason,
+               saved_usd,
+               outcome IN ('proposed', 'applied') AND saved_usd != 0 AS counts_as_saving,
+               error,
+               dedupe_key
+        FROM decisions
+        """,
+        """
+        CREATE VIEW monthly_savings AS
+        SELECT month,
+               coalesce(endpoint_id, '') AS endpoint_id,
+               rule,
+               mode,
+               count(*) AS actions,
+               total(CASE WHEN counts_as_saving THEN saved_usd END) AS saved_usd
+        FROM action_log
+        WHERE outcome IN ('proposed', 'applied')
+        GROUP BY month, coalesce(endpoint_id, ''), rule, mode
+        """,
+        """
+        CREATE VIEW monthly_summary AS
+        WITH keys AS (
+            SELECT endpoint_id, month FROM daily_spend
+            UNION SELECT endpoint_id, month FROM daily_requests
+            UNION SELECT endpoint_id, month FROM cold_starts
+        ),
+        s AS (
+            SELECT endpoint_id, month, total(usd) AS usd, total(estimate_usd) AS estimate_usd,
+                   total(drift_usd) AS drift_usd, sum(billed_hours) AS billed_hours,
+                   sum(estimate_only_hours) AS estimate_only_hours,
+                   total(gpu_seconds_total) AS gpu_seconds_total
+            FROM daily_spend GROUP BY endpoint_id, month
+        ),
+        r AS (SELECT endpoint_id, month, sum(requests) AS requests FROM daily_requests GROUP BY 1, 2),
+        c AS (
+            SELECT endpoint_id, month, count(*) AS cold_starts, avg(cold_start_seconds) AS cold_start_seconds
+            FROM cold_starts GROUP BY 1, 2
+        ),
+        v AS (
+            SELECT endpoint_id, month,
+                   total(CASE WHEN mode = 'enforce' THEN saved_usd END) AS saved_usd_enforce,
+                   total(CASE WHEN mode = 'dry-run' THEN saved_usd END) AS saved_usd_dry_run
+            FROM monthly_savings GROUP BY 1, 2
+        )
+        SELECT keys.endpoint_id,
+               keys.month,
+               coalesce(s.usd, 0.0) AS usd,
+               coalesce(s.estimate_usd, 0.0) AS estimate_usd,
+               coalesce(s.drift_usd, 0.0) AS drift_usd,
+               coalesce(s.billed_hours, 0) AS billed_hours,
+               coalesce(s.estimate_only_hours, 0) AS estimate_only_hours,
+               coalesce(r.requests, 0) AS requests,
+               CASE WHEN coalesce(r.requests, 0) > 0 THEN coalesce(s.usd, 0.0) * 1000.0 / r.requests END
+                   AS cost_per_1000_requests,
+               coalesce(s.gpu_seconds_total, 0.0) AS gpu_seconds_total,
+               coalesce(c.cold_starts, 0) AS cold_starts,
+               c.cold_start_seconds,
+               coalesce(v.saved_usd_enforce, 0.0) AS saved_usd_enforce,
+               coalesce(v.saved_usd_dry_run, 0.0) AS saved_usd_dry_run
+        FROM keys
+        LEFT JOIN s ON s.endpoint_id = keys.endpoint_id AND s.month = keys.month
+        LEFT JOIN r ON r.endpoint_id = keys.endpoint_id AND r.month = keys.month
+        LEFT JOIN c ON c.endpoint_id = keys.endpoint_id AND c.month = keys.month
+        LEFT JOIN v ON v.endpoint_id = keys.endpoint_id AND v.month = keys.month
+        """,
+    )
+    for statement in views:
+        db.execute(statement)
+
+
+@MIGRATIONS(name="0005_state_seconds")
+def _state_seconds(db: Database) -> None:
+    # Two new tables, nothing else touched: the live estimate's GPU seconds per worker state and hour
+    # (billed or not), and how much of each hour it observed, so RunPod's hourly bill can be reconciled
+    # state by state across restarts (watchdog/reconcile.py). Rows go with retention's raw rows.
+    db.execute(
+        """
+        CREATE TABLE state_seconds (
+            endpoint_id TEXT NOT NULL,
+            hour REAL NOT NULL,
+            state TEXT NOT NULL,
+            gpu_seconds REAL NOT NULL,
+            usd REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (endpoint_id, hour, state)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute("CREATE INDEX state_seconds_by_hour ON state_seconds (hour)")
+    db.execute(
+        """
+        CREATE TABLE observed_hours (
+            hour REAL PRIMARY KEY,
+            seconds REAL NOT NULL,
+            updated_at REAL NOT NULL
+        ) WITHOUT ROWID
+        """
+    )
+
+
 SCHEMA_STEPS: tuple[str, ...] = tuple(migration.name for migration in MIGRATIONS._migrations)
 """Names of the migration steps this version knows, oldest first; ``len(SCHEMA_STEPS)`` is the version."""
 
@@ -831,6 +1138,24 @@ class LedgerReadModel:
             "SELECT endpoint_id, hour, source, usd FROM spend WHERE hour >= ? AND hour < ?", [start, end]
         )
         return {(row["endpoint_id"], row["hour"], row["source"]): row["usd"] for row in rows}
+
+    def state_seconds_since(self, t: float) -> list[StateSeconds]:
+        """The live estimate's GPU seconds per endpoint, worker state and hour, for hours starting at or
+        after ``t`` (kept as long as raw rows)."""
+        rows = self._rows(
+            "SELECT endpoint_id, hour, state, gpu_seconds, usd FROM state_seconds WHERE hour >= ?"
+            " ORDER BY hour, endpoint_id, state",
+            [t],
+        )
+        return [
+            StateSeconds(row["endpoint_id"], row["hour"], row["state"], row["gpu_seconds"], row["usd"])
+            for row in rows
+        ]
+
+    def observed_seconds_since(self, t: float) -> dict[float, float]:
+        """Hour start → seconds of it the live estimate observed, for hours starting at or after ``t``."""
+        rows = self._rows("SELECT hour, seconds FROM observed_hours WHERE hour >= ?", [t])
+        return {row["hour"]: row["seconds"] for row in rows}
 
     def month_spend_by_day(self, month_start: float) -> dict[tuple[str, float, SpendSource], float]:
         """USD per (endpoint, UTC day start, source) for the whole month, hourly and rolled-up rows merged."""
@@ -1131,6 +1456,7 @@ class Ledger(LedgerReadModel):
             self._write_workers(db, tick)
             self._write_jobs(db, tick)
             self._write_estimates(db, tick)
+            self._write_state_seconds(db, tick)
             refused_billed = self._write_billed(db, tick)
             self._write_traffic(db, tick)
             new_alerts = self._write_changes(db, tick_id, tick.started_at, tick)
@@ -1295,6 +1621,33 @@ class Ledger(LedgerReadModel):
                 [accrual.endpoint_id, accrual.hour, accrual.usd, accrual.gpu_seconds, interval.end],
             )
         _set_meta(db, _META_LAST_ACCOUNTED, repr(interval.end))
+
+    @staticmethod
+    def _write_state_seconds(db: Database, tick: TickRecord) -> None:
+        # Runs after _write_estimates in the same transaction: the interval already continues the chain.
+        at = tick.accounting.end if tick.accounting is not None else tick.started_at
+        for row in tick.state_seconds:
+            db.execute(
+                """
+                INSERT INTO state_seconds (endpoint_id, hour, state, gpu_seconds, usd, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (endpoint_id, hour, state) DO UPDATE SET
+                    gpu_seconds = gpu_seconds + excluded.gpu_seconds,
+                    usd = usd + excluded.usd,
+                    updated_at = excluded.updated_at
+                """,
+                [row.endpoint_id, row.hour, row.state, row.gpu_seconds, row.usd, at],
+            )
+        for observed in tick.observed:
+            db.execute(
+                """
+                INSERT INTO observed_hours (hour, seconds, updated_at) VALUES (?, ?, ?)
+                ON CONFLICT (hour) DO UPDATE SET
+                    seconds = seconds + excluded.seconds,
+                    updated_at = excluded.updated_at
+                """,
+                [observed.hour, observed.seconds, at],
+            )
 
     def _write_billed(self, db: Database, tick: TickRecord) -> tuple[BilledSpend, ...]:
         if not tick.billed:
@@ -1538,6 +1891,8 @@ class Ledger(LedgerReadModel):
         with self._transaction("applying retention") as db:
             ticks = db.execute("DELETE FROM ticks WHERE started_at < ?", [raw_cutoff]).rowcount
             traffic = db.execute("DELETE FROM traffic WHERE minute < ?", [raw_cutoff]).rowcount
+            db.execute("DELETE FROM state_seconds WHERE hour < ?", [raw_cutoff])
+            db.execute("DELETE FROM observed_hours WHERE hour < ?", [raw_cutoff])
             terminal = ", ".join("?" * len(_TERMINAL_JOB_STATUSES))
             jobs = db.execute(
                 "DELETE FROM jobs WHERE coalesce(finished_at, first_seen_at) < ?"
@@ -1642,6 +1997,7 @@ def _validate_tick(tick: TickRecord) -> None:
                 f"an accrual for hour {accrual.hour!r} lies outside the accounted interval "
                 f"({interval.start!r}, {interval.end!r}]"
             )
+    _validate_state_seconds(tick)
     for billed in tick.billed:
         _require_aligned(billed.hour, HOUR_S, "billed hour")
     for count in tick.traffic:
@@ -1649,6 +2005,22 @@ def _validate_tick(tick: TickRecord) -> None:
     reserved = _RESERVED_META_KEYS.intersection(tick.meta)
     if reserved:
         raise LedgerError(f"meta keys {sorted(reserved)} belong to the ledger itself")
+
+
+def _validate_state_seconds(tick: TickRecord) -> None:
+    """Per-state seconds and observed hours belong to the tick's accounting interval, like its accruals."""
+    interval = tick.accounting
+    hours = [*(row.hour for row in tick.state_seconds), *(row.hour for row in tick.observed)]
+    if interval is None and hours:
+        raise LedgerError("seconds per worker state need the accounting interval they were derived from")
+    for hour in hours:
+        _require_aligned(hour, HOUR_S, "state seconds hour")
+        assert interval is not None  # checked above
+        if not (hour < interval.end and hour + HOUR_S > interval.start):
+            raise LedgerError(
+                f"seconds for hour {hour!r} lie outside the accounted interval "
+                f"({interval.start!r}, {interval.end!r}]"
+            )
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -382,6 +382,35 @@ def budget_status(
     )
 
 
+def brake_fires_at(
+    *,
+    spent_eur: float,
+    forecast_eur: float,
+    days_left: float,
+    monthly_eur: float,
+    brake_at: float,
+    now: float,
+) -> float | None:
+    """When the budget brake fires (spend reaches ``brake_at`` × ``monthly_eur``) if the month goes on at
+    the forecast's rate; ``now`` when spend is already there; None when it does not fire this month (no
+    spend to come, or the moment falls after the month's end, when the spend starts again from the fixed
+    costs).
+
+    The rate is the forecast's own, ``(forecast − spent) / days left`` (the larger of the month's daily
+    rate and the last 24 hours', see :func:`budget_status`), so the date agrees with the forecast shown
+    beside it. Takes the fields :class:`BudgetStatus` and ``watchdog.status.BudgetView`` both carry, so
+    the daemon, ``plan`` and the dashboard compute the same date.
+    """
+    threshold = brake_at * monthly_eur
+    if spent_eur >= threshold:
+        return now
+    if days_left <= 0 or forecast_eur <= spent_eur:
+        return None
+    eur_per_s = (forecast_eur - spent_eur) / (days_left * SECONDS_PER_DAY)
+    fires = now + (threshold - spent_eur) / eur_per_s
+    return fires if fires < now + days_left * SECONDS_PER_DAY else None
+
+
 # --------------------------------------------------------------------------------------------------------
 # Unit economics and latency.
 
