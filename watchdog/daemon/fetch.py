@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from watchdog.client import DeadlineScope, InvalidIdentifier
+from watchdog.client import DeadlineScope, InvalidIdentifier, QuotaWindow
 from watchdog.clock import month_start
 from watchdog.config import Config
 from watchdog.errors import (
@@ -68,6 +68,13 @@ WORKER_LOG_TAIL = 200
 """Lines of backlog asked for the first time a worker's log is read (later reads resume after the last)."""
 WORKER_LOG_READ_S = 1.0
 """How long one read of a live log stream lasts: the stream never ends by itself; the next tick resumes."""
+DEFAULT_REST_QUOTA = (60, 60.0)
+"""REST v2 calls per window (s) assumed until RunPod's ``RateLimit-Policy`` header says (OAS2's example)."""
+QUOTA_SAFETY = 0.8
+"""The share of the REST quota the planned reads may use: actions, deadline checks and other tools sharing
+the key need the rest."""
+RESERVED_REST_CALLS = 3
+"""Calls kept in the current window for actions and deadline checks between ticks."""
 MIN_READ_BUDGET_S = 10.0
 """The shortest time a tick may spend reading RunPod, whatever the poll interval (the demo's is short)."""
 
@@ -87,6 +94,7 @@ class RunPodReads(Protocol):
     def deadline(
         self, seconds: float | None = None, *, at: float | None = None
     ) -> contextlib.AbstractContextManager[DeadlineScope]: ...
+    def quota(self) -> dict[str, QuotaWindow]: ...
     async def worker_logs(
         self,
         endpoint_id: str,
@@ -126,6 +134,20 @@ class ReadPlan:
     """Worker → the id of the last log event read (the next read resumes after it)."""
     limits_due: bool = False
     """Read the account's limits (REST v2 ``/account/limits``: the spend-rate cap) this tick."""
+    rest_budget: int | None = None
+    """REST v2 calls this tick may spend on reads that can wait (None: no limit). Reads that cannot wait
+    (data about to outlive ``stale_after_s``, a due deadline, a worker count that changed) are made anyway."""
+    stale_after_s: float = float("inf")
+    """The policies' stale-data bound: no endpoint's data is left older than this."""
+    poll_interval_s: float = 0.0
+    known_endpoints: tuple[EndpointConfig, ...] = ()
+    """The watched endpoints as last listed (used when listing them again can wait)."""
+    endpoints_listed_at: float | None = None
+    last_workers: Mapping[str, tuple[Worker, ...]] = field(default_factory=dict)
+    """Endpoint → its workers as last read."""
+    workers_read_at: Mapping[str, float] = field(default_factory=dict)
+    urgent_endpoints: frozenset[str] = frozenset()
+    """Endpoints with a runaway deadline or an action to verify soon: read first, and always."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +184,16 @@ class Reading:
     log_cursors: dict[str, str | None] = field(default_factory=dict)
     """Worker → where its log stream was read up to (None: the worker is gone, forget its cursor)."""
     worker_log_failures: int = 0
+    rest_calls: int = 0
+    """REST v2 calls this reading made (the quota the tick spent)."""
+    listed: bool = False
+    """The endpoints were listed this tick (else ``endpoints`` are the plan's ``known_endpoints``)."""
+    workers_read: set[str] = field(default_factory=set)
+    """Endpoints whose workers were read this tick; the others' are the last read (``deferred``) or known
+    to be none (``/health`` counts no worker)."""
+    deferred: dict[str, float] = field(default_factory=dict)
+    """Endpoint → age of the workers it carries: /health showed the same worker counts as last read, and
+    reading them again could wait for the quota."""
     billing: BillingReport | None = None
     billing_failed: bool = False
     error: str | None = None
@@ -176,6 +208,43 @@ class Reading:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+def rest_quota(windows: Mapping[str, QuotaWindow]) -> QuotaWindow | None:
+    """The most restrictive REST v2 window RunPod reported (the fewest calls per second), if any."""
+    rest = [w for w in windows.values() if w.api == "rest"]
+    rest.sort(key=lambda w: (w.limit / w.window_s) if w.limit and w.window_s else float("inf"))
+    return rest[0] if rest else None
+
+
+def refill_rest_tokens(
+    tokens: float | None,
+    refilled_at: float | None,
+    now: float,
+    quota: QuotaWindow | None,
+    poll_interval_s: float,
+) -> float:
+    """The REST calls the planner may spend now: a token bucket filled at ``QUOTA_SAFETY`` of RunPod's
+    rate (what its ``RateLimit-Policy`` says, else ``DEFAULT_REST_QUOTA``), holding three ticks' worth."""
+    limit, window_s = (
+        (quota.limit, quota.window_s)
+        if quota is not None and quota.limit and quota.window_s
+        else DEFAULT_REST_QUOTA
+    )
+    rate = limit / window_s * QUOTA_SAFETY
+    cap = max(3.0, rate * poll_interval_s * 3)
+    if tokens is None or refilled_at is None:
+        return cap
+    return min(cap, tokens + rate * max(0.0, now - refilled_at))
+
+
+def rest_budget(tokens: float, quota: QuotaWindow | None) -> int:
+    """Calls this tick may spend on reads that can wait: the tokens, and never more than the current
+    window has left beyond ``RESERVED_REST_CALLS``."""
+    budget = int(tokens)
+    if quota is not None and quota.reset_in_s > 0:
+        budget = min(budget, quota.remaining - RESERVED_REST_CALLS)
+    return max(0, budget)
 
 
 def read_budget_s(config: Config) -> float:
@@ -233,10 +302,27 @@ async def read_runpod_bounded(
 
 async def read_runpod(client: RunPodReads, config: Config, plan: ReadPlan, now: float) -> Reading:
     """One complete reading, or one that says why it is not (``error``). Unbounded in time by itself:
-    ticks use :func:`read_runpod_bounded`."""
+    ticks use :func:`read_runpod_bounded`.
+
+    Reads are scheduled within RunPod's REST quota (``plan.rest_budget``): ``/health`` (the job runtime's
+    own, far larger quota) is read for every watched endpoint, and an endpoint's workers (REST v2) only
+    when ``/health`` counts any: an endpoint with none needs no call, and one whose counts are what the
+    last read showed can wait, up to the stale-data bound. Listing the endpoints, worker logs, billing and
+    account limits take what the budget leaves, in that order."""
     reading = Reading()
+    budget = _Budget(plan.rest_budget)
     try:
-        listed = await client.list_endpoints()
+        listing_due = (
+            plan.endpoints_listed_at is None
+            or not plan.known_endpoints
+            or now - plan.endpoints_listed_at + plan.poll_interval_s > plan.stale_after_s
+        )
+        if listing_due or budget.take():
+            listed = await client.list_endpoints()
+            reading.rest_calls += 1
+            reading.listed = True
+        else:
+            listed = list(plan.known_endpoints)
         standby: dict[str, int] = {}
         try:
             reading.account = await client.account_spend()
@@ -245,18 +331,6 @@ async def read_runpod(client: RunPodReads, config: Config, plan: ReadPlan, now: 
             raise
         except RunPodError as exc:  # GraphQL adds the balance and workersStandby only: degrade, never blind
             reading.account_problem = f"{exc.title}: {exc}"[:300]
-        if plan.limits_due:
-            try:
-                reading.limits = await client.account_limits()
-            except RunPodAuthError:
-                raise
-            except (
-                RunPodError
-            ) as exc:  # a cap RunPod checks at worker start: worth showing, not worth blinding
-                reading.limits_failed = True
-                log.warning(
-                    "account limits could not be read (the spend-rate cap stays as last read): %s", exc
-                )
         watched = [
             endpoint
             if endpoint.id not in standby
@@ -265,16 +339,8 @@ async def read_runpod(client: RunPodReads, config: Config, plan: ReadPlan, now: 
             if config.policy_for(endpoint.id, endpoint.name).watched
         ]
         reading.endpoints = tuple(sorted(watched, key=lambda e: e.id))
-
-        async def one(endpoint_id: str) -> None:
-            workers, health = await asyncio.gather(
-                client.list_workers(endpoint_id), client.health(endpoint_id)
-            )
-            reading.workers[endpoint_id] = workers.workers
-            reading.health[endpoint_id] = health
-
-        await asyncio.gather(*(one(e.id) for e in reading.endpoints))
-        await _read_worker_logs(client, reading, plan)
+        await _read_health_and_workers(client, reading, plan, budget, now)
+        await _read_worker_logs(client, reading, plan, budget)
         known = {e.id for e in reading.endpoints}
         named = [(start.endpoint_id, start.job_id) for start in reading.job_starts]
         polls = [
@@ -289,7 +355,8 @@ async def read_runpod(client: RunPodReads, config: Config, plan: ReadPlan, now: 
                 reading.gone_jobs.add(job_id)
             except (ValueError, RunPodRejected, RunPodProtocolError) as exc:
                 reading.bad_jobs[job_id] = f"{type(exc).__name__}: {exc}"[:200]
-        if plan.billing_due:
+        if plan.billing_due and budget.take():
+            reading.rest_calls += 1
             try:
                 reading.billing = await client.serverless_billing(start=month_start(now), bucket_size="hour")
             except RunPodAuthError:
@@ -302,6 +369,15 @@ async def read_runpod(client: RunPodReads, config: Config, plan: ReadPlan, now: 
                     config.runpod.billing_interval_s,
                     exc,
                 )
+        if plan.limits_due and budget.take():
+            reading.rest_calls += 1
+            try:
+                reading.limits = await client.account_limits()
+            except RunPodAuthError:
+                raise
+            except RunPodError as exc:  # a cap checked at worker start: worth showing, never blinding
+                reading.limits_failed = True
+                log.warning("account limits unread (the spend-rate cap stays as last read): %s", exc)
     except RunPodAuthError as exc:
         reading.error, reading.auth_rejected = f"{exc.title}: {exc}", True
     except RunPodError as exc:
@@ -309,7 +385,96 @@ async def read_runpod(client: RunPodReads, config: Config, plan: ReadPlan, now: 
     return reading
 
 
-async def _read_worker_logs(client: RunPodReads, reading: Reading, plan: ReadPlan) -> None:
+class _Budget:
+    """REST v2 calls left for reads that can wait (None: no limit)."""
+
+    def __init__(self, calls: int | None) -> None:
+        self.left = calls
+
+    def take(self) -> bool:
+        if self.left is None:
+            return True
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+
+HEALTH_CONCURRENCY = 16
+"""Concurrent ``/health`` and worker-list calls: well under the connection pool, so 1,000 endpoints never
+start 2,000 requests at once (httpcore rescans its queue on every request event)."""
+
+
+def worker_counts(workers: Sequence[Worker]) -> tuple[int, int, int, int, int]:
+    """(running, idle, initializing, throttled, unhealthy), as ``/health`` counts them."""
+    statuses = [w.status for w in workers]
+    return (
+        statuses.count(WorkerStatus.RUNNING),
+        statuses.count(WorkerStatus.IDLE),
+        statuses.count(WorkerStatus.INITIALIZING),
+        statuses.count(WorkerStatus.THROTTLED),
+        statuses.count(WorkerStatus.UNHEALTHY),
+    )
+
+
+def health_counts(health: Health) -> tuple[int, int, int, int, int]:
+    return (
+        health.workers_running,
+        health.workers_idle + health.workers_ready,
+        health.workers_initializing,
+        health.workers_throttled,
+        health.workers_unhealthy,
+    )
+
+
+async def _read_health_and_workers(
+    client: RunPodReads, reading: Reading, plan: ReadPlan, budget: _Budget, now: float
+) -> None:
+    """``/health`` of every endpoint, then the workers of those that have any: urgent ones first, then those
+    whose counts changed, then the ones read longest ago; one whose counts are unchanged waits when the
+    budget is spent, unless its data would outlive the stale-data bound by the next tick."""
+    gate = asyncio.Semaphore(HEALTH_CONCURRENCY)
+
+    async def health(endpoint_id: str) -> None:
+        async with gate:
+            reading.health[endpoint_id] = await client.health(endpoint_id)
+
+    await asyncio.gather(*(health(e.id) for e in reading.endpoints))
+    must: list[str] = []
+    may: list[tuple[float, str]] = []
+    for endpoint in reading.endpoints:
+        counts = health_counts(reading.health[endpoint.id])
+        last = plan.last_workers.get(endpoint.id)
+        read_at = plan.workers_read_at.get(endpoint.id)
+        if not any(counts) and not last and endpoint.id not in plan.urgent_endpoints:
+            reading.workers[endpoint.id] = ()  # /health counts no worker, and none was seen: nothing to read
+            continue
+        ageing = read_at is None or now - read_at + plan.poll_interval_s > plan.stale_after_s
+        if endpoint.id in plan.urgent_endpoints or last is None or ageing or worker_counts(last) != counts:
+            must.append(endpoint.id)
+        else:
+            may.append((read_at if read_at is not None else 0.0, endpoint.id))
+    chosen = list(must)
+    if budget.left is not None:  # what cannot wait is read anyway, and spends the budget first
+        budget.left = max(0, budget.left - len(must))
+    for read_at, endpoint_id in sorted(may):
+        if budget.take():
+            chosen.append(endpoint_id)
+        else:
+            reading.workers[endpoint_id] = plan.last_workers.get(endpoint_id, ())
+            reading.deferred[endpoint_id] = now - read_at
+
+    async def workers(endpoint_id: str) -> None:
+        async with gate:
+            listed = await client.list_workers(endpoint_id)
+        reading.workers[endpoint_id] = listed.workers
+        reading.workers_read.add(endpoint_id)
+
+    reading.rest_calls += len(chosen)
+    await asyncio.gather(*(workers(endpoint_id) for endpoint_id in chosen))
+
+
+async def _read_worker_logs(client: RunPodReads, reading: Reading, plan: ReadPlan, budget: _Budget) -> None:
     """Read the log stream of each RUNNING worker with no confirmed job (at most
     ``MAX_WORKER_LOG_READS_PER_TICK``, the longest-running first) and note the jobs the SDK said started.
     A stream that cannot be read is skipped: the job's heartbeat, status or worker still tell its start,
@@ -323,6 +488,8 @@ async def _read_worker_logs(client: RunPodReads, reading: Reading, plan: ReadPla
         ),
         key=lambda item: (item[0], item[2].id),
     )[:MAX_WORKER_LOG_READS_PER_TICK]
+    candidates = [c for c in candidates if budget.take()]
+    reading.rest_calls += len(candidates)
 
     async def one(endpoint_id: str, worker: Worker) -> None:
         cursor = plan.log_cursors.get(worker.id)

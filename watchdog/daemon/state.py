@@ -30,7 +30,7 @@ from watchdog.daemon.execute import Execution, PendingCheck
 from watchdog.daemon.tracker import OwnActions, Tracker, WorkerTrack
 from watchdog.ledger import Alert, BrakeState, DecisionStep, LedgerReadModel
 from watchdog.logwatch import LogPosition, LogTailer
-from watchdog.models import Worker
+from watchdog.models import EndpointConfig, Worker
 from watchdog.policy import ActionRecord, Deadline, Decision, EndpointFacts
 from watchdog.status import EventView
 from watchdog.vocabulary import Action, Mode, Outcome, SpendSource, WorkerStatus
@@ -124,6 +124,20 @@ class AccountView:
     def limits_due(self, now: float, interval_s: float) -> bool:
         last = max((t for t in (self.limits_read_at, self.limits_failed_at) if t is not None), default=None)
         return last is None or now - last >= interval_s
+
+
+@dataclass
+class ReadSchedule:
+    """What the read planner remembers between ticks: RunPod's REST quota as a token bucket, and what was
+    last read of each endpoint (so what has not changed can wait)."""
+
+    tokens: float | None = None
+    """REST v2 calls the daemon may still spend on reads that can wait (None before the first tick)."""
+    refilled_at: float | None = None
+    endpoints: tuple[EndpointConfig, ...] = ()
+    listed_at: float | None = None
+    workers: dict[str, tuple[Worker, ...]] = field(default_factory=dict)
+    workers_read_at: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -255,6 +269,7 @@ class DaemonState:
     dedupe: Dedupe = field(default_factory=Dedupe)
     counters: Counters = field(default_factory=Counters)
     account: AccountView = field(default_factory=AccountView)
+    reads: ReadSchedule = field(default_factory=ReadSchedule)
     events: deque[EventView] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
     ledger: LedgerTrouble = field(default_factory=LedgerTrouble)
     status_written: tuple[float, tuple[bool, bool]] | None = None
@@ -304,6 +319,10 @@ class DaemonState:
         sight.blind_since = None if sight.blind_since is None else sight.blind_since + delta
         billing.last_read_at = None if billing.last_read_at is None else billing.last_read_at + delta
         billing.failed_at = None if billing.failed_at is None else billing.failed_at + delta
+        reads = self.reads
+        reads.refilled_at = None if reads.refilled_at is None else reads.refilled_at + delta
+        reads.listed_at = None if reads.listed_at is None else reads.listed_at + delta
+        reads.workers_read_at = {e: at + delta for e, at in reads.workers_read_at.items()}
         account = self.account
         for name in ("limits_read_at", "limits_failed_at", "problem_since"):
             at = getattr(account, name)

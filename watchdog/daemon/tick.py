@@ -31,7 +31,15 @@ from watchdog.config import Config
 from watchdog.daemon.accounting import Accrued, MonthMoney, accrue, billed_rows, month_money
 from watchdog.daemon.evaluate import blind_decision, decide, endpoint_limits, is_repeat, policy_settings
 from watchdog.daemon.execute import Execution, Observation, brake_entry, execute, step_for, verify
-from watchdog.daemon.fetch import Reading, ReadPlan, read_logs, read_runpod_bounded
+from watchdog.daemon.fetch import (
+    Reading,
+    ReadPlan,
+    read_logs,
+    read_runpod_bounded,
+    refill_rest_tokens,
+    rest_budget,
+    rest_quota,
+)
 from watchdog.daemon.notices import (
     balance_unknown_alert,
     billed_states_alert,
@@ -48,7 +56,7 @@ from watchdog.daemon.publish import (
     endpoint_view,
     endpoints_24h,
 )
-from watchdog.daemon.state import DaemonState, LedgerTrouble, roll_calendar, state_meta
+from watchdog.daemon.state import DaemonState, LedgerTrouble, ReadSchedule, roll_calendar, state_meta
 from watchdog.daemon.track import Tracked, track
 from watchdog.errors import LedgerError, RunPodAuthError, RunPodError, RunPodNotFound
 from watchdog.ledger import (
@@ -117,6 +125,12 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
     for problem in logs.problems:
         log.warning("%s", problem)
     dropped_ids = state.tracker.observe_logs(logs.events, now)
+    reads = state.reads
+    quota = rest_quota(ports.client.quota())
+    reads.tokens = refill_rest_tokens(
+        reads.tokens, reads.refilled_at, now, quota, config.runpod.poll_interval_s
+    )
+    reads.refilled_at = now
     plan = ReadPlan(
         # cancelled jobs first (their cancel is verified), then the open jobs in the tracker's order
         jobs=tuple(dict.fromkeys([*state.own.cancelled_ids(), *state.tracker.open_job_ids()])),
@@ -124,8 +138,17 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
         known_busy_workers=state.tracker.known_busy_workers(),
         log_cursors=dict(state.tracker.log_cursors),
         limits_due=state.account.limits_due(now, ACCOUNT_LIMITS_EVERY_S),
+        rest_budget=rest_budget(reads.tokens, quota),
+        stale_after_s=config.policy.stale_after_s,
+        poll_interval_s=config.runpod.poll_interval_s,
+        known_endpoints=reads.endpoints,
+        endpoints_listed_at=reads.listed_at,
+        last_workers=reads.workers,
+        workers_read_at=reads.workers_read_at,
+        urgent_endpoints=_urgent_endpoints(state, now, config.runpod.poll_interval_s),
     )
     reading = await read_runpod_bounded(ports.client, config, plan, now, ports.stopping)
+    _note_reads(reads, reading, now)
     if reading.quota_wait is not None:
         log.warning("tick %d not ok: %s", state.ticks + 1, reading.quota_wait)
     if reading.auth_rejected and state.sight.last_ok_at is None:
@@ -552,6 +575,32 @@ def _intend(decisions: list[Decision], state: DaemonState, ports: Ports, now: fl
             for d in decisions
         ]
     return decisions
+
+
+def _urgent_endpoints(state: DaemonState, now: float, poll_interval_s: float) -> frozenset[str]:
+    """Endpoints whose workers must be read this tick whatever the quota: a runaway deadline falls before the
+    next tick, an action awaits its verification, or the daemon holds the endpoint down."""
+    soon = {d.endpoint_id for d in state.deadlines if d.at <= now + 2 * poll_interval_s}
+    checking = {c.step.endpoint_id for c in state.pending_checks if c.step.endpoint_id}
+    return frozenset(soon | checking | set(state.brakes))
+
+
+def _note_reads(reads: ReadSchedule, reading: Reading, now: float) -> None:
+    """What the reading spent of the REST quota and what it read, for the next tick's plan."""
+    if reads.tokens is not None:
+        reads.tokens -= reading.rest_calls
+    if not reading.ok:
+        return
+    if reading.listed:
+        reads.endpoints, reads.listed_at = reading.endpoints, now
+    listed = {e.id for e in reading.endpoints}
+    for endpoint_id in listed:
+        if endpoint_id in reading.workers_read or not reading.workers.get(endpoint_id):
+            reads.workers[endpoint_id] = reading.workers.get(endpoint_id, ())
+            reads.workers_read_at[endpoint_id] = now
+    for endpoint_id in [e for e in reads.workers if e not in listed]:
+        del reads.workers[endpoint_id]
+        reads.workers_read_at.pop(endpoint_id, None)
 
 
 def _note_account(state: DaemonState, reading: Reading, now: float) -> Alert | None:
