@@ -326,3 +326,45 @@ def test_the_daemon_writes_owner_group_files_whatever_the_umask_and_never_dumps_
     core = next(line for line in limits_text.splitlines() if line.startswith("Max core file size"))
     assert core.split()[4:6] == ["0", "0"], core
     assert modes and all(mode & 0o007 == 0 for mode in modes.values()), {k: oct(v) for k, v in modes.items()}
+
+
+async def test_run_dry_run_never_acts_not_by_an_old_override_a_reload_or_a_command(tmp_path: Path) -> None:
+    """``run --dry-run`` used to be undone by a SIGHUP (the file's mode came back) and by a rule set to
+    enforce from the dashboard in an earlier run; now nothing changes at RunPod for the whole run."""
+    from watchdog.config import dry_run_everywhere
+    from watchdog.daemon.commands import CommandRejected
+    from watchdog.vocabulary import Mode
+
+    clock = ManualClock(START)
+    sim = build_simulator("hung-job", clock=clock)
+    (job,) = sim._jobs[HUNG_ENDPOINT_ID].values()
+    policy = {"max_execution_s": 30.0, "grace_s": 0.0}
+    enforcing = tmp_path / "enforce.toml"
+    async with daemon_against(sim, tmp_path, policy=policy) as daemon:
+        daemon.config = dry_run_everywhere(daemon.config)
+        daemon.state.rule_overrides["runaway_job"] = Mode.ENFORCE  # saved from an earlier run's dashboard
+        enforcing.write_text(
+            f'[ledger]\npath = "{daemon.config.ledger.resolved_path}"\n'
+            '[policy]\nmode = "enforce"\nmax_execution_s = 30.0\ngrace_s = 0.0\n',
+            encoding="utf-8",
+        )
+        assert await daemon.reload(str(enforcing))
+        assert daemon.config.policy.dry_run_only and daemon.config.policy.mode == Mode.DRY_RUN
+        rows = []
+        for _ in range(30):
+            sim.sync()
+            rows += (await daemon.tick()).rows
+            rows += (await daemon.check_deadlines()).rows
+            clock.advance(5)
+        assert rows and all(r.outcome != "applied" for r in rows), [r for r in rows if r.outcome == "applied"]
+        assert any(r.action == "cancel_job" and r.outcome == "proposed" for r in rows)
+        assert sim.job(HUNG_ENDPOINT_ID, job.id).status == "IN_PROGRESS"
+        assert sim.endpoint(HUNG_ENDPOINT_ID).execution_timeout_ms is None  # not patched either
+        for kind, args in (
+            ("pause", {"endpoint_id": HUNG_ENDPOINT_ID}),
+            ("cancel_job", {"endpoint_id": HUNG_ENDPOINT_ID, "job_id": job.id}),
+            ("set_rule_mode", {"rule": "config_drift", "mode": "enforce"}),
+        ):
+            with pytest.raises(CommandRejected, match="dry_run_only"):
+                await daemon.command(kind, args)
+        assert sim.endpoint(HUNG_ENDPOINT_ID).workers_max == 1

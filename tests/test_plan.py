@@ -27,7 +27,8 @@ from watchdog.config import (
     default_config,
 )
 from watchdog.money import SECONDS_PER_DAY, brake_fires_at, budget_status
-from watchdog.plan import Change, Plan, PlanError, dry_run_everywhere, make_plan, mode_reason, plan_text
+from watchdog.config import dry_run_everywhere
+from watchdog.plan import Change, Plan, PlanError, make_plan, mode_reason, plan_text
 from watchdog.vocabulary import CONFIGURABLE_RULES, Action, Mode, Rule, RuleMode
 
 START = from_iso("2026-06-24T14:00:00Z")

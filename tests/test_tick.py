@@ -262,3 +262,28 @@ async def test_free_share_is_measured_from_the_logs_tier_field(tmp_path: Path) -
     assert calendar.tiered_requests >= 20
     assert budget.free_share == pytest.approx(calendar.free_requests / calendar.tiered_requests)
     assert 0.15 < budget.free_share < 0.45  # the scenario's 30 %, not the configured 90 %
+
+
+async def test_a_daemon_that_cannot_reach_runpod_logs_it_at_a_slowing_rate(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unreachable RunPod used to write a line every tick (5 lines every 5 s); now the episode is logged
+    when it starts, then after 1, 2, 4 ... minutes, and once more when the daemon sees again."""
+    clock = ManualClock(START)
+    sim = build_simulator("steady", clock=clock)
+    faults = Faults()
+    async with daemon_against(sim, tmp_path, faults=faults) as daemon:
+        await daemon.tick()
+        faults.fail_next(None, status=503)
+        caplog.clear()
+        for _ in range(int(30 * 60 / 5)):  # half an hour of 5 s ticks
+            clock.advance(5)
+            assert (await daemon.tick()).blind
+        blind_lines = [r.getMessage() for r in caplog.records if "blind" in r.getMessage()]
+        # the start, then 1, 2, 4 and 8 minutes apart (1, 3, 7, 15 min in): 5 lines for 360 blind ticks
+        assert len(blind_lines) == 5, blind_lines
+        assert "still blind after 15 min" in blind_lines[-1] and "next report in 16 min" in blind_lines[-1]
+        faults.clear()
+        clock.advance(5)
+        assert (await daemon.tick()).ok
+        assert any("sees RunPod again" in r.getMessage() for r in caplog.records)

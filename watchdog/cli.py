@@ -29,6 +29,7 @@ from watchdog.config import (
     SIMULATOR_DROPPED_VARIABLES,
     Config,
     Secrets,
+    dry_run_everywhere,
     find_config,
     load_config,
     load_secrets,
@@ -394,7 +395,7 @@ def run(config_path: str | None, *, dry_run: bool = False) -> int:
 
     from watchdog.daemon.service import StartupError, serve
     from watchdog.logs import SecretRedactor, setup_logging
-    from watchdog.plan import dry_run_everywhere, mode_reason
+    from watchdog.plan import mode_reason
 
     _harden_process()
     redactor = setup_logging("INFO", SecretRedactor())

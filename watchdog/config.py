@@ -683,6 +683,9 @@ class PolicyConfig:
     mode: Mode = Mode.ENFORCE
     """"enforce" acts (cancel, patch, pause); "dry-run" only records what it would have done and the money
     that would have saved. Default "enforce"."""
+    dry_run_only: bool = False
+    """true: nothing is ever changed at RunPod, whatever a rule's, an endpoint's or the dashboard's mode
+    says (``run --dry-run`` sets it for one run). Default false."""
     watch: tuple[str, ...] = field(default=("*",), metadata=_limits(check=_watch_problem))
     """Endpoint ids or names (patterns allowed) to watch; "*" = all; never empty (an empty list would watch
     nothing). Default ["*"]."""
@@ -2153,3 +2156,29 @@ def _skip_string(line: str, start: int) -> int:
         return len(line) if end < 0 else end + 1
     found = _BASIC_STRING_REST.match(line, start + 1)
     return len(line) if found is None else found.end()
+
+
+def dry_run_everywhere(config: Config) -> Config:
+    """``config`` with nothing left to enforce: ``policy.mode``, every ``[policy.rules]`` rule set to
+    "enforce" and every ``[[policy.endpoint]]`` mode become dry-run (a rule set to "enforce" or an
+    endpoint's own mode would otherwise still act under ``policy.mode = "dry-run"``), and
+    ``policy.dry_run_only`` set, so neither a reload nor a mode set from the dashboard acts either."""
+    policy = config.policy
+    rules = RuleModes(
+        **{
+            f.name: RuleMode.DRY_RUN
+            if getattr(policy.rules, f.name) == RuleMode.ENFORCE
+            else getattr(policy.rules, f.name)
+            for f in dataclasses.fields(RuleModes)
+        }
+    )
+    endpoints = tuple(
+        dataclasses.replace(entry, mode=Mode.DRY_RUN) if entry.mode is not None else entry
+        for entry in policy.endpoint
+    )
+    return dataclasses.replace(
+        config,
+        policy=dataclasses.replace(
+            policy, mode=Mode.DRY_RUN, rules=rules, endpoint=endpoints, dry_run_only=True
+        ),
+    )

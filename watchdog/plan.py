@@ -21,9 +21,8 @@ the daemon). Work the daemon cannot judge yet (a job younger than ``max_executio
 unknown id it must first watch that long) is listed with the moment it would be stopped
 (:attr:`Plan.deadlines`).
 
-:func:`dry_run_everywhere` is ``run --dry-run``: the configuration with every mode (``policy.mode``, the
-``[policy.rules]`` set to "enforce", each ``[[policy.endpoint]]`` mode) turned to dry-run, and
-:func:`mode_reason` says in one line which mode a run is in and why.
+``run --dry-run`` applies :func:`watchdog.config.dry_run_everywhere` (every mode turned to dry-run and
+``policy.dry_run_only`` set), and :func:`mode_reason` says in one line which mode a run is in and why.
 """
 
 from __future__ import annotations
@@ -398,28 +397,6 @@ def _value(value: object) -> str:
 # run --dry-run
 
 
-def dry_run_everywhere(config: Config) -> Config:
-    """``config`` with nothing left to enforce: ``policy.mode``, every ``[policy.rules]`` rule set to
-    "enforce" and every ``[[policy.endpoint]]`` mode become dry-run (a rule set to "enforce" or an
-    endpoint's own mode would otherwise still act under ``policy.mode = "dry-run"``)."""
-    policy = config.policy
-    rules = RuleModes(
-        **{
-            f.name: RuleMode.DRY_RUN
-            if getattr(policy.rules, f.name) == RuleMode.ENFORCE
-            else getattr(policy.rules, f.name)
-            for f in dataclasses.fields(RuleModes)
-        }
-    )
-    endpoints = tuple(
-        dataclasses.replace(entry, mode=Mode.DRY_RUN) if entry.mode is not None else entry
-        for entry in policy.endpoint
-    )
-    return dataclasses.replace(
-        config, policy=dataclasses.replace(policy, mode=Mode.DRY_RUN, rules=rules, endpoint=endpoints)
-    )
-
-
 def mode_reason(config: Config, location: ConfigLocation, *, forced_dry_run: bool) -> str:
     """One line: the mode this run acts in, and why (the flag, the file and how it was found, the
     built-in defaults), naming the rules and endpoints that differ from ``policy.mode``."""
@@ -458,7 +435,6 @@ __all__ = [
     "Plan",
     "PlanError",
     "PlannedStep",
-    "dry_run_everywhere",
     "make_plan",
     "mode_reason",
     "plan_text",

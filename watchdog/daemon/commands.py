@@ -77,6 +77,7 @@ async def run_command(
     """
     command_id = ledger.enqueue_command(kind, dict(args), now)
     try:
+        _refuse_under_dry_run_only(kind, args, config)
         carried = await _carry_out(kind, args, state, client, deny_list, now)
     except (CommandRejected, KeyError, LookupError, TypeError) as exc:
         reason = str(exc) if isinstance(exc, CommandRejected) else f"missing or invalid argument: {exc}"
@@ -105,6 +106,21 @@ async def run_command(
     for event in events_of(carried.steps, alerts, usd_per_eur=config.budget.usd_per_eur, now=now):
         state.events.appendleft(event)
     return answer
+
+
+ACTING_COMMANDS = frozenset({CommandKind.PAUSE, CommandKind.RESTORE, CommandKind.CANCEL_JOB})
+
+
+def _refuse_under_dry_run_only(kind: str, args: Mapping[str, Any], config: Config) -> None:
+    """Under ``policy.dry_run_only`` (``run --dry-run``) nothing is changed at RunPod, by hand either, and no
+    rule can be switched to enforce."""
+    if not config.policy.dry_run_only:
+        return
+    if kind in ACTING_COMMANDS or (kind == CommandKind.SET_RULE_MODE and args.get("mode") == Mode.ENFORCE):
+        raise CommandRejected(
+            "this daemon runs with dry_run_only (run --dry-run): nothing at RunPod is changed, by hand "
+            "either; restart it without --dry-run to act"
+        )
 
 
 def _who(args: Mapping[str, Any]) -> str:

@@ -37,7 +37,7 @@ import httpx
 from watchdog.alerts import AlertDispatcher
 from watchdog.client import RunPodClient
 from watchdog.clock import Clock, SystemClock
-from watchdog.config import Config, LogSource, Secrets, load_config
+from watchdog.config import Config, LogSource, Secrets, dry_run_everywhere, load_config
 from watchdog.daemon.commands import run_command
 from watchdog.daemon.fetch import ReadInterrupted
 from watchdog.daemon.notices import reload_failed_alert
@@ -265,9 +265,12 @@ class Daemon:
     # -- reload ---------------------------------------------------------------------------------------
 
     async def reload(self, path: str | None) -> bool:
-        """SIGHUP: re-read the config. On error keep the old one, log every problem, queue an alert."""
+        """SIGHUP: re-read the config. On error keep the old one, log every problem, queue an alert. A
+        daemon started with ``run --dry-run`` stays dry-run whatever the file now says."""
         try:
             new = load_config(path)
+            if self.config.policy.dry_run_only:
+                new = dry_run_everywhere(new)
         except ConfigError as error:
             for problem in error.problems:
                 log.error("config reload: %s", problem)
@@ -430,14 +433,23 @@ async def serve(config: Config, secrets: Secrets, config_path: str | None) -> in
     from watchdog.control import ControlServer  # noqa: PLC0415 - the servers load only for `run`
     from watchdog.metrics import start_exporter  # noqa: PLC0415
 
+    # The signals are ours before anything slow starts: a SIGTERM while the ledger opens is a clean stop
+    # (exit 0), not a death by signal; a SIGHUP then is ignored (the config was just read).
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP during start-up: ignored"))
     try:
         daemon = Daemon(config, secrets)
         await daemon.open()
     except LedgerError as exc:
         raise StartupError(str(exc)) from None
+    if stop.is_set():
+        log.info("stopped during start-up")
+        await daemon.close()
+        return 0
     log.info("starting: %s", config.summary())
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
     reloads: set[asyncio.Task[bool]] = set()
 
     def on_hup() -> None:
@@ -445,8 +457,6 @@ async def serve(config: Config, secrets: Secrets, config_path: str | None) -> in
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     metrics_server = None
     control: ControlServer | None = None

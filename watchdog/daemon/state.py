@@ -104,6 +104,9 @@ class Sight:
     """When the last tick read RunPod completely."""
     blind_since: float | None = None
     """Start of the current blind episode (None while the daemon sees)."""
+    blind_logged_at: float | None = None
+    """When the current blind episode was last logged (the log slows down: 1, 2, 4 ... 60 minutes)."""
+    blind_log_every_s: float = 0.0
 
 
 @dataclass
@@ -269,6 +272,9 @@ class DaemonState:
     dedupe: Dedupe = field(default_factory=Dedupe)
     counters: Counters = field(default_factory=Counters)
     account: AccountView = field(default_factory=AccountView)
+    first_enforced_at: float | None = None
+    """When this ledger's account was first watched in enforce mode (the first enforce tick says what it
+    changed, once, in one alert)."""
     reads: ReadSchedule = field(default_factory=ReadSchedule)
     events: deque[EventView] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
     ledger: LedgerTrouble = field(default_factory=LedgerTrouble)
@@ -317,6 +323,7 @@ class DaemonState:
         sight, billing = self.sight, self.billing
         sight.last_ok_at = None if sight.last_ok_at is None else sight.last_ok_at + delta
         sight.blind_since = None if sight.blind_since is None else sight.blind_since + delta
+        sight.blind_logged_at = None if sight.blind_logged_at is None else sight.blind_logged_at + delta
         billing.last_read_at = None if billing.last_read_at is None else billing.last_read_at + delta
         billing.failed_at = None if billing.failed_at is None else billing.failed_at + delta
         reads = self.reads
@@ -361,6 +368,7 @@ def state_meta(state: DaemonState, tailers: Sequence[LogTailer]) -> dict[str, st
         "month": month_label(calendar.month),
         "tiers": {"free": calendar.free_requests, "tiered": calendar.tiered_requests},
         "alerted_thresholds": sorted(calendar.alerted_thresholds),
+        "first_enforced_at": state.first_enforced_at,
     }
     return {STATE_META_KEY: json.dumps(saved, sort_keys=True)}
 
@@ -385,6 +393,8 @@ def restore_state(
         if position:
             tailer.restore(LogPosition(int(position[0]), int(position[1]), int(position[2])))
     state.rule_overrides = {str(k): Mode(v) for k, v in saved.get("rule_overrides", {}).items()}
+    first = saved.get("first_enforced_at")
+    state.first_enforced_at = float(first) if isinstance(first, int | float) else None
     if saved.get("month") == month_label(now):
         tiers = saved.get("tiers", {})
         state.calendar.free_requests = int(tiers.get("free", 0))

@@ -211,7 +211,7 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
             config=config,
             now=now,
         )
-        decisions, findings = judged.decisions, judged.findings
+        decisions, findings = _capped(judged.decisions, config), judged.findings
         state.facts = {facts.config.id: facts for facts in judged.facts}
     else:
         decisions = (blind_decision(config, state.sight.last_ok_at, now, reading.error or "unknown error"),)
@@ -243,7 +243,8 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
         if reading.ok:
             if state.sight.blind_since is not None:
                 log.warning("the watchdog sees RunPod again (blind since %s)", _iso(state.sight.blind_since))
-                state.sight.blind_since = None
+                state.sight.blind_since = state.sight.blind_logged_at = None
+                state.sight.blind_log_every_s = 0.0
             alerts.extend(
                 metric_alerts(
                     reading.endpoints,
@@ -327,7 +328,7 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
     if recorded is not None and recorded.new_alerts:
         ports.wake_alerts()
     if not reading.ok:
-        log.warning("tick %d blind: %s", state.ticks, reading.error)
+        _log_blind(state, reading.error or "unknown error", now)
     return TickOutcome(
         tick_id=recorded.tick_id if recorded is not None else None,
         started_at=now,
@@ -383,6 +384,7 @@ async def check_deadlines(state: DaemonState, ports: Ports, config: Config, now:
             for d in evaluate(view, now)
             if d.rule == Rule.RUNAWAY_JOB and d.action in (Action.CANCEL_JOB, Action.SCALE_TO_ZERO)
         )
+    decisions = list(_capped(decisions, config))
     steps: list[DecisionStep] = []
     now = ports.clock.now()  # the reads took time: the steps are stamped when they are taken
     async with ports.acting:
@@ -577,6 +579,14 @@ def _intend(decisions: list[Decision], state: DaemonState, ports: Ports, now: fl
     return decisions
 
 
+def _capped(decisions: Sequence[Decision], config: Config) -> tuple[Decision, ...]:
+    """``policy.dry_run_only`` (``run --dry-run``) is the last word: every decision becomes a proposal,
+    whatever mode a rule, an endpoint or the dashboard gave it."""
+    if not config.policy.dry_run_only:
+        return tuple(decisions)
+    return tuple(d if d.mode != Mode.ENFORCE else replace(d, mode=Mode.DRY_RUN) for d in decisions)
+
+
 def _urgent_endpoints(state: DaemonState, now: float, poll_interval_s: float) -> frozenset[str]:
     """Endpoints whose workers must be read this tick whatever the quota: a runaway deadline falls before the
     next tick, an action awaits its verification, or the daemon holds the endpoint down."""
@@ -741,6 +751,31 @@ def _count_gpu_seconds(state: DaemonState, accrued: Accrued) -> None:
             calendar.gpu_seconds[endpoint_id][gpu_type] += seconds
         if hour >= calendar.day:
             calendar.gpu_seconds_today[endpoint_id] += seconds
+
+
+BLIND_LOG_FIRST_S = 60.0
+BLIND_LOG_MAX_S = 3_600.0
+
+
+def _log_blind(state: DaemonState, error: str, now: float) -> None:
+    """A blind episode is logged when it starts (with the blind decision) and then after 1, 2, 4 ... up to
+    60 minutes: a daemon that cannot reach RunPod for a day writes a few dozen lines, not 17,000 (the
+    metrics and the one Slack alert carry the state meanwhile)."""
+    sight = state.sight
+    if sight.blind_logged_at is None:
+        sight.blind_logged_at, sight.blind_log_every_s = now, BLIND_LOG_FIRST_S
+        return
+    if now - sight.blind_logged_at < sight.blind_log_every_s:
+        return
+    since = sight.blind_since if sight.blind_since is not None else sight.blind_logged_at
+    sight.blind_log_every_s = min(BLIND_LOG_MAX_S, sight.blind_log_every_s * 2)
+    sight.blind_logged_at = now
+    log.warning(
+        "still blind after %.0f min: %s (next report in %.0f min)",
+        (now - since) / 60,
+        error[:300],
+        sight.blind_log_every_s / 60,
+    )
 
 
 def _worth_recording(state: DaemonState, decision: Decision, now: float) -> bool:
