@@ -307,6 +307,14 @@ async def _run_until_signalled(
     print("\n".join(env_lines), flush=True)
     if not sim.options.graphql_enabled:
         print("graphql: retired (POST /graphql answers 410 Gone)", flush=True)
+    speed = getattr(sim.clock, "speed", 1.0)
+    if speed != 1.0:
+        print(
+            f"note: --speed {speed:g} runs this account {speed:g}x faster than real time (its times, its "
+            f"access log): a daemon run on its own lives on the real clock and would see rates {speed:g}x "
+            "too high and jobs aging too fast; use --speed 1 for it (runpod-watchdog demo shares one clock)",
+            flush=True,
+        )
     if show_workers:
         print("\n".join(external_worker_instructions(sim, base_url, api_key=api_key, scenario=scenario)))
         sys.stdout.flush()

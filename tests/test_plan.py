@@ -25,9 +25,9 @@ from watchdog.config import (
     RuleModes,
     Secret,
     default_config,
+    dry_run_everywhere,
 )
 from watchdog.money import SECONDS_PER_DAY, brake_fires_at, budget_status
-from watchdog.config import dry_run_everywhere
 from watchdog.plan import Change, Plan, PlanError, make_plan, mode_reason, plan_text
 from watchdog.vocabulary import CONFIGURABLE_RULES, Action, Mode, Rule, RuleMode
 
