@@ -356,6 +356,15 @@ def test_int_is_accepted_for_a_float_but_bool_is_not(tmp_path: Path) -> None:
     assert problems_of(path) == [f"{path}:2: budget.monthly_eur: expected a number, got a boolean (True)"]
 
 
+def test_the_daily_allowance_is_off_by_default_and_a_boolean(tmp_path: Path) -> None:
+    assert default_config(env={}).budget.daily_allowance is False
+    assert load_config(write(tmp_path, "[budget]\ndaily_allowance = true\n"), env={}).budget.daily_allowance
+    path = write(tmp_path, "[budget]\nmonthly_eur = 20.0\ndaily_allowance = 1\n")
+    assert problems_of(path) == [
+        f"{path}:3: budget.daily_allowance: expected true or false, got an integer (1)"
+    ]
+
+
 def test_non_finite_and_float_for_int_are_rejected(tmp_path: Path) -> None:
     path = write(tmp_path, "[runpod]\nrequest_timeout_s = inf\nmax_retries = 2.5\n")
     assert problems_of(path) == [

@@ -17,6 +17,8 @@ from watchdog.money import (
     budget_status,
     cold_start_stats,
     cost_per_1000_requests,
+    daily_allowance_eur,
+    day_start,
     endpoint_gpu_price,
     estimate_interval_usd,
     eur_to_usd,
@@ -192,6 +194,24 @@ def test_month_to_date_per_endpoint_sorted() -> None:
         ("b", pytest.approx(1.25), pytest.approx(0.25)),
     ]
     assert mtd.last_billed_hour == H9
+
+
+def test_month_to_date_counts_the_utc_days_hours_apart() -> None:
+    """Today's spend (the daily allowance's measure) is the same max-of-two count, over today's hours."""
+    yesterday = ts(2025, 3, 9, 23)
+    mtd = month_to_date(
+        {("a", yesterday): 5.0, ("a", H9): 1.0, ("b", H10): 0.5, ("a", LAST_MONTH): 9.0},
+        {("a", H9): 1.5, ("*", H11): 0.25},
+        NOW,
+    )
+    assert day_start(NOW) == ts(2025, 3, 10)
+    assert [(e.endpoint_id, e.today_usd) for e in mtd.by_endpoint] == [
+        ("*", pytest.approx(0.25)),
+        ("a", pytest.approx(1.5)),
+        ("b", pytest.approx(0.5)),
+    ]
+    assert mtd.today_usd == pytest.approx(2.25)
+    assert mtd.counted_usd == pytest.approx(7.25)
 
 
 # --- budget ---------------------------------------------------------------------------------------------
@@ -390,3 +410,47 @@ def test_free_share_is_measured_once_enough_requests_carry_a_tier(
     from watchdog.money import measured_free_share
 
     assert measured_free_share(free, tiered, 0.3) == expected
+
+
+# --- the daily allowance --------------------------------------------------------------------------------
+
+DEFAULT_FIXED_EUR = 10.0 / 1.16
+"""The shipped configuration: the 10 USD Hugging Face space at 1.16 USD per EUR."""
+
+
+@pytest.mark.parametrize(
+    ("now", "variable", "today", "allowance"),
+    [
+        # the 1st: (20 - 8.62) / 30 days, about 0.38 EUR, not 20 / 31 = 0.65 (the fixed costs come first)
+        pytest.param(ts(2026, 6, 1, 0, 5), 0.0, 0.0, (20 - DEFAULT_FIXED_EUR) / 30, id="june-1st"),
+        pytest.param(ts(2026, 7, 1, 9), 0.3, 0.3, (20 - DEFAULT_FIXED_EUR) / 31, id="july-1st-spent-today"),
+        # the 16th of June (15 days left, today included), after a quiet half month: the unspent carries over
+        pytest.param(ts(2026, 6, 16, 18), 2.0, 0.5, (20 - DEFAULT_FIXED_EUR - 1.5) / 15, id="quiet-half"),
+        # after an expensive stretch the days left get less
+        pytest.param(ts(2026, 6, 16, 18), 9.0, 0.0, (20 - DEFAULT_FIXED_EUR - 9.0) / 15, id="costly-half"),
+        pytest.param(ts(2026, 6, 30, 23, 59), 11.0, 0.2, (20 - DEFAULT_FIXED_EUR - 10.8) / 1, id="last-day"),
+        pytest.param(ts(2026, 6, 20), 14.0, 1.0, 0.0, id="nothing-left-is-zero-never-negative"),
+    ],
+)
+def test_daily_allowance_is_the_month_left_at_the_days_start_over_the_days_left(
+    now: float, variable: float, today: float, allowance: float
+) -> None:
+    got = daily_allowance_eur(
+        monthly_eur=20.0, fixed_eur=DEFAULT_FIXED_EUR, variable_eur=variable, today_eur=today, now=now
+    )
+    assert got == pytest.approx(allowance)
+
+
+def test_daily_allowance_for_the_shipped_budget_is_about_38_cents() -> None:
+    june = daily_allowance_eur(
+        monthly_eur=20.0, fixed_eur=DEFAULT_FIXED_EUR, variable_eur=0.0, today_eur=0.0, now=ts(2026, 6, 1)
+    )
+    assert round(june, 2) == 0.38
+
+
+def test_daily_allowance_does_not_move_with_todays_spend() -> None:
+    """Spending today does not lower the line today's spend is measured against."""
+    now = ts(2026, 6, 10, 15)
+    before = daily_allowance_eur(monthly_eur=20.0, fixed_eur=8.0, variable_eur=3.0, today_eur=0.0, now=now)
+    after = daily_allowance_eur(monthly_eur=20.0, fixed_eur=8.0, variable_eur=3.4, today_eur=0.4, now=now)
+    assert before == pytest.approx(after) == pytest.approx(9.0 / 21)

@@ -757,6 +757,267 @@ def test_a_cancelled_jobs_worker_still_running_is_left_to_escalation_not_unknown
     assert [d.action for d in evaluate(view(later), NOW) if d.rule == "runaway_job"] == ["escalate"]
 
 
+# --- a month that fits the budget: the day's allowance, and the forecast's first days ----------------------
+
+DAY_SETTINGS = replace(SETTINGS, daily_allowance=True)
+"""``budget.daily_allowance = true`` (the built-in default is off)."""
+BAD_DAY = ts(2025, 3, 10, 15)
+"""The 10th of March, 15:00 UTC: 22 days left in the month, today included."""
+MIDNIGHT = ts(2025, 3, 11)
+"""When the 10th's brake lifts."""
+BAD_DAY_ALLOWANCE = (20.0 - 1.0) / 22
+"""2 € spent this month, 1 € of it today: the 19 € left at the day's start over 22 days (no fixed costs)."""
+
+
+def _day(
+    today_usd: float,
+    *,
+    now: float = BAD_DAY,
+    month_usd: float = 2.0,
+    settings: PolicySettings = DAY_SETTINGS,
+    **changes: Any,
+) -> PolicyView:
+    """A regular endpoint (most of today's spend) and an allow-listed one, ``today_usd`` spent today."""
+    regular = facts(cfg("ep1"), variable_today_usd=today_usd * 0.8, variable_mtd_usd=month_usd * 0.8)
+    allowed = facts(
+        cfg("ep0-allowed"),
+        limits=replace(LIMITS, allowed=True),
+        variable_today_usd=today_usd * 0.2,
+        variable_mtd_usd=month_usd * 0.2,
+    )
+    fields: dict[str, Any] = {
+        "now": now,
+        "budget": budget(month_usd, now=now),
+        "variable_today_usd": today_usd,
+        "settings": settings,
+    }
+    fields.update(changes)
+    return view(regular, allowed, **fields)
+
+
+def _day_brake(since: float = BAD_DAY, **changes: Any) -> BrakeEntry:
+    """The 10th's brake on ep1, as the executor stores it."""
+    fields: dict[str, Any] = {"until": MIDNIGHT}
+    fields.update(changes)
+    return BrakeEntry("ep1", Rule.BUDGET_BRAKE, Action.PAUSE, since, {"workers_max": 1}, **fields)
+
+
+def _next_day(today_usd: float = 0.0, *, brake: BrakeEntry | None = None, **changes: Any) -> PolicyView:
+    """The endpoint held at workers_max 0 by the 10th's brake, seen at ``now`` (default: 5 s past midnight)."""
+    now = changes.pop("now", MIDNIGHT + 5)
+    held = facts(cfg("ep1", workers_max=0))
+    fields: dict[str, Any] = {
+        "now": now,
+        "budget": budget(changes.pop("month_usd", 3.0), now=now),
+        "variable_today_usd": today_usd,
+        "settings": DAY_SETTINGS,
+        "brakes": (brake or _day_brake(),),
+    }
+    fields.update(changes)
+    return view(held, **fields)
+
+
+def _budget_steps(state: PolicyView, now: float) -> list[tuple[str, str | None]]:
+    return [(d.action, d.endpoint_id) for d in evaluate(state, now) if d.rule == Rule.BUDGET_BRAKE]
+
+
+@pytest.mark.parametrize(
+    ("today_usd", "brakes"),
+    [
+        pytest.param(BAD_DAY_ALLOWANCE * 0.99, False, id="just-under-the-allowance"),
+        pytest.param(BAD_DAY_ALLOWANCE, True, id="at-the-allowance"),
+        pytest.param(1.0, True, id="over-it"),
+    ],
+)
+def test_a_bad_day_pauses_what_is_not_allow_listed_at_the_days_allowance(
+    today_usd: float, brakes: bool
+) -> None:
+    # today's own spend does not move the allowance: 2 € this month, of which ``today_usd`` today
+    state = _day(today_usd, budget=budget(1.0 + today_usd, now=BAD_DAY))
+    decisions = [d for d in evaluate(state, BAD_DAY) if d.rule == Rule.BUDGET_BRAKE]
+    if not brakes:
+        assert decisions == []
+        return
+    assert [(d.action, d.endpoint_id, d.mode, d.severity) for d in decisions] == [
+        ("alert", None, "enforce", "warning"),
+        ("pause", "ep1", "enforce", "warning"),
+        ("purge_queue", "ep1", "enforce", "warning"),
+    ]  # the allow-listed endpoint is spared
+    alert, pause, purge = decisions
+    assert (pause.patch, pause.previous, pause.until) == ({"workers_max": 0}, {"workers_max": 1}, MIDNIGHT)
+    assert pause.dedupe_key == f"budget_brake:pause:ep1:{ts(2025, 3, 10)}"
+    assert purge.dedupe_key == f"budget_brake:purge_queue:ep1:{ts(2025, 3, 10)}"
+    assert alert.dedupe_key == f"budget_brake:alert:day:{ts(2025, 3, 10)}" and alert.threshold is None
+    spent = f"today's GPU spend €{today_usd:.2f} reached the day's allowance €{BAD_DAY_ALLOWANCE:.2f}"
+    assert alert.reason == (
+        f"{spent} (the €19.00 left for GPU time this month at the day's start, over 22 day(s)): the day's "
+        "brake pauses ep1 (not on policy.allow_list) until 00:00 UTC"
+    )
+    assert pause.reason.startswith(f"{spent}; pausing until 00:00 UTC saves about €")
+    # the rest of the day (9 h) at today's pace (15 h gone), ep1's 80 % of it
+    assert pause.estimated_saving_usd == pytest.approx(today_usd / (15 * 3600) * 9 * 3600 * 0.8)
+
+
+def test_the_days_brake_fires_once() -> None:
+    """Once the pause holds (workers_max 0, the brake recorded), the day's step has nothing left to do."""
+    held = facts(cfg("ep1", workers_max=0), variable_today_usd=0.8)
+    state = replace(_day(1.0), endpoints=(held,), brakes=(_day_brake(),))
+    assert _budget_steps(state, BAD_DAY + 60) == []
+
+
+def test_a_dry_run_days_brake_says_it_only_proposes() -> None:
+    dry = replace(LIMITS, rule_modes={Rule.BUDGET_BRAKE: Mode.DRY_RUN})
+    state = replace(_day(1.0), endpoints=(facts(cfg("ep1"), limits=dry, variable_today_usd=1.0),))
+    alert, pause, _purge = [d for d in evaluate(state, BAD_DAY) if d.rule == Rule.BUDGET_BRAKE]
+    assert pause.mode == "dry-run"
+    assert alert.reason.endswith("until 00:00 UTC (proposed only: dry-run)")
+
+
+def test_the_days_brake_lifts_at_the_next_utc_midnight() -> None:
+    assert _budget_steps(_next_day(now=MIDNIGHT - 1), MIDNIGHT - 1) == []  # still the 10th
+    decisions = [d for d in evaluate(_next_day(), MIDNIGHT + 5) if d.rule == Rule.BUDGET_BRAKE]
+    assert [(d.action, d.endpoint_id, d.severity) for d in decisions] == [
+        ("alert", None, "info"),
+        ("restore", "ep1", "info"),
+    ]
+    alert, restore = decisions
+    assert (restore.patch, restore.previous, restore.mode) == (
+        {"workers_max": 1},
+        {"workers_max": 0},
+        "enforce",
+    )
+    assert "a new UTC day's allowance has started" in restore.reason
+    allowance = (20.0 - 3.0) / 21
+    assert alert.reason == (
+        f"a new UTC day (today's allowance €{allowance:.2f}, €0.00 spent so far): the day's brake is lifted "
+        "from ep1"
+    )
+    assert alert.dedupe_key == f"budget_brake:alert:day-lifted:{MIDNIGHT}"
+
+
+def test_a_new_day_already_over_its_allowance_keeps_the_brake() -> None:
+    assert _budget_steps(_next_day(today_usd=5.0), MIDNIGHT + 5) == []
+
+
+def test_the_days_brake_lifts_even_once_the_allowance_is_switched_off() -> None:
+    """Its end was promised when it was set; the setting only decides whether new ones fire."""
+    state = _next_day(settings=SETTINGS, variable_today_usd=None)
+    assert _budget_steps(state, MIDNIGHT + 5) == [("alert", None), ("restore", "ep1")]
+    assert "a new UTC day: the day's brake is lifted from ep1" in evaluate(state, MIDNIGHT + 5)[0].reason
+
+
+def test_the_months_brake_wins_over_the_days() -> None:
+    # 96 % of the month and a bad day: the month's pause (until the month ends), not the day's
+    state = _day(1.0, budget=budget(19.2, now=BAD_DAY), alerted_thresholds=frozenset({0.5, 0.8}))
+    decisions = [d for d in evaluate(state, BAD_DAY) if d.rule == Rule.BUDGET_BRAKE]
+    assert [(d.action, d.endpoint_id) for d in decisions] == [("pause", "ep1"), ("purge_queue", "ep1")]
+    assert (
+        decisions[0].until is None and decisions[0].dedupe_key == f"budget_brake:pause:ep1:{ts(2025, 3, 1)}"
+    )
+    # and a day's brake seen on a new day while the month's brake holds stays until the month changes
+    assert (
+        _budget_steps(_next_day(month_usd=19.2, alerted_thresholds=frozenset({0.5, 0.8})), MIDNIGHT + 5) == []
+    )
+    first_of_april = ts(2025, 4, 1) + 5
+    april = _next_day(now=first_of_april, month_usd=0.0)
+    assert _budget_steps(april, first_of_april) == [("restore", "ep1")]  # the month change's restore
+    assert "a new month's budget has started" in evaluate(april, first_of_april)[0].reason
+
+
+def test_the_daily_allowance_is_off_by_default_and_then_changes_nothing() -> None:
+    assert not CONFIG.budget.daily_allowance and not SETTINGS.daily_allowance
+    switched_on = replace(CONFIG, budget=replace(CONFIG.budget, daily_allowance=True))
+    assert policy_settings(switched_on).daily_allowance
+    bad_day = _day(5.0, settings=SETTINGS)
+    assert evaluate(bad_day, BAD_DAY) == evaluate(replace(bad_day, variable_today_usd=None), BAD_DAY) == []
+    # a month's pause over a tighten is never lifted by a new day
+    stacked = BrakeEntry(
+        "ep1", Rule.BUDGET_BRAKE, Action.TIGHTEN, BAD_DAY, {"workers_max": 3, "idle_timeout_s": 60}
+    )
+    assert _budget_steps(_next_day(brake=stacked, settings=SETTINGS), MIDNIGHT + 5) == []
+
+
+def test_unknown_spend_today_never_brakes() -> None:
+    assert evaluate(_day(5.0, variable_today_usd=None), BAD_DAY) == []
+
+
+def test_a_days_pause_over_a_forecast_tighten_keeps_the_original_config_and_lifts_next_day() -> None:
+    """The executor keeps the tighten's brake record (it has no end) when the day's pause stacks on it."""
+    tighten = BrakeEntry(
+        "ep1", Rule.BUDGET_BRAKE, Action.TIGHTEN, BAD_DAY - 3600, {"workers_max": 3, "idle_timeout_s": 60}
+    )
+    tightened = facts(cfg("ep1", workers_max=1, idle_timeout_s=5), variable_today_usd=1.0)
+    state = replace(_day(1.0), endpoints=(tightened,), brakes=(tighten,))
+    _alert, pause, _purge = [d for d in evaluate(state, BAD_DAY) if d.rule == Rule.BUDGET_BRAKE]
+    assert (pause.patch, pause.previous) == ({"workers_max": 0}, {"workers_max": 3, "idle_timeout_s": 60})
+    assert _budget_steps(_next_day(brake=tighten), MIDNIGHT + 5) == [("alert", None), ("restore", "ep1")]
+    # a tighten alone (not paused) is the month's, and stays
+    alone = replace(_next_day(brake=tighten), endpoints=(tightened,))
+    assert _budget_steps(alone, MIDNIGHT + 5) == []
+
+
+def test_a_bad_day_does_not_tighten_what_it_pauses() -> None:
+    """A forecast overrun on the same tick would patch workers_max back to 1 after the pause."""
+    regular = facts(cfg("ep1", idle_timeout_s=10), requests_per_month=3000, variable_today_usd=3.0)
+    state = replace(_day(3.0, budget=budget(6.0, now=BAD_DAY, last_24h=3.0)), endpoints=(regular,))
+    assert state.budget is not None and state.budget.forecast_overrun
+    assert _budget_steps(state, BAD_DAY) == [("alert", None), ("pause", "ep1"), ("purge_queue", "ep1")]
+
+
+def _early(now: float, used_eur: float, alerted: frozenset[float] = frozenset()) -> list[Decision]:
+    """A forecast overrun (the last 24 h at 3 € a day) with an endpoint a tighten would cut."""
+    endpoint = facts(cfg("ep1", idle_timeout_s=10), requests_per_month=3000)
+    state = view(
+        endpoint, now=now, budget=budget(used_eur, now=now, last_24h=3.0), alerted_thresholds=alerted
+    )
+    assert state.budget is not None and state.budget.forecast_overrun
+    return [d for d in evaluate(state, now) if d.rule == Rule.BUDGET_BRAKE]
+
+
+@pytest.mark.parametrize(
+    ("now", "day_of_month"),
+    [
+        pytest.param(ts(2025, 3, 1, 6), 1, id="day-1"),
+        pytest.param(ts(2025, 3, 2, 18), 2, id="day-2"),
+        pytest.param(ts(2025, 3, 3, 23), 3, id="day-3"),
+    ],
+)
+def test_a_forecast_overrun_in_the_months_first_days_is_information(now: float, day_of_month: int) -> None:
+    (notice,) = _early(now, 3.0)
+    assert (notice.action, notice.endpoint_id, notice.severity, notice.mode) == (
+        "alert",
+        None,
+        "info",
+        "enforce",
+    )
+    assert notice.reason.startswith("forecast €")
+    assert (
+        f"but on day {day_of_month} of the month it extrapolates too little data: information only, nothing "
+        "is tightened (ep1 would get max 1 worker and a short idle timeout); from day 4, or once spend "
+        "crosses 50% of the budget, an overrun is a warning and tightens"
+    ) in notice.reason
+    assert notice.dedupe_key == f"budget_brake:alert:forecast:{ts(2025, 3, 1)}" and notice.threshold is None
+
+
+@pytest.mark.parametrize("now", [ts(2025, 3, 4), ts(2025, 3, 5, 12)], ids=["day-4", "day-5"])
+def test_from_the_fourth_a_forecast_overrun_is_a_warning_and_tightens(now: float) -> None:
+    (tighten,) = _early(now, 3.0)
+    assert (tighten.action, tighten.endpoint_id, tighten.severity) == ("tighten", "ep1", "warning")
+
+
+def test_early_in_the_month_a_crossed_threshold_keeps_the_warning() -> None:
+    """10.5 € of 20 € on the 2nd: the overrun rests on money already spent, not on an extrapolation."""
+    decisions = _early(ts(2025, 3, 2, 12), 10.5, alerted=frozenset({0.5}))
+    assert [(d.action, d.endpoint_id, d.severity) for d in decisions] == [("tighten", "ep1", "warning")]
+
+
+def test_early_in_the_month_nothing_to_tighten_means_nothing_to_say() -> None:
+    already_tight = facts(cfg("ep1", idle_timeout_s=5))
+    now = ts(2025, 3, 2, 12)
+    state = view(already_tight, now=now, budget=budget(3.0, now=now, last_24h=3.0))
+    assert _budget_steps(state, now) == []
+
+
 # --- the vocabulary's table of (rule, action) pairs ---------------------------------------------------------
 
 
@@ -843,6 +1104,9 @@ POLICY_SCENARIOS: dict[str, Callable[[], list[Decision]]] = {
         ),
         NOW,
     ),
+    "budget-day-brake": lambda: evaluate(_day(1.0), BAD_DAY),
+    "budget-day-lift": lambda: evaluate(_next_day(), MIDNIGHT + 5),
+    "budget-early-forecast": lambda: _early(ts(2025, 3, 2, 18), 3.0),
     # What the daemon does with an operator's restore command: the policy builds those decisions too.
     "restore-on-command": lambda: restore_decisions(
         [

@@ -443,6 +443,13 @@ class BudgetConfig:
     brake_at: float = field(default=0.95, metadata=_limits(gt=0, le=2))
     """Fraction of the budget (in (0, 2]) at which the brake stops every endpoint not on
     ``policy.allow_list``. Default 0.95."""
+    daily_allowance: bool = False
+    """Also brake a bad day: when the UTC day's variable (GPU) spend reaches the day's allowance, the
+    endpoints not on ``policy.allow_list`` are paused (the month's brake) until the next UTC midnight, then
+    restored. The allowance is what the month has left for GPU time at the day's start spread over the days
+    left, today included: (monthly_eur - fixed costs - variable spend before today) / days left
+    (``watchdog.money.daily_allowance_eur``); 20 EUR with the 10 USD space starts a 30-day month at about
+    0.38 EUR a day. The month's brake keeps priority. Default false."""
     free_share: float = field(default=0.30, metadata=_limits(ge=0, lt=1))
     """Share of requests offered free to learners (in [0, 1)), used when the logs carry no tier.
     Default 0.30."""

@@ -37,6 +37,11 @@ ACCOUNT_WIDE = "*"
 """Endpoint key for billing records that carry no endpoint id."""
 
 
+def day_start(ts: float) -> float:
+    """Start of the UTC day containing ``ts`` (UTC days are whole multiples of 86,400 s since the epoch)."""
+    return ts - (ts % SECONDS_PER_DAY)
+
+
 # --------------------------------------------------------------------------------------------------------
 # Currency: the only place EUR and USD meet.
 
@@ -227,6 +232,9 @@ class EndpointMonthToDate:
     billed_usd: float
     drift_usd: float
     """billed − estimate over the hours billing has reported (positive: we under-estimate)."""
+    today_usd: float = 0.0
+    """The part of ``counted_usd`` in the hours of the current UTC day (what the day's allowance of
+    :func:`daily_allowance_eur` is measured against)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +249,8 @@ class MonthToDate:
     last_billed_hour: float | None
     by_endpoint: tuple[EndpointMonthToDate, ...]
     """Sorted by endpoint id."""
+    today_usd: float = 0.0
+    """The part of ``counted_usd`` in the hours of the current UTC day, all endpoints."""
 
 
 def month_to_date(
@@ -254,29 +264,34 @@ def month_to_date(
     recent hour only has the estimate) and our estimate can miss things (disk, rounding, workers we never
     saw), so the max is never below either source. Drift (billed − estimate) is measured only on hours
     that billing has reported, otherwise billing lag would read as a large negative drift. Hours outside
-    [month start, now] are ignored.
+    [month start, now] are ignored. The hours of the current UTC day are also summed apart (``today_usd``):
+    hours and UTC days share their boundaries, so the day's spend is counted by the same max-of-two rule.
     """
     start = month_start(now)
+    today = day_start(now)
 
     def in_month(key: tuple[str, float]) -> bool:
         return start <= key[1] <= now
 
     keys = sorted({k for k in estimate_by_hour if in_month(k)} | {k for k in billed_by_hour if in_month(k)})
-    per_endpoint: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+    per_endpoint: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0, 0.0])
     billed_hours: set[float] = set()
     for key in keys:
         estimate = estimate_by_hour.get(key, 0.0)
         billed = billed_by_hour.get(key)
         totals = per_endpoint[key[0]]
-        totals[0] += max(estimate, billed or 0.0)
+        counted = max(estimate, billed or 0.0)
+        totals[0] += counted
         totals[1] += estimate
         if billed is not None:
             totals[2] += billed
             totals[3] += billed - estimate
             billed_hours.add(key[1])
+        if key[1] >= today:
+            totals[4] += counted
     by_endpoint = tuple(
-        EndpointMonthToDate(endpoint, counted, estimate, billed, drift)
-        for endpoint, (counted, estimate, billed, drift) in sorted(per_endpoint.items())
+        EndpointMonthToDate(endpoint, counted, estimate, billed, drift, today_usd)
+        for endpoint, (counted, estimate, billed, drift, today_usd) in sorted(per_endpoint.items())
     )
     return MonthToDate(
         month_start=start,
@@ -287,6 +302,7 @@ def month_to_date(
         billed_hours=len(billed_hours),
         last_billed_hour=max(billed_hours) if billed_hours else None,
         by_endpoint=by_endpoint,
+        today_usd=sum(e.today_usd for e in by_endpoint),
     )
 
 
@@ -409,6 +425,36 @@ def brake_fires_at(
     eur_per_s = (forecast_eur - spent_eur) / (days_left * SECONDS_PER_DAY)
     fires = now + (threshold - spent_eur) / eur_per_s
     return fires if fires < now + days_left * SECONDS_PER_DAY else None
+
+
+def daily_allowance_eur(
+    *, monthly_eur: float, fixed_eur: float, variable_eur: float, today_eur: float, now: float
+) -> float:
+    """The variable (GPU) spend the UTC day containing ``now`` may reach before the day's brake stops the
+    endpoints not on the allow-list (``budget.daily_allowance``): what the month had left for requests
+    when the day began, spread evenly over the days left, today included::
+
+        (monthly budget - fixed costs - variable spend before today) / days from today to the month's end
+
+    ``variable_eur`` is the month's variable spend to date, ``today_eur`` the part of it spent today (the
+    fields :class:`BudgetStatus` and :class:`MonthToDate` carry; fixed costs count in full from the 1st).
+    Example: 20 € with the $10 Hugging Face space at 1.16 leaves 11.38 € for GPU time, so a 30-day month
+    starts at 0.38 € a day (a 31-day one at 0.37 €); 20 € / 31 days ≈ 0.65 € would forget the fixed costs.
+
+    Why the remaining budget over the remaining days, and not a fixed share, (budget - fixed) / days in
+    the month: the two agree on the 1st, and afterwards only this one is the pace that ends the month on
+    budget. A quiet day carries over, so a busy but legitimate day after a quiet week is not braked while
+    the month has room for it; an expensive day shrinks the days after it, so days that each stay under
+    their allowance cannot together overspend, even when the month began before the allowance was switched
+    on or the daemon was installed. A fixed share would brake the busy day of a month with plenty left, and
+    grant every remaining day a full share of a month already nearly gone. The allowance is fixed for the
+    day: today's own spend is taken out, so spending does not move the line it is measured against (only a
+    late bill for an earlier hour does, a little). Never negative: with nothing left it is 0.
+    """
+    start = day_start(now)
+    days = max(1, round((next_month_start(now) - start) / SECONDS_PER_DAY))
+    left = monthly_eur - fixed_eur - (variable_eur - today_eur)
+    return max(0.0, left) / days
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -186,6 +186,7 @@ async def make_plan(
         rule_overrides={},
         budget=budget,
         month_usd_by_endpoint={e.endpoint_id: e.counted_usd for e in money.month.by_endpoint},
+        today_usd_by_endpoint={e.endpoint_id: e.today_usd for e in money.month.by_endpoint},
         alerted_thresholds=frozenset(),
         denied_sources=_denied(config, notes),
         config=config,

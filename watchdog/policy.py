@@ -17,6 +17,10 @@ Principles:
   cancelled: a hung job is never a legitimate use of the budget.
 * **Deterministic order**: by rule priority (most expensive failure first, which is also who gets the
   action cap first), then endpoint id, action, job, worker.
+* **The budget brake has steps**: threshold alerts; a forecast overrun tightens (and is only information
+  in the month's first :data:`EARLY_MONTH_DAYS` days); with ``budget.daily_allowance`` a day whose
+  variable spend reaches its allowance pauses until the next UTC midnight; the month's brake pauses until
+  the month ends, and wins over the day's (see :func:`_budget_brake`).
 """
 
 from __future__ import annotations
@@ -29,8 +33,11 @@ from watchdog.clock import month_start, next_month_start
 from watchdog.models import EndpointConfig, Health, Worker
 from watchdog.money import (
     SECONDS_IN_30_DAYS,
+    SECONDS_PER_DAY,
     BudgetStatus,
     ConfigField,
+    daily_allowance_eur,
+    day_start,
     endpoint_gpu_price,
     monthly_cost_of_config,
     usd_to_eur,
@@ -54,6 +61,18 @@ RULE_ORDER: tuple[Rule, ...] = tuple(Rule)
 ACTION_ORDER: tuple[Action, ...] = tuple(Action)
 
 HOUR_S = 3600.0
+
+EARLY_MONTH_DAYS = 3
+"""In the first days of a UTC month (the 1st to the 3rd) a forecast overrun is information, not a warning,
+unless spend has already crossed the first ``budget.alert_thresholds`` threshold (see :func:`_budget_brake`).
+
+Why 3: early in the month the forecast extrapolates almost nothing. The month's daily rate divides by at
+least one day (``money.MIN_ELAPSED_DAYS_FOR_RATE``), so one busy morning on the 1st reads as a month at that
+pace, and the last 24 hours' rate is a single day, a workshop or a quiet Sunday. After three days the
+month's rate averages three days (one odd day moves it a third as much) while about 90 % of the month is
+still ahead to act on; waiting for a full weekly cycle would leave a quarter of the month unguarded by the
+forecast. Nothing real goes unguarded meanwhile: the thresholds and the month's brake (and the day's
+allowance, when on) act on money already spent, never on the forecast."""
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -141,6 +160,9 @@ class EndpointFacts:
     """Current traffic, for pricing config drift."""
     variable_mtd_usd: float = 0.0
     """This endpoint's month-to-date variable spend: its share of the forecast a pause saves."""
+    variable_today_usd: float = 0.0
+    """This endpoint's variable spend in the current UTC day: its share of the rest of the day a day's
+    brake saves."""
     requests_by_source_1h: Mapping[str, int] = field(default_factory=dict)
     """Requests per caller over the last hour (from the logs): who a cool-down would also cut off."""
     last_progress_at: float | None = None
@@ -210,6 +232,10 @@ class PolicySettings:
     """Ticks to wait after a cancel before scaling a still-billing worker's endpoint to zero."""
     crash_retry_delta: int = 3
     """Retries within the crash window that, with unhealthy workers and no completion, make a crash loop."""
+    daily_allowance: bool = False
+    """``budget.daily_allowance``: a UTC day whose variable spend reaches its allowance
+    (:func:`watchdog.money.daily_allowance_eur`) pauses the endpoints not on the allow-list until the next
+    UTC midnight."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +249,10 @@ class PolicyView:
     budget: BudgetStatus | None = None
     alerted_thresholds: frozenset[float] = frozenset()
     """Budget thresholds already alerted this month."""
+    variable_today_usd: float | None = None
+    """Variable spend in the current UTC day, all endpoints and account-wide billing (per hour the larger of
+    estimate and billed, as the month to date counts it); None when unknown: the day's allowance is then
+    not judged (it never brakes) and the day's brakes still lift when their day is over."""
     traffic_findings: tuple[TrafficFindingLike, ...] = ()
     actions: tuple[ActionRecord, ...] = ()
     """Enforced actions of at least the last hour (cap) and cool-down window."""
@@ -668,7 +698,19 @@ def _auto_restore(ep: EndpointFacts, view: PolicyView, now: float) -> list[Decis
 
 
 def _budget_brake(view: PolicyView, now: float) -> list[Decision]:
-    """Alert at thresholds, tighten on a forecast overrun, pause non-allowed endpoints at brake_at."""
+    """The budget's steps, for the endpoints not on the allow-list:
+
+    1. an alert at each ``budget.alert_thresholds`` threshold, once a month;
+    2. a forecast overrun tightens them (max 1 worker, a short idle timeout). In the month's first
+       :data:`EARLY_MONTH_DAYS` days, while spend is below the first threshold, the forecast rests on too
+       little data: the overrun is one ``info`` notice naming what would be tightened, and nothing is
+       (:func:`_early_forecast_notice`);
+    3. with ``budget.daily_allowance``, a UTC day whose variable spend reaches the day's allowance pauses
+       and purges them until the next UTC midnight, with one alert when it fires and one when it lifts
+       (:func:`_day_pauses`, :func:`_day_lifts`);
+    4. at ``brake_at`` of the budget, the month's brake pauses and purges them until the month ends. It
+       keeps priority over the day's: while it holds, the day's brake neither fires nor lifts.
+    """
     budget, settings = view.budget, view.settings
     decisions: list[Decision] = []
     month = month_start(now)
@@ -694,53 +736,106 @@ def _budget_brake(view: PolicyView, now: float) -> list[Decision]:
                 )
             )
     braking = budget.used_ratio >= settings.brake_at
-    if not braking and not budget.forecast_overrun:
+    day = _day_figures(view, now)
+    day_braking = not braking and day is not None and day.reached
+    if not braking and not day_braking:
+        decisions.extend(_day_lifts(view, now, day))
+    if not braking and not day_braking and not budget.forecast_overrun:
         return decisions
+    candidates = [ep for ep in sorted(view.endpoints, key=lambda e: e.config.id) if not ep.limits.allowed]
+    if braking:
+        decisions.extend(_month_pauses(view, candidates, budget, now))
+    elif day is not None and day_braking:
+        decisions.extend(_day_pauses(view, candidates, day, now))
+    else:
+        tightens = _forecast_tightens(view, candidates, budget, now)
+        if tightens and _forecast_too_early(budget, settings, now):
+            decisions.append(_early_forecast_notice(tightens, budget, settings, now))
+        else:
+            decisions.extend(tightens)
+    return decisions
+
+
+def _pause_and_purge(
+    view: PolicyView,
+    ep: EndpointFacts,
+    *,
+    why: str,
+    saving: float,
+    severity: Severity,
+    period: float,
+    until: float | None,
+) -> list[Decision]:
+    """The brake the month's and the day's steps share: workers_max 0 (the original configuration kept
+    when it stacks on a tighten) and the queue purged, keyed by the month or the day (``period``)."""
+    config, brake = ep.config, _brake_for(view, ep.config.id)
+    mode = ep.limits.mode_for(Rule.BUDGET_BRAKE)
+    patch, previous = _stop_patch(ep, brake)
+    if brake is not None and brake.kind == Action.TIGHTEN:
+        previous = _previous(config, ("workers_max", "idle_timeout_s"), brake)
+    return [
+        Decision(
+            rule=Rule.BUDGET_BRAKE,
+            action=Action.PAUSE,
+            endpoint_id=config.id,
+            mode=mode,
+            reason=why,
+            severity=severity,
+            patch=patch,
+            previous=previous,
+            estimated_saving_usd=saving,
+            until=until,
+            dedupe_key=_key(Rule.BUDGET_BRAKE, "pause", config.id, period),
+        ),
+        Decision(
+            rule=Rule.BUDGET_BRAKE,
+            action=Action.PURGE_QUEUE,
+            endpoint_id=config.id,
+            mode=mode,
+            reason=f"{why}; queued jobs would start workers again",
+            severity=severity,
+            dedupe_key=_key(Rule.BUDGET_BRAKE, "purge_queue", config.id, period),
+        ),
+    ]
+
+
+def _month_pauses(
+    view: PolicyView, candidates: Sequence[EndpointFacts], budget: BudgetStatus, now: float
+) -> list[Decision]:
+    """The month's brake, until the month ends. Saving: the forecast's rate for the days left, shared by
+    each endpoint's part of the month's spend."""
+    settings = view.settings
     remaining_eur = max(budget.rate_mtd_eur_per_day, budget.rate_last_24h_eur_per_day or 0.0)
     remaining_usd = remaining_eur * budget.days_left * settings.usd_per_eur
-    candidates = [ep for ep in sorted(view.endpoints, key=lambda e: e.config.id) if not ep.limits.allowed]
     total_mtd = sum(ep.variable_mtd_usd for ep in candidates)
+    decisions: list[Decision] = []
+    for ep in candidates:
+        if ep.config.workers_max == 0 and _brake_for(view, ep.config.id) is not None:
+            continue
+        share = ep.variable_mtd_usd / total_mtd if total_mtd > 0 else 1.0 / len(candidates)
+        saving = remaining_usd * share
+        why = (
+            f"{budget.used_ratio:.0%} of the budget used (brake at {settings.brake_at:.0%}); "
+            f"pausing saves about {_eur(saving, settings)} of forecast spend"
+        )
+        decisions.extend(
+            _pause_and_purge(
+                view, ep, why=why, saving=saving, severity="critical", period=month_start(now), until=None
+            )
+        )
+    return decisions
+
+
+def _forecast_tightens(
+    view: PolicyView, candidates: Sequence[EndpointFacts], budget: BudgetStatus, now: float
+) -> list[Decision]:
+    """A forecast overrun: max 1 worker and the brake idle timeout on each endpoint not already held.
+
+    Saving: the idle tail cut after each of the endpoint's requests for what is left of the month."""
+    month = month_start(now)
+    decisions: list[Decision] = []
     for ep in candidates:
         config, brake = ep.config, _brake_for(view, ep.config.id)
-        mode = ep.limits.mode_for(Rule.BUDGET_BRAKE)
-        share = ep.variable_mtd_usd / total_mtd if total_mtd > 0 else 1.0 / len(candidates)
-        if braking:
-            if config.workers_max == 0 and brake is not None:
-                continue
-            patch, previous = _stop_patch(ep, brake)
-            if brake is not None and brake.kind == "tighten":
-                previous = _previous(config, ("workers_max", "idle_timeout_s"), brake)
-            saving = remaining_usd * share
-            why = (
-                f"{budget.used_ratio:.0%} of the budget used (brake at {settings.brake_at:.0%}); "
-                f"pausing saves about {_eur(saving, settings)} of forecast spend"
-            )
-            decisions.append(
-                Decision(
-                    rule=Rule.BUDGET_BRAKE,
-                    action=Action.PAUSE,
-                    endpoint_id=config.id,
-                    mode=mode,
-                    reason=why,
-                    severity="critical",
-                    patch=patch,
-                    previous=previous,
-                    estimated_saving_usd=saving,
-                    dedupe_key=_key(Rule.BUDGET_BRAKE, "pause", config.id, month),
-                )
-            )
-            decisions.append(
-                Decision(
-                    rule=Rule.BUDGET_BRAKE,
-                    action=Action.PURGE_QUEUE,
-                    endpoint_id=config.id,
-                    mode=mode,
-                    reason=f"{why}; queued jobs would start workers again",
-                    severity="critical",
-                    dedupe_key=_key(Rule.BUDGET_BRAKE, "purge_queue", config.id, month),
-                )
-            )
-            continue
         tightened = {
             "workers_max": min(config.workers_max, 1),
             "idle_timeout_s": min(config.idle_timeout_s, ep.limits.brake_idle_timeout_s),
@@ -761,11 +856,11 @@ def _budget_brake(view: PolicyView, now: float) -> list[Decision]:
                 rule=Rule.BUDGET_BRAKE,
                 action=Action.TIGHTEN,
                 endpoint_id=config.id,
-                mode=mode,
+                mode=ep.limits.mode_for(Rule.BUDGET_BRAKE),
                 reason=(
                     f"forecast €{budget.forecast_eur:.2f} exceeds the €{budget.budget_eur:.2f} budget; "
                     f"max 1 worker and a {tightened['idle_timeout_s']} s idle timeout save about "
-                    f"{_eur(saving, settings)}"
+                    f"{_eur(saving, view.settings)}"
                 ),
                 severity="warning",
                 patch=tightened,
@@ -774,6 +869,180 @@ def _budget_brake(view: PolicyView, now: float) -> list[Decision]:
                 dedupe_key=_key(Rule.BUDGET_BRAKE, "tighten", config.id, month),
             )
         )
+    return decisions
+
+
+def _forecast_too_early(budget: BudgetStatus, settings: PolicySettings, now: float) -> bool:
+    """In the month's first :data:`EARLY_MONTH_DAYS` days, with spend below the first alert threshold."""
+    first = min(settings.alert_thresholds, default=float("inf"))
+    return now - month_start(now) < EARLY_MONTH_DAYS * SECONDS_PER_DAY and budget.used_ratio < first
+
+
+def _early_forecast_notice(
+    tightens: Sequence[Decision], budget: BudgetStatus, settings: PolicySettings, now: float
+) -> Decision:
+    """The softened forecast overrun: information (once an hour in the ledger, once a day on Slack) naming
+    the endpoints a tighten would touch; nothing is changed."""
+    day_of_month = int((now - month_start(now)) // SECONDS_PER_DAY) + 1
+    first = min(settings.alert_thresholds, default=None)
+    crossing = f", or once spend crosses {first:.0%} of the budget," if first is not None else ""
+    names = ", ".join(d.endpoint_id or "" for d in tightens)
+    return Decision(
+        rule=Rule.BUDGET_BRAKE,
+        action=Action.ALERT,
+        endpoint_id=None,
+        mode=settings.mode,
+        reason=(
+            f"forecast €{budget.forecast_eur:.2f} exceeds the €{budget.budget_eur:.2f} budget, but on day "
+            f"{day_of_month} of the month it extrapolates too little data: information only, nothing is "
+            f"tightened ({names} would get max 1 worker and a short idle timeout); from day "
+            f"{EARLY_MONTH_DAYS + 1}{crossing} an overrun is a warning and tightens"
+        ),
+        severity="info",
+        dedupe_key=_key(Rule.BUDGET_BRAKE, "alert", "forecast", month_start(now)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Day:
+    """The current UTC day against its allowance (``budget.daily_allowance``), in EUR."""
+
+    start: float
+    end: float
+    """The next UTC midnight: when the day's brake lifts."""
+    allowance_eur: float
+    spent_eur: float
+    days_left: int
+    """Days from today to the month's end, today included: the allowance's divisor."""
+
+    @property
+    def reached(self) -> bool:
+        """Today's spend reached the allowance (a day with no spend has nothing to brake, even when nothing
+        is left of the month: the month's brake got there first)."""
+        return self.spent_eur > 0 and self.spent_eur >= self.allowance_eur
+
+
+def _day_figures(view: PolicyView, now: float) -> _Day | None:
+    """Today against its allowance; None when the allowance is off, or today's spend or the budget unknown."""
+    budget = view.budget
+    if budget is None or not view.settings.daily_allowance or view.variable_today_usd is None:
+        return None
+    spent = usd_to_eur(view.variable_today_usd, budget.usd_per_eur)
+    start = day_start(now)
+    allowance = daily_allowance_eur(
+        monthly_eur=budget.budget_eur,
+        fixed_eur=budget.fixed_eur,
+        variable_eur=budget.variable_eur,
+        today_eur=spent,
+        now=now,
+    )
+    days_left = max(1, round((next_month_start(now) - start) / SECONDS_PER_DAY))
+    return _Day(start, start + SECONDS_PER_DAY, allowance, spent, days_left)
+
+
+def _day_pauses(
+    view: PolicyView, candidates: Sequence[EndpointFacts], day: _Day, now: float
+) -> list[Decision]:
+    """The day's brake: the month's pause and purge, until the next UTC midnight (``until``), plus one
+    alert naming the endpoints it holds. An endpoint already at workers_max 0 is left as it is.
+
+    Saving: the rest of the day at today's pace (today's spend over the hours gone, at least one), times
+    the endpoint's part of today's spend (an equal part of it when today's spend has no endpoint)."""
+    settings = view.settings
+    total_today = view.variable_today_usd or 0.0
+    rest_of_day_usd = total_today / max(HOUR_S, now - day.start) * max(0.0, day.end - now)
+    attributed = sum(ep.variable_today_usd for ep in candidates) > 0
+    spent = f"today's GPU spend €{day.spent_eur:.2f} reached the day's allowance €{day.allowance_eur:.2f}"
+    decisions: list[Decision] = []
+    for ep in candidates:
+        if ep.config.workers_max == 0:
+            continue
+        share = ep.variable_today_usd / total_today if attributed else 1.0 / len(candidates)
+        saving = rest_of_day_usd * share
+        why = f"{spent}; pausing until 00:00 UTC saves about {_eur(saving, settings)} at today's pace"
+        decisions.extend(
+            _pause_and_purge(
+                view, ep, why=why, saving=saving, severity="warning", period=day.start, until=day.end
+            )
+        )
+    pauses = [d for d in decisions if d.action == Action.PAUSE]
+    if not pauses:
+        return decisions
+    names = ", ".join(d.endpoint_id or "" for d in pauses)
+    proposed = " (proposed only: dry-run)" if all(d.mode != Mode.ENFORCE for d in pauses) else ""
+    decisions.append(
+        Decision(
+            rule=Rule.BUDGET_BRAKE,
+            action=Action.ALERT,
+            endpoint_id=None,
+            mode=settings.mode,
+            reason=(
+                f"{spent} (the €{day.allowance_eur * day.days_left:.2f} left for GPU time this month at the "
+                f"day's start, over {day.days_left} day(s)): the day's brake pauses {names} (not on "
+                f"policy.allow_list) until 00:00 UTC{proposed}"
+            ),
+            severity="warning",
+            dedupe_key=_key(Rule.BUDGET_BRAKE, "alert", "day", day.start),
+        )
+    )
+    return decisions
+
+
+def _held_for_the_day(brake: BrakeEntry, ep: EndpointFacts, settings: PolicySettings) -> bool:
+    """A budget brake the day's step set: the only one with an end (``until``), or, with the allowance
+    on, a forecast tighten holding the endpoint at workers_max 0 (the day's pause stacked on it keeps the
+    tighten's record, which has no end; the month's brake, the other pause that could have stacked, is
+    not holding when this is asked)."""
+    if brake.until is not None:
+        return True
+    saved = brake.previous.get("workers_max")
+    stacked = isinstance(saved, int) and saved > 0 and ep.config.workers_max == 0
+    return settings.daily_allowance and brake.kind == Action.TIGHTEN and stacked
+
+
+def _day_lifts(view: PolicyView, now: float, day: _Day | None) -> list[Decision]:
+    """Restore the day's brakes once their day is over (the caller asks only while neither the month's
+    brake nor today's allowance holds), with one alert. A restore puts back the configuration from before
+    the brake (a tighten underneath included: it comes back at a later tick if the forecast still
+    overruns). Last month's brakes are the month change's (:func:`_month_change_restores`)."""
+    month = month_start(now)
+    endpoints = {ep.config.id: ep for ep in view.endpoints}
+    decisions: list[Decision] = []
+    for brake in sorted(view.brakes, key=lambda b: (b.endpoint_id, b.since)):
+        ep = endpoints.get(brake.endpoint_id)
+        if ep is None or brake.rule != Rule.BUDGET_BRAKE or month_start(brake.since) < month:
+            continue
+        ends = brake.until if brake.until is not None else day_start(brake.since) + SECONDS_PER_DAY
+        if now < ends or not _held_for_the_day(brake, ep, view.settings):
+            continue
+        decisions.extend(
+            restore_decisions(
+                [brake],
+                now,
+                reason="a new UTC day's allowance has started",
+                configs={ep.config.id: ep.config},
+                mode=ep.limits.mode_for(Rule.BUDGET_BRAKE),
+            )
+        )
+    if not decisions:
+        return decisions
+    names = ", ".join(d.endpoint_id or "" for d in decisions)
+    today = (
+        f" (today's allowance €{day.allowance_eur:.2f}, €{day.spent_eur:.2f} spent so far)"
+        if day is not None
+        else ""
+    )
+    decisions.append(
+        Decision(
+            rule=Rule.BUDGET_BRAKE,
+            action=Action.ALERT,
+            endpoint_id=None,
+            mode=view.settings.mode,
+            reason=f"a new UTC day{today}: the day's brake is lifted from {names}",
+            severity="info",
+            dedupe_key=_key(Rule.BUDGET_BRAKE, "alert", "day-lifted", day_start(now)),
+        )
+    )
     return decisions
 
 

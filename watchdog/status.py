@@ -47,6 +47,10 @@ class BudgetView:
     """The configured alert thresholds (``budget.alert_thresholds``)."""
     thresholds_crossed: tuple[float, ...] = ()
     forecast_overrun: bool = False
+    spent_today_eur: float = 0.0
+    """Variable spend of the current UTC day (per hour the larger of estimate and billed)."""
+    daily_allowance_eur: float | None = None
+    """What the day may spend before the day's brake (``budget.daily_allowance``); None when it is off."""
 
 
 @dataclass(frozen=True, slots=True)

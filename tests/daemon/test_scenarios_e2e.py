@@ -637,3 +637,111 @@ async def test_with_graphql_retired_every_policy_works_and_the_balance_is_unknow
         account_alerts = [a for a in daemon.ledger.recent_alerts() if a.kind == "account"]
         assert len(account_alerts) == 1  # once for the episode, not once a tick
         assert "Balance unknown" in account_alerts[0].text and "keeps working" in account_alerts[0].text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 6. a month that fits the budget: a bad day is braked at the day's allowance, the next UTC day restores
+
+
+BAD_DAY = from_iso("2026-06-10T12:00:00Z")
+NEXT_UTC_DAY = from_iso("2026-06-11T00:00:00Z")
+FIXED_EUR = _eur(10.0)
+"""The built-in fixed cost: the 10 USD Hugging Face space."""
+
+
+async def test_a_bad_day_is_braked_at_the_days_allowance_and_the_next_utc_day_restores(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock(BAD_DAY)
+    sim = build_simulator("steady", clock=clock)
+    sim.add_endpoint(
+        SimEndpoint(
+            id=ALLOWED_ENDPOINT_ID,
+            name="Health hotline (allow-listed)",
+            workers_max=1,
+            idle_timeout=5,
+            execution_timeout_ms=120_000,
+            created_at=BAD_DAY - 86_400,
+        )
+    )
+    async with daemon_against(
+        sim,
+        tmp_path,
+        runpod={"billing_interval_s": TICK_S},  # every tick reads the billing: the test adds spend to it
+        policy={"allow_list": (ALLOWED_ENDPOINT_ID,)},
+        budget={"daily_allowance": True},
+    ) as daemon:
+
+        async def tick() -> TickOutcome:
+            outcome = await daemon.tick()
+            assert outcome.ok and not outcome.blind
+            _step(clock, sim)
+            return outcome
+
+        quiet = await tick()
+        assert quiet.status is not None and quiet.status.budget is not None
+        # nothing spent yet this month: 20 € less the space, over the 21 days from the 10th to the 30th
+        assert quiet.status.budget.daily_allowance_eur == pytest.approx((20.0 - FIXED_EUR) / 21, abs=0.005)
+        assert not _rows(quiet, "budget_brake")
+
+        # one bad half hour on the steady endpoint: 0.70 USD (0.60 €) of A6000 time, over the ≈ 0.54 € allowance
+        _add_spend(sim, 0.7, "burst")
+        braked = await tick()
+        budget = braked.status.budget
+        assert budget.daily_allowance_eur is not None
+        assert budget.spent_today_eur >= budget.daily_allowance_eur > 0.5
+        assert budget.used_ratio < 0.5  # far from the month's brake and its first threshold
+        rows = _rows(braked, "budget_brake")
+        assert [(r.action, r.endpoint_id, r.mode, r.outcome) for r in rows] == [
+            ("alert", None, "enforce", "applied"),
+            ("pause", STEADY_ENDPOINT_ID, "enforce", "applied"),
+            ("purge_queue", STEADY_ENDPOINT_ID, "enforce", "applied"),
+        ]
+        pause = rows[1]
+        assert (pause.patch, pause.previous) == ({"workers_max": 0}, {"workers_max": 1})
+        assert "reached the day's allowance" in pause.reason and "until 00:00 UTC" in pause.reason
+        assert sim.endpoint(STEADY_ENDPOINT_ID).workers_max == 0
+        assert sim.endpoint(ALLOWED_ENDPOINT_ID).workers_max == 1  # allow-listed: untouched
+        brake = daemon.ledger.brake_states()[STEADY_ENDPOINT_ID]
+        assert (brake.kind, brake.rule, brake.until) == ("brake", "budget_brake", NEXT_UTC_DAY)
+        assert ALLOWED_ENDPOINT_ID not in daemon.ledger.brake_states()
+        day_alerts = [a for k, a in _alerts(daemon).items() if k.startswith("budget:budget_brake:alert:day:")]
+        assert len(day_alerts) == 1
+        (fired,) = day_alerts
+        assert (fired.kind, fired.severity) == ("budget", "warning")
+        assert fired.text.startswith(":warning: Budget: today's GPU spend €")
+        assert f"the day's brake pauses {STEADY_ENDPOINT_ID} (not on policy.allow_list) until 00:00 UTC" in (
+            fired.text
+        )
+
+        later = [await tick() for _ in range(6)]
+        assert sorted(r.outcome for r in _rows(later[0], "budget_brake")) == ["verified", "verified"]
+        assert not [r for o in later[1:] for r in _rows(o, "budget_brake")]  # braked once, not per tick
+        assert sim.endpoint(STEADY_ENDPOINT_ID).workers_max == 0
+
+        # the next UTC day: the day's brake lifts by itself, with one alert
+        _step(clock, sim, NEXT_UTC_DAY + 5 - clock.now())
+        next_day = await tick()
+        rows = _rows(next_day, "budget_brake")
+        assert [(r.action, r.endpoint_id, r.mode, r.outcome) for r in rows] == [
+            ("alert", None, "enforce", "applied"),
+            ("restore", STEADY_ENDPOINT_ID, "enforce", "applied"),
+        ]
+        assert (rows[1].patch, rows[1].previous) == ({"workers_max": 1}, {"workers_max": 0})
+        assert "a new UTC day's allowance has started" in rows[1].reason
+        assert sim.endpoint(STEADY_ENDPOINT_ID).workers_max == 1
+        assert daemon.ledger.brake_states() == {}
+        assert next_day.status.budget.spent_today_eur < next_day.status.budget.daily_allowance_eur
+        lifted = [
+            a for k, a in _alerts(daemon).items() if k.startswith("budget:budget_brake:alert:day-lifted:")
+        ]
+        assert [(a.kind, a.severity) for a in lifted] == [("budget", "info")]
+        assert lifted[0].text == (
+            f":information_source: Budget: a new UTC day (today's allowance "
+            f"€{next_day.status.budget.daily_allowance_eur:.2f}, €0.00 spent so far): the day's brake is "
+            f"lifted from {STEADY_ENDPOINT_ID}"
+        )
+        assert not [k for k in _alerts(daemon) if k.startswith("budget:2026-06")]  # no threshold crossed
+        after = [await tick() for _ in range(4)]
+        assert all(r.action != "pause" for o in after for r in _rows(o, "budget_brake"))
+        assert sim.endpoint(STEADY_ENDPOINT_ID).workers_max == 1

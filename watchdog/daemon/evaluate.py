@@ -83,6 +83,7 @@ def policy_settings(config: Config) -> PolicySettings:
         cut_cooldown_s=config.pings.cut_cooldown_s,
         mode=config.policy.mode,
         never_cut=config.pings.never_cut,
+        daily_allowance=config.budget.daily_allowance,
     )
 
 
@@ -140,10 +141,15 @@ def decide(
     alerted_thresholds: frozenset[float],
     denied_sources: frozenset[str],
     refused_sources: frozenset[str] = frozenset(),
+    today_usd_by_endpoint: Mapping[str, float] | None = None,
     config: Config,
     now: float,
 ) -> Judged:
-    """The decisions for a tick that read RunPod completely."""
+    """The decisions for a tick that read RunPod completely.
+
+    ``today_usd_by_endpoint`` is the current UTC day's variable spend per endpoint (the month to date's
+    ``today_usd``, account-wide billing under its own key): its sum is what ``budget.daily_allowance``
+    measures. None (not known) leaves the day's allowance unjudged: it never brakes."""
     findings = traffic_findings(tracker, reading, config, now)
     facts = tuple(
         EndpointFacts(
@@ -160,6 +166,7 @@ def decide(
                 for source, count in tracker.traffic.by_source(endpoint.id, now - 3600, now + 60).items()
             },
             variable_mtd_usd=month_usd_by_endpoint.get(endpoint.id, 0.0),
+            variable_today_usd=(today_usd_by_endpoint or {}).get(endpoint.id, 0.0),
             last_progress_at=tracker.last_progress.get(endpoint.id),
         )
         for endpoint in reading.endpoints
@@ -170,6 +177,7 @@ def decide(
         last_successful_poll=now,
         budget=budget,
         alerted_thresholds=alerted_thresholds,
+        variable_today_usd=None if today_usd_by_endpoint is None else sum(today_usd_by_endpoint.values()),
         traffic_findings=tuple(findings),
         actions=tuple(own.actions),
         brakes=tuple(brake_entry(b) for _, b in sorted(brakes.items())),

@@ -37,6 +37,12 @@ RULE_ALERT: Mapping[str, AlertKind] = {
     Rule.SUSPICIOUS_TRAFFIC: AlertKind.TRAFFIC,
 }
 """Rules whose alerts are their own kind (the others are ``action`` alerts)."""
+SEVERITY_MARK: Mapping[str, str] = {
+    "info": ":information_source:",
+    "warning": ":warning:",
+    "critical": ":rotating_light:",
+}
+"""The mark an alert worded by the policy starts with, by its severity."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +110,15 @@ def decision_alert(
                 f":see_no_evil: The watchdog is blind: {decision.reason}. "
                 "It takes no action until it sees again."
             ),
+        )
+    if decision.rule == Rule.BUDGET_BRAKE and decision.action == Action.ALERT and decision.threshold is None:
+        # The day's brake fired or lifted, or an early-month forecast overrun: said as the policy words it,
+        # at most once a day each (the decision's key carries the day or the month).
+        return Alert(
+            key=str(AlertKey.daily(AlertKind.BUDGET, decision.dedupe_key, now)),
+            kind=AlertKind.BUDGET,
+            severity=decision.severity,
+            text=f"{SEVERITY_MARK[decision.severity]} Budget: {decision.reason}",
         )
     if decision.rule == Rule.BUDGET_BRAKE and decision.action == Action.ALERT and budget is not None:
         threshold = decision.threshold if decision.threshold is not None else budget.used_ratio

@@ -24,6 +24,7 @@ from watchdog.money import (
     BudgetStatus,
     cold_start_stats,
     cost_per_1000_requests,
+    daily_allowance_eur,
     free_share_cost,
     measured_free_share,
     usd_to_eur,
@@ -49,6 +50,18 @@ def budget_view(budget: BudgetStatus, money: MonthMoney, calendar: Calendar, con
     free_share, measured = measured_free_share(
         calendar.free_requests, calendar.tiered_requests, config.budget.free_share
     )
+    today_eur = usd_to_eur(money.month.today_usd, usd_per_eur)
+    allowance = (
+        daily_allowance_eur(
+            monthly_eur=budget.budget_eur,
+            fixed_eur=budget.fixed_eur,
+            variable_eur=budget.variable_eur,
+            today_eur=today_eur,
+            now=calendar.day,  # the allowance depends on the time only through the UTC day
+        )
+        if config.budget.daily_allowance
+        else None
+    )
     return BudgetView(
         month=month_label(calendar.month),
         monthly_eur=config.budget.monthly_eur,
@@ -68,6 +81,8 @@ def budget_view(budget: BudgetStatus, money: MonthMoney, calendar: Calendar, con
         thresholds=config.budget.alert_thresholds,
         thresholds_crossed=budget.thresholds_crossed,
         forecast_overrun=budget.forecast_overrun,
+        spent_today_eur=today_eur,
+        daily_allowance_eur=allowance,
     )
 
 

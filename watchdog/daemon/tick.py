@@ -205,6 +205,7 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
             rule_overrides=state.rule_overrides,
             budget=budget,
             month_usd_by_endpoint={e.endpoint_id: e.counted_usd for e in money.month.by_endpoint},
+            today_usd_by_endpoint={e.endpoint_id: e.today_usd for e in money.month.by_endpoint},
             alerted_thresholds=frozenset(state.calendar.alerted_thresholds),
             denied_sources=_denied(ports),
             refused_sources=frozenset(state.refused_sources),
