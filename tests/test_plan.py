@@ -17,7 +17,7 @@ from runpod_sim.engine import Simulator
 from runpod_sim.registry import build_simulator
 from runpod_sim.scenarios import HUNG_ENDPOINT_ID, STEADY_ENDPOINT_ID
 from sim_harness.wiring import sim_config, sim_transport
-from watchdog.clock import ManualClock, from_iso, next_month_start
+from watchdog.clock import DAY_S, ManualClock, from_iso, next_month_start
 from watchdog.config import (
     Config,
     ConfigLocation,
@@ -27,7 +27,7 @@ from watchdog.config import (
     default_config,
     dry_run_everywhere,
 )
-from watchdog.money import SECONDS_PER_DAY, brake_fires_at, budget_status
+from watchdog.money import brake_fires_at, budget_status
 from watchdog.plan import Change, Plan, PlanError, make_plan, mode_reason, plan_text
 from watchdog.vocabulary import CONFIGURABLE_RULES, Action, Mode, Rule, RuleMode
 
@@ -141,7 +141,7 @@ async def test_a_rejected_key_is_a_plan_error(tmp_path: Path) -> None:
 def _steady_month_budget(day: float) -> tuple[float, float, float]:
     """(spent, forecast, days left) on ``day`` of June 2026 in the README's normal month: $10 fixed, $25.32
     of GPU a month at an even pace (≈ 30 € against the 20 € budget)."""
-    now = from_iso("2026-06-01T00:00:00Z") + day * SECONDS_PER_DAY
+    now = from_iso("2026-06-01T00:00:00Z") + day * DAY_S
     variable = 25.32 / 30 * day
     status = budget_status(
         20.0,
@@ -161,13 +161,13 @@ def test_in_the_readme_normal_month_the_95_percent_brake_fires_around_day_14() -
         spent_eur=spent, forecast_eur=forecast, days_left=days_left, monthly_eur=20.0, brake_at=0.95, now=now
     )
     assert fires is not None
-    elapsed_days = (fires - from_iso("2026-06-01T00:00:00Z")) / SECONDS_PER_DAY
+    elapsed_days = (fires - from_iso("2026-06-01T00:00:00Z")) / DAY_S
     assert 14.0 < elapsed_days < 14.6  # (19 € − 8.62 € fixed) / 0.73 € a day
 
 
 def test_the_brake_date_is_now_when_spend_is_there_and_none_when_it_does_not_come_this_month() -> None:
     now = START
-    left = (next_month_start(now) - now) / SECONDS_PER_DAY
+    left = (next_month_start(now) - now) / DAY_S
     common = {"monthly_eur": 20.0, "brake_at": 0.95, "now": now, "days_left": left}
     assert brake_fires_at(spent_eur=19.5, forecast_eur=25.0, **common) == now
     assert brake_fires_at(spent_eur=10.0, forecast_eur=10.0, **common) is None  # nothing more to spend
@@ -175,7 +175,7 @@ def test_the_brake_date_is_now_when_spend_is_there_and_none_when_it_does_not_com
     fires = brake_fires_at(spent_eur=10.0, forecast_eur=28.0, **common)
     assert fires is not None and now < fires < next_month_start(now)
     # halfway to the end: 9 € more at 18 € over the days left
-    assert fires == pytest.approx(now + left * SECONDS_PER_DAY / 2)
+    assert fires == pytest.approx(now + left * DAY_S / 2)
     assert brake_fires_at(spent_eur=10.0, forecast_eur=28.0, **{**common, "days_left": 0.0}) is None
 
 

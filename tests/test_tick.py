@@ -287,3 +287,53 @@ async def test_a_daemon_that_cannot_reach_runpod_logs_it_at_a_slowing_rate(
         clock.advance(5)
         assert (await daemon.tick()).ok
         assert any("sees RunPod again" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_first_enforce_tick_on_an_account_says_everything_it_changed_once(tmp_path: Path) -> None:
+    """A week in dry-run, then enforce: the first tick that acts sends one summary of its changes (the
+    patch, and the hung job's cancel when its time comes is its own alert), never again, not after a restart."""
+    clock = ManualClock(START)
+    sim, log = _hung(tmp_path, clock)
+    dry = build_daemon(sim, tmp_path, log_path=log, policy={"mode": "dry-run"})
+    await dry.open()
+    for _ in range(3):
+        await dry.tick()
+        clock.advance(TICK_S)
+    assert not [a for a in dry.ledger.recent_alerts(100) if "First enforce tick" in a.text]
+    await dry.close()
+
+    enforcing = build_daemon(sim, tmp_path, log_path=log)
+    await enforcing.open()
+    first = await enforcing.tick()
+    assert [(r.rule, r.action, r.outcome) for r in first.rows if r.outcome == "applied"] == [
+        ("config_drift", "patch_config", "applied")
+    ]
+    for _ in range(3):
+        clock.advance(TICK_S)
+        await enforcing.tick()
+    summaries = [a for a in enforcing.ledger.recent_alerts(100) if "First enforce tick" in a.text]
+    await enforcing.close()
+    assert len(summaries) == 1
+    (summary,) = summaries
+    assert summary.severity == "warning" and summary.kind == "action"
+    assert summary.text.startswith(":warning: First enforce tick on this account: 1 change(s) on 1 of ")
+    assert f"- {HUNG_ENDPOINT_ID}: patch_config execution_timeout_ms none -> 120000 [config_drift]" in (
+        summary.text
+    )
+
+    again = build_daemon(sim, tmp_path, log_path=log)
+    await again.open()
+    clock.advance(TICK_S)
+    await again.tick()
+    assert len([a for a in again.ledger.recent_alerts(100) if "First enforce tick" in a.text]) == 1
+    await again.close()
+
+
+async def test_a_first_enforce_tick_that_changes_nothing_says_so(tmp_path: Path) -> None:
+    clock = ManualClock(START)
+    sim = build_simulator("steady", clock=clock)
+    async with daemon_against(sim, tmp_path) as daemon:
+        await daemon.tick()
+        (summary,) = [a for a in daemon.ledger.recent_alerts(100) if "First enforce tick" in a.text]
+        assert summary.severity == "info"
+        assert "nothing needed changing (1 endpoint(s) within policy)" in summary.text

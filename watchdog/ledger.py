@@ -45,8 +45,8 @@ from typing import Any, Literal, NamedTuple, Self
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from watchdog.clock import DAY_S, HOUR_S, next_month_start
 from watchdog.clock import month_start as _month_start_of
-from watchdog.clock import next_month_start
 from watchdog.errors import LedgerError
 from watchdog.models import JobStatus
 from watchdog.status import DaemonStatus
@@ -90,8 +90,6 @@ __all__ = [
     "WorkerUpdate",
 ]
 
-HOUR_S = 3600
-DAY_S = 86400
 MINUTE_S = 60
 
 UNATTRIBUTED_ENDPOINT = ""
@@ -1029,9 +1027,9 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def _require_aligned(value: float, period_s: int, what: str) -> None:
+def _require_aligned(value: float, period_s: float, what: str) -> None:
     if not math.isfinite(value) or value % period_s != 0:
-        raise LedgerError(f"{what} {value!r} is not the start of a UTC {period_s}-second period")
+        raise LedgerError(f"{what} {value!r} is not the start of a UTC {period_s:g}-second period")
 
 
 def _month_bounds(month_start: float) -> tuple[float, float]:

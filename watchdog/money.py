@@ -23,13 +23,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from watchdog.clock import hour_start, month_start, next_month_start
+from watchdog.clock import DAY_S, hour_start, month_start, next_month_start
 from watchdog.models import BillingRecord, EndpointConfig, Worker
 from watchdog.prices import GpuPrice, PriceTable
 from watchdog.vocabulary import BILLED_BY_DEFAULT, WorkerStatus
 
-SECONDS_PER_DAY = 86_400.0
-SECONDS_IN_30_DAYS = 30 * SECONDS_PER_DAY
+SECONDS_IN_30_DAYS = 30 * DAY_S
 """RunPod's own "per month" unit for active workers (runpod-api.md §6: price × 2,592,000)."""
 
 
@@ -39,7 +38,7 @@ ACCOUNT_WIDE = "*"
 
 def day_start(ts: float) -> float:
     """Start of the UTC day containing ``ts`` (UTC days are whole multiples of 86,400 s since the epoch)."""
-    return ts - (ts % SECONDS_PER_DAY)
+    return ts - (ts % DAY_S)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -368,8 +367,8 @@ def budget_status(
     variable_eur = usd_to_eur(variable_mtd_usd, usd_per_eur)
     spent_eur = fixed_eur + variable_eur
     left_eur = monthly_eur - spent_eur
-    days_left = max(0.0, (end - now) / SECONDS_PER_DAY)
-    days_elapsed = max(MIN_ELAPSED_DAYS_FOR_RATE, (now - start) / SECONDS_PER_DAY)
+    days_left = max(0.0, (end - now) / DAY_S)
+    days_elapsed = max(MIN_ELAPSED_DAYS_FOR_RATE, (now - start) / DAY_S)
     rate_mtd = variable_eur / days_elapsed
     rate_24h = None if variable_last_24h_usd is None else usd_to_eur(variable_last_24h_usd, usd_per_eur)
     forecast_mtd = spent_eur + rate_mtd * days_left
@@ -422,9 +421,9 @@ def brake_fires_at(
         return now
     if days_left <= 0 or forecast_eur <= spent_eur:
         return None
-    eur_per_s = (forecast_eur - spent_eur) / (days_left * SECONDS_PER_DAY)
+    eur_per_s = (forecast_eur - spent_eur) / (days_left * DAY_S)
     fires = now + (threshold - spent_eur) / eur_per_s
-    return fires if fires < now + days_left * SECONDS_PER_DAY else None
+    return fires if fires < now + days_left * DAY_S else None
 
 
 def daily_allowance_eur(
@@ -452,7 +451,7 @@ def daily_allowance_eur(
     late bill for an earlier hour does, a little). Never negative: with nothing left it is 0.
     """
     start = day_start(now)
-    days = max(1, round((next_month_start(now) - start) / SECONDS_PER_DAY))
+    days = max(1, round((next_month_start(now) - start) / DAY_S))
     left = monthly_eur - fixed_eur - (variable_eur - today_eur)
     return max(0.0, left) / days
 

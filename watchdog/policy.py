@@ -29,11 +29,10 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
-from watchdog.clock import month_start, next_month_start
+from watchdog.clock import DAY_S, HOUR_S, month_start, next_month_start
 from watchdog.models import EndpointConfig, Health, Worker
 from watchdog.money import (
     SECONDS_IN_30_DAYS,
-    SECONDS_PER_DAY,
     BudgetStatus,
     ConfigField,
     daily_allowance_eur,
@@ -60,7 +59,6 @@ RULE_ORDER: tuple[Rule, ...] = tuple(Rule)
 """Priority: a runaway job burns money fastest; config drift is a risk, not yet a loss."""
 ACTION_ORDER: tuple[Action, ...] = tuple(Action)
 
-HOUR_S = 3600.0
 
 EARLY_MONTH_DAYS = 3
 """In the first days of a UTC month (the 1st to the 3rd) a forecast overrun is information, not a warning,
@@ -875,7 +873,7 @@ def _forecast_tightens(
 def _forecast_too_early(budget: BudgetStatus, settings: PolicySettings, now: float) -> bool:
     """In the month's first :data:`EARLY_MONTH_DAYS` days, with spend below the first alert threshold."""
     first = min(settings.alert_thresholds, default=float("inf"))
-    return now - month_start(now) < EARLY_MONTH_DAYS * SECONDS_PER_DAY and budget.used_ratio < first
+    return now - month_start(now) < EARLY_MONTH_DAYS * DAY_S and budget.used_ratio < first
 
 
 def _early_forecast_notice(
@@ -883,7 +881,7 @@ def _early_forecast_notice(
 ) -> Decision:
     """The softened forecast overrun: information (once an hour in the ledger, once a day on Slack) naming
     the endpoints a tighten would touch; nothing is changed."""
-    day_of_month = int((now - month_start(now)) // SECONDS_PER_DAY) + 1
+    day_of_month = int((now - month_start(now)) // DAY_S) + 1
     first = min(settings.alert_thresholds, default=None)
     crossing = f", or once spend crosses {first:.0%} of the budget," if first is not None else ""
     names = ", ".join(d.endpoint_id or "" for d in tightens)
@@ -936,8 +934,8 @@ def _day_figures(view: PolicyView, now: float) -> _Day | None:
         today_eur=spent,
         now=now,
     )
-    days_left = max(1, round((next_month_start(now) - start) / SECONDS_PER_DAY))
-    return _Day(start, start + SECONDS_PER_DAY, allowance, spent, days_left)
+    days_left = max(1, round((next_month_start(now) - start) / DAY_S))
+    return _Day(start, start + DAY_S, allowance, spent, days_left)
 
 
 def _day_pauses(
@@ -1012,7 +1010,7 @@ def _day_lifts(view: PolicyView, now: float, day: _Day | None) -> list[Decision]
         ep = endpoints.get(brake.endpoint_id)
         if ep is None or brake.rule != Rule.BUDGET_BRAKE or month_start(brake.since) < month:
             continue
-        ends = brake.until if brake.until is not None else day_start(brake.since) + SECONDS_PER_DAY
+        ends = brake.until if brake.until is not None else day_start(brake.since) + DAY_S
         if now < ends or not _held_for_the_day(brake, ep, view.settings):
             continue
         decisions.extend(

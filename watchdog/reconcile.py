@@ -45,12 +45,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from watchdog.clock import DAY_S, HOUR_S
 from watchdog.ledger import StateSeconds
 from watchdog.models import BillingRecord
 from watchdog.vocabulary import WorkerStatus
-
-HOUR_S = 3600.0
-DAY_S = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from watchdog.clock import hour_start
+from watchdog.clock import DAY_S, hour_start
 from watchdog.daemon.state import Accounting
 from watchdog.ledger import (
     UNATTRIBUTED_ENDPOINT,
@@ -48,8 +48,6 @@ from watchdog.prices import PriceTable
 from watchdog.vocabulary import SpendSource, WorkerStatus
 
 log = logging.getLogger(__name__)
-
-DAY_S = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from watchdog.alerts import budget_alert_text, format_eur
+from watchdog.clock import DAY_S
 from watchdog.config import Config
 from watchdog.daemon.execute import Execution
 from watchdog.ledger import Alert, DecisionStep
@@ -22,8 +23,6 @@ from watchdog.policy import Decision
 from watchdog.reconcile import BilledStatesFinding
 from watchdog.status import EventView
 from watchdog.vocabulary import Action, AlertKind, EventKind, Mode, Outcome, Rule
-
-DAY_S = 86_400.0
 
 RULE_EVENT: Mapping[str, EventKind] = {
     Rule.BLIND: EventKind.BLIND,
@@ -43,6 +42,8 @@ SEVERITY_MARK: Mapping[str, str] = {
     "critical": ":rotating_light:",
 }
 """The mark an alert worded by the policy starts with, by its severity."""
+MAX_SUMMARY_LINES = 20
+"""Changes listed one per line in the first enforce tick's summary; the rest are counted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +286,55 @@ def reload_failed_alert(problems: Sequence[str], now: float) -> Alert:
             + "; ".join(problems[:5])
         ),
     )
+
+
+def first_enforce_summary(
+    steps: Sequence[DecisionStep], *, endpoints: int, usd_per_eur: float, now: float
+) -> Alert:
+    """The one alert of the first tick that enforced on this ledger's account: every change it made, so a
+    person who just switched from dry-run to enforce reads in one place what the watchdog did (and a tick
+    that changed nothing says that too). Each change also has its own alert and ledger rows."""
+    changes = [s for s in steps if s.mode == Mode.ENFORCE and s.outcome in (Outcome.APPLIED, Outcome.FAILED)]
+    if not changes:
+        text = (
+            f":information_source: First enforce tick on this account: nothing needed changing "
+            f"({endpoints} endpoint(s) within policy)."
+        )
+    else:
+        touched = {s.endpoint_id for s in changes if s.endpoint_id is not None}
+        saved = sum(s.saved_usd for s in changes if s.outcome == Outcome.APPLIED)
+        lines = [
+            f"- {s.endpoint_id or 'account'}: {s.action}"
+            + (f" {_patch_words(s.patch, s.previous)}" if s.patch else "")
+            + (f" job {s.job_id}" if s.job_id else "")
+            + (f" [{s.rule}]" + (f" FAILED: {s.error}" if s.outcome == Outcome.FAILED else ""))
+            for s in changes
+        ]
+        saving = f", saving up to {format_eur(usd_to_eur(saved, usd_per_eur))}" if saved > 0 else ""
+        text = (
+            f":warning: First enforce tick on this account: {len(changes)} change(s) on {len(touched)} of "
+            f"{endpoints} endpoint(s){saving}:\n" + "\n".join(lines[:MAX_SUMMARY_LINES])
+        )
+        if len(lines) > MAX_SUMMARY_LINES:
+            text += f"\n- ... and {len(lines) - MAX_SUMMARY_LINES} more (see the ledger's decisions)"
+    return Alert(
+        key=str(AlertKey.once(AlertKind.ACTION, "first-enforce", now)),
+        kind=AlertKind.ACTION,
+        severity="warning" if changes else "info",
+        text=text,
+    )
+
+
+def _patch_words(patch: Mapping[str, object], previous: Mapping[str, object] | None) -> str:
+    """``workers_max 3 -> 1, idle_timeout_s none -> 5``."""
+    before = previous or {}
+    return ", ".join(
+        f"{name} {_value(before.get(name))} -> {_value(value)}" for name, value in sorted(patch.items())
+    )
+
+
+def _value(value: object) -> str:
+    return "none" if value is None else str(value)
 
 
 def first_sightings(alerts: Sequence[Alert], raised: Mapping[str, float], now: float) -> list[Alert]:

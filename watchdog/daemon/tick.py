@@ -45,6 +45,7 @@ from watchdog.daemon.notices import (
     billed_states_alert,
     decision_alert,
     events_of,
+    first_enforce_summary,
     first_sightings,
     metric_alerts,
 )
@@ -108,6 +109,16 @@ class TickOutcome:
     def actions(self) -> tuple[DecisionStep, ...]:
         """The enforced steps of this tick (applied or failed)."""
         return tuple(r for r in self.rows if r.outcome in (Outcome.APPLIED, Outcome.FAILED))
+
+
+def _enforces(config: Config, steps: Sequence[DecisionStep]) -> bool:
+    """This tick acts: the account-wide mode is enforce (``run --dry-run`` never is), or a rule or an
+    endpoint set to enforce changed something."""
+    if config.policy.dry_run_only:
+        return False
+    return config.policy.mode == Mode.ENFORCE or any(
+        s.mode == Mode.ENFORCE and s.outcome == Outcome.APPLIED for s in steps
+    )
 
 
 async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float) -> TickOutcome:
@@ -260,6 +271,13 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
             )
             if reading.billing is not None:
                 alerts.extend(_billed_states_alerts(ports, config, reading.billing, now))
+            if state.first_enforced_at is None and _enforces(config, steps):
+                summary = first_enforce_summary(
+                    steps, endpoints=len(reading.endpoints), usd_per_eur=config.budget.usd_per_eur, now=now
+                )
+                log.warning("%s", summary.text)
+                alerts.append(summary)
+                state.first_enforced_at = now
         # Alerts are rebuilt each tick from what is true (the cost per 1,000 requests is still above $3); the
         # ledger de-duplicates by key, and only the first sighting of a key belongs in the events log.
         alerts = first_sightings(alerts, state.dedupe.raised, now)

@@ -24,14 +24,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from watchdog.clock import month_start, next_month_start
+from watchdog.clock import DAY_S, month_start, next_month_start
 from watchdog.config import Config
 from watchdog.ledger import UNATTRIBUTED_ENDPOINT
 from watchdog.money import MIN_TIERED_REQUESTS, measured_free_share, usd_to_eur
 from watchdog.reports.replay import nearest_rank
 from watchdog.reports.source import ReportLedger
 
-DAY_S = 86_400.0
 ACCOUNT_LABEL = "(account: storage, fees)"
 SAVING_OUTCOMES = ("proposed", "applied")
 
