@@ -232,6 +232,9 @@ def install_ping_flood(
         input_factory=lambda _rng: {"text": ".", "keepwarm": True, "sim": {"duration_s": 0.2}},
         free_share=1.0,
         rng=_child_rng(rng),
+        # A real bot is never in step with the watchdog's reads; on whole seconds from the scenario's start,
+        # reads every 5 s would find every third 0.2 s job running at the very instant of its arrival.
+        start_at=now + 1.3,
     )
     sim.add_traffic(
         FLOOD_ENDPOINT_ID,

@@ -208,8 +208,12 @@ def deploy_hung_job(sim: Simulator) -> str:
     return str(job.id)
 
 
-def start_keepwarm_bot(sim: Simulator) -> None:
-    """Act 3: a tiny job every 3 s, shorter than the 5 s idle timeout: the worker never scales down."""
+def start_keepwarm_bot(sim: Simulator, *, start_at: float | None = None) -> None:
+    """Act 3: a tiny job every 3 s, shorter than the 5 s idle timeout: the worker never scales down.
+
+    ``start_at`` (default: now) sets the bot's phase. A watchdog whose ticks fall exactly on the bot's
+    arrivals (the demo's stepped clock: 90 s is 30 gaps) would see the worker busy at every tick; a real
+    bot is never in step with the watchdog, so the demo starts it between two of the daemon's instants."""
     sim.add_traffic(
         FLOOD_ENDPOINT_ID,
         actor=KEEPWARM_SOURCE,
@@ -217,6 +221,7 @@ def start_keepwarm_bot(sim: Simulator) -> None:
         input_factory=lambda _rng: {"text": ".", "keepwarm": True, "sim": {"duration_s": KEEPWARM_JOB_S}},
         free_share=1.0,
         rng=random.Random(7),
+        start_at=start_at,
     )
 
 

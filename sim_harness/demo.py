@@ -41,9 +41,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import uvicorn
 from textual.binding import Binding, BindingType
@@ -69,14 +70,18 @@ DEFAULT_DURATION_S = 90.0
 POLL_INTERVAL_S = 90.0
 """Simulated seconds between ticks: 2 real seconds at speed 45. Longer than the runaway limit plus the hung
 endpoint's cold start, so the daemon first meets the hung job once it is past its limit (see story.py)."""
-ACT_PAUSE_S = 5.0
-"""Real seconds between a beat and the next act, so a newcomer can read each one."""
+ACT_PAUSE_TICKS = 3
+"""Ticks between a beat and the next act (6 real seconds at speed 45), so a newcomer can read each one.
+Counted in ticks, not in real seconds: every run plays each act at the same simulated moment."""
+SLOW_MOTION_SPEED = 7.5
+"""Simulated seconds per real second from the hung job's start to the tick that catches it (instead of
+45): its 90 simulated seconds last 12 real seconds, 6 of them with the job running past its limit."""
 MAX_EXECUTION_S = 30.0
 GRACE_S = 10.0
 REQUIRED_TIMEOUT_S = 600
 KEEP_WARM_WINDOW_MIN = 2.0
 DRIVER_POLL_S = 0.05
-NOTIFY_S = 10.0
+NOTIFY_S = 15.0
 """Seconds a story notification stays on the dashboard."""
 STOP_TIMEOUT_S = 10.0
 
@@ -136,20 +141,130 @@ def _pct(ratio: float) -> str:
     return f"{ratio * 100:.0f} %"
 
 
+class TickClock:
+    """The clock simulator and daemon share: simulated time that moves in steps, one per tick.
+
+    Why steps: with a clock that runs on during a tick, what the daemon reads (and when a deadline fires,
+    and when the story's acts land) depends on how many milliseconds each HTTP call took, so two runs of
+    the story told different stories (one caught a keep-warm worker idle and scaled it to zero, the next
+    did not). Here tick ``k`` happens at exactly ``start + k × poll_interval``: :meth:`now` (what the
+    simulator and the daemon read) stands at that instant for the whole tick and until the next one, so
+    every read, decision and act is a function of the tick's number, never of the machine's speed.
+
+    Between two ticks :meth:`display_now` (what the dashboard shows) runs smoothly at :attr:`rate`
+    simulated seconds per real second up to the next tick's instant, and the next tick starts when it gets
+    there: the pace a person sees is ``speed`` (or the story's slow motion), as with a ScaledClock."""
+
+    def __init__(self, start: float, speed: float) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be > 0")
+        self.speed = speed
+        """The base pace (the daemon divides its waits by it)."""
+        self.start = start
+        self.rate = speed
+        """The pace until the next tick: ``speed``, or slower during the story's slow motion."""
+        self._held = start
+        self._gate = start
+        self._anchor_sim = start
+        self._anchor_real = time.monotonic()
+
+    # -- the Clock protocol (simulator and daemon) ------------------------------------------------------
+
+    def now(self) -> float:
+        return self._held
+
+    def monotonic(self) -> float:
+        return self._held - self.start
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds) / self.speed)
+
+    # -- the pace ------------------------------------------------------------------------------------------
+
+    def display_now(self) -> float:
+        """Simulated time as a person sees it: smooth, never past the next tick's instant."""
+        return min(self._gate, self._anchor_sim + (time.monotonic() - self._anchor_real) * self.rate)
+
+    def real_at(self, at: float) -> float:
+        """The ``time.monotonic()`` at which :meth:`display_now` reaches ``at`` (within the current step)."""
+        return self._anchor_real + (at - self._anchor_sim) / self.rate
+
+    def real_until(self, at: float) -> float:
+        """Real seconds until :meth:`display_now` reaches ``at``."""
+        return max(0.0, self.real_at(at) - time.monotonic())
+
+    def hold(self, at: float) -> None:
+        """A tick at ``at``: simulated time stands there (and the display waits there) until :meth:`step`."""
+        if at < self._held:
+            raise ValueError("time does not go backwards")
+        self._held = self._gate = at
+
+    def step(self, until: float, *, rate: float, since_real: float) -> None:
+        """After the tick held at :meth:`now`: the display runs from there (as of the real moment
+        ``since_real``, when the tick began) at ``rate`` up to ``until``, the next tick's instant."""
+        if rate <= 0:
+            raise ValueError("rate must be > 0")
+        self._anchor_sim, self._anchor_real, self.rate, self._gate = self._held, since_real, rate, until
+
+
+class StoryHooks(Protocol):
+    def after_tick(self, index: int, status: DaemonStatus | None) -> float:
+        """Called right after tick ``index`` (simulated time still held at it): tell its beats, play the
+        acts due, and return the pace (simulated seconds per real second) until the next tick."""
+        ...
+
+
 class DemoDaemon(Daemon):
-    """The daemon, bringing the in-process simulator up to date before each tick.
+    """The daemon on the demo's :class:`TickClock`, ticking at ``start + k × poll_interval`` exactly.
 
-    Why: the simulator advances its model (and writes its access log) only when asked something. Under
-    ``simulate`` a background task syncs it; here the daemon's first read of a tick is the access log, so a
-    sync just before it gives the log tailer what happened up to the tick, as a real gateway's log would."""
+    - It brings the in-process simulator up to date before each tick. Why: the simulator advances its model
+      (and writes its access log) only when asked something; under ``simulate`` a background task syncs
+      it; here the daemon's first read of a tick is the access log, so a sync just before it gives the log
+      tailer what happened up to the tick, as a real gateway's log would.
+    - After each tick it calls the story (:class:`StoryHooks`) synchronously, before the clock moves on:
+      the story sees every tick, and its acts land at the tick's instant.
+    - The runaway rule acts at ticks only: the between-ticks deadline watch would cancel at a moment set by
+      the event loop's timers, racing the tick (the daemon's own tests cover it)."""
 
-    def __init__(self, *args: Any, sim: Simulator, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args: Any, sim: Simulator, clock: TickClock, **kwargs: Any) -> None:
+        super().__init__(*args, clock=clock, **kwargs)
         self.sim = sim
+        self.tick_clock = clock
+        self.story: StoryHooks | None = None
+        self.ticks_done = 0
+        self.tick_began = time.monotonic()
+        """``time.monotonic()`` when the current (or last) tick began."""
+        self._stop: asyncio.Event | None = None
+
+    def tick_at(self, index: int) -> float:
+        return self.tick_clock.start + index * self.config.runpod.poll_interval_s
+
+    async def run(self, stop: asyncio.Event) -> int:
+        self._stop = stop
+        return await super().run(stop)
+
+    async def _watch_deadlines(self, stop: asyncio.Event) -> None:
+        await stop.wait()
 
     async def tick(self) -> Any:
-        self.sim.sync()
-        return await super().tick()
+        index = self.ticks_done
+        at = self.tick_at(index)
+        wait = self.tick_clock.real_until(at)
+        if wait > 0 and self._stop is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=wait)
+        began = self.tick_began = time.monotonic()
+        self.tick_clock.hold(at)
+        rate = self.tick_clock.speed
+        try:
+            self.sim.sync()
+            outcome = await super().tick()
+            if self.story is not None:
+                rate = self.story.after_tick(index, self.status_ref.get())
+        finally:
+            self.ticks_done = index + 1
+            self.tick_clock.step(self.tick_at(index + 1), rate=rate, since_real=began)
+        return outcome
 
 
 class _Server(uvicorn.Server):
@@ -177,14 +292,14 @@ class DemoStack:
         self.tmp = Path(tempfile.mkdtemp(prefix="rpwd-demo-"))
         self.access_log = self.tmp / "access.log"
         self.log_path = self.tmp / "demo.log"
-        self.clock = story.story_clock(speed)
+        self.clock = TickClock(story.story_start(time.time()), speed)
         self.sim: Simulator | None = None
         self.server: _Server | None = None
         self.server_task: asyncio.Task[None] | None = None
         self.base_url = ""
         self.port = 0
         self.config: Config | None = None
-        self.daemon: Daemon | None = None
+        self.daemon: DemoDaemon | None = None
         self.control: ControlServer | None = None
         self.stop = asyncio.Event()
         self.daemon_task: asyncio.Task[int] | None = None
@@ -244,8 +359,13 @@ class DemoStack:
             mode=0o600,
         )
         await self.control.start()
-        self.daemon_task = asyncio.create_task(self.daemon.run(self.stop), name="demo-daemon")
         log.info("demo started: simulator %s, files in %s", self.base_url, self.tmp)
+
+    def run_daemon(self, story_hooks: StoryHooks | None) -> None:
+        """Start ticking, the story attached first (it must see tick 0)."""
+        assert self.daemon is not None
+        self.daemon.story = story_hooks
+        self.daemon_task = asyncio.create_task(self.daemon.run(self.stop), name="demo-daemon")
 
     async def close(self) -> None:
         """Stop in dependency order; every step runs even if an earlier one failed."""
@@ -321,8 +441,32 @@ Emit = Callable[[str | None, str], None]
 """``emit(beat or None, line)``: one line of the story (a beat of :data:`BEATS`, or a context line)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Told:
+    """One line of the story: which tick told it, at what simulated instant, after how many real seconds."""
+
+    tick: int
+    beat: str | None
+    at: float
+    real_s: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """One decision of the daemon, as the story read it from the ledger (what a repeatable demo repeats)."""
+
+    tick: int
+    rule: str
+    action: str
+    endpoint_id: str | None
+    outcome: str
+    at: float
+
+
 class StoryDriver:
-    """Watches the daemon tick by tick, tells the story, and plays the simulator's next act on cue."""
+    """Tells the story tick by tick (called by :class:`DemoDaemon` right after each tick), and plays the
+    simulator's next act at a fixed number of ticks after the beat that closes the previous one."""
 
     def __init__(self, stack: DemoStack, emit: Emit) -> None:
         self.stack = stack
@@ -330,31 +474,58 @@ class StoryDriver:
         self.started = time.monotonic()
         self.beats: dict[str, float] = {}
         """Beat → real seconds after the start when it was told."""
+        self.beat_ticks: dict[str, int] = {}
+        """Beat → the tick that told it."""
+        self.told: list[Told] = []
+        self.seen: list[Seen] = []
+        self.acts: dict[str, int] = {}
+        """Act ("hung", "flood") → the tick after which it was played."""
         self.done = asyncio.Event()
         self.saved_eur = 0.0
         self.hung_job_id: str | None = None
         self.hung_worker_id: str | None = None
+        self.hung_over_limit_real: float | None = None
+        """``time.monotonic()`` when the hung job ran past its limit (max execution + grace)."""
+        self.hung_visible_s: float | None = None
+        """Real seconds the hung job ran past its limit before the tick that cancelled it."""
         self.last_status: DaemonStatus | None = None
-        self._seen_status: DaemonStatus | None = None
+        self._tick = -1
         self._last_decision_id = 0
-        self._acts: set[str] = set()
         self._told_start = False
+        self._hung_started_at = 0.0
+        self._next_tick_at = 0.0
 
     @property
     def missing(self) -> list[str]:
         return [beat for beat in BEATS if beat not in self.beats]
 
     async def run(self) -> None:
-        daemon = self.stack.daemon
-        assert daemon is not None
-        while not self.done.is_set():
-            status = daemon.status_ref.get()
-            if status is not None and status is not self._seen_status:
-                self._seen_status = status
-                self.on_tick(status)
-            await asyncio.sleep(DRIVER_POLL_S)
+        """Until the whole story was told (the daemon calls :meth:`after_tick`)."""
+        await self.done.wait()
+
+    def narration(self) -> str | None:
+        """While the hung job runs uncaught (slow motion): one live line for the dashboard, else None."""
+        if "hung" not in self.acts or HUNG_JOB_CAUGHT in self.beats or self.hung_job_id is None:
+            return None
+        clock = self.stack.clock
+        ran = clock.display_now() - self._hung_started_at
+        limit = MAX_EXECUTION_S + GRACE_S
+        if ran <= 0:
+            return f"Slow motion ×{clock.rate:g}: hung job {self.hung_job_id} starts on {HUNG_ENDPOINT_ID}"
+        state = "PAST its" if ran > limit else "under its"
+        return (
+            f"Slow motion ×{clock.rate:g}: hung job {self.hung_job_id} has run {ran:.0f} s on "
+            f"{HUNG_ENDPOINT_ID}, {state} {limit:.0f} s limit; the watchdog's next tick is at "
+            f"{sim_time(self._next_tick_at)}"
+        )
 
     # -- one tick -------------------------------------------------------------------------------------------
+
+    def after_tick(self, index: int, status: DaemonStatus | None) -> float:
+        self._tick = index
+        if status is not None:
+            self.on_tick(status)
+        return self._play_next_act()
 
     def on_tick(self, status: DaemonStatus) -> None:
         self.last_status = status
@@ -362,9 +533,11 @@ class StoryDriver:
             self._told_start = True
             self._tell_start(status)
         for row in self._new_decisions():
+            self.seen.append(
+                Seen(self._tick, row.rule, row.action, row.endpoint_id, row.outcome, round(row.at, 3))
+            )
             self._on_decision(row, status)
         self._check_worker_stopped(status)
-        self._play_next_act()
         if not self.missing:
             self.done.set()
 
@@ -378,14 +551,19 @@ class StoryDriver:
         return rows
 
     def _tell(self, beat: str | None, at: float, text: str) -> None:
+        real_s = time.monotonic() - self.started
         if beat is not None:
             if beat in self.beats:
                 return
-            self.beats[beat] = time.monotonic() - self.started
+            self.beats[beat] = real_s
+            self.beat_ticks[beat] = self._tick
+        self.told.append(Told(self._tick, beat, at, real_s, text))
         self.emit(beat, f"[{sim_time(at)}] {text}")
 
     def _tell_start(self, status: DaemonStatus) -> None:
         budget = status.budget
+        sim = self.stack.sim
+        assert sim is not None
         at = status.last_tick_at or self.stack.clock.now()
         if budget is None:
             self._tell(None, at, "The watchdog is watching the simulated account.")
@@ -396,7 +574,7 @@ class StoryDriver:
             f"The month so far: {_eur(budget.spent_eur)} of {_eur(budget.monthly_eur)} "
             f"({_pct(budget.used_ratio)}; {_eur(budget.fixed_eur)} fixed, {_eur(budget.variable_eur)} GPU), "
             f"{budget.days_left:.1f} days left. RunPod's billing lags {story.BILLING_DELAY_S / 60:.0f} min: "
-            f"a lunchtime batch (~{_eur(story.batch_usd(self.stack.sim) / story.USD_PER_EUR)}) is not on "
+            f"a lunchtime batch (~{_eur(story.batch_usd(sim) / story.USD_PER_EUR)}) is not on "
             "the bill yet.",
         )
 
@@ -421,6 +599,8 @@ class StoryDriver:
             self.saved_eur += eur
             self.hung_job_id = row.job_id
             self.hung_worker_id = row.worker_id
+            if self.hung_over_limit_real is not None:
+                self.hung_visible_s = time.monotonic() - self.hung_over_limit_real
             self._tell(
                 HUNG_JOB_CAUGHT,
                 row.at,
@@ -473,32 +653,48 @@ class StoryDriver:
                 f"The hung job's {worker} stopped: {HUNG_ENDPOINT_ID} bills nothing any more.",
             )
 
-    def _play_next_act(self) -> None:
+    def _play_next_act(self) -> float:
+        """Play the act due after this tick; return the pace until the next tick."""
         sim = self.stack.sim
         assert sim is not None
-        if self._due(BUDGET_80) and "hung" not in self._acts:
-            self._acts.add("hung")
+        clock = self.stack.clock
+        if self._due(BUDGET_80) and "hung" not in self.acts:
+            self.acts["hung"] = self._tick
             job_id = story.deploy_hung_job(sim)
+            self.hung_job_id = job_id
+            self._hung_started_at = clock.now() + story.HUNG_COLD_START_S
+            self._next_tick_at = clock.now() + POLL_INTERVAL_S
+            limit = MAX_EXECUTION_S + GRACE_S
             self._tell(
                 None,
-                self.stack.clock.now(),
+                clock.now(),
                 f"A volunteer deploys {HUNG_ENDPOINT_ID} from an old template (no execution timeout) and "
-                f"starts batch job {job_id}; its handler hangs while its heartbeat keeps pinging.",
+                f"starts batch job {job_id}; its handler hangs while its heartbeat keeps pinging. Slow "
+                f"motion (×{SLOW_MOTION_SPEED:g}) until the watchdog's next tick: watch it run past the "
+                f"{limit:.0f} s limit.",
             )
-        if self._due(HUNG_JOB_CAUGHT) and self._due(TIMEOUT_PATCHED) and "flood" not in self._acts:
-            self._acts.add("flood")
-            story.start_keepwarm_bot(sim)
+            # Real moment the display passes start + cold start + limit (the rate applies from the tick's
+            # start, see DemoDaemon.tick).
+            daemon = self.stack.daemon
+            assert daemon is not None
+            began = daemon.tick_began
+            self.hung_over_limit_real = began + (story.HUNG_COLD_START_S + limit) / SLOW_MOTION_SPEED
+            return SLOW_MOTION_SPEED
+        if self._due(HUNG_JOB_CAUGHT) and self._due(TIMEOUT_PATCHED) and "flood" not in self.acts:
+            self.acts["flood"] = self._tick
+            story.start_keepwarm_bot(sim, start_at=clock.now() + story.KEEPWARM_GAP_S / 2)
             self._tell(
                 None,
-                self.stack.clock.now(),
+                clock.now(),
                 f"{story.KEEPWARM_SOURCE} starts sending a tiny job to {FLOOD_ENDPOINT_ID} every "
                 f"{story.KEEPWARM_GAP_S:g} s, less than its 5 s idle timeout.",
             )
+        return clock.speed
 
     def _due(self, beat: str) -> bool:
-        """The beat was told at least ACT_PAUSE_S ago (acts are played right after a tick, see on_tick)."""
-        told = self.beats.get(beat)
-        return told is not None and time.monotonic() - self.started - told >= ACT_PAUSE_S
+        """The beat was told at least ACT_PAUSE_TICKS ticks ago."""
+        told = self.beat_ticks.get(beat)
+        return told is not None and self._tick - told >= ACT_PAUSE_TICKS
 
     def summary(self, elapsed_s: float) -> str:
         status = self.last_status
@@ -509,7 +705,12 @@ class StoryDriver:
             else "no tick finished"
         )
         told = ", ".join(f"{beat} {self.beats[beat]:.1f} s" for beat in BEATS if beat in self.beats)
-        simulated_min = elapsed_s * self.stack.speed / 60
+        simulated_min = (self.stack.clock.now() - self.stack.clock.start) / 60
+        visible = (
+            f", which ran past its limit for {self.hung_visible_s:.1f} real s first"
+            if self.hung_visible_s is not None
+            else ""
+        )
         head = (
             "Summary: the whole story was told"
             if not self.missing
@@ -517,7 +718,8 @@ class StoryDriver:
         )
         return (
             f"{head} in {elapsed_s:.1f} s ({simulated_min:.0f} simulated minutes at ×{self.stack.speed:g}): "
-            f"{spend}; saved ~{_eur(self.saved_eur)} by cancelling the hung job. Beats: {told or 'none'}."
+            f"{spend}; saved ~{_eur(self.saved_eur)} by cancelling the hung job{visible}. "
+            f"Beats: {told or 'none'}."
         )
 
 
@@ -554,7 +756,7 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
 
 
 def _install_stop_signals(loop: asyncio.AbstractEventLoop, on_stop: Callable[[], None]) -> list[int]:
-    installed = []
+    installed: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, on_stop)
@@ -584,6 +786,7 @@ async def run_headless(duration_s: float, out: Callable[[str], None], *, must_fi
                 "simulated seconds."
             )
             driver = StoryDriver(stack, lambda _beat, line: out(line))
+            stack.run_daemon(driver)
             story_task = asyncio.create_task(driver.run(), name="demo-story")
             pending: list[asyncio.Future[Any]] = [
                 asyncio.create_task(driver.done.wait()),
@@ -640,15 +843,22 @@ class DemoApp(WatchdogApp):
     def __init__(self, *args: Any, banner: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.banner = banner
+        self.driver: StoryDriver | None = None
         self._pending_lines: list[str] = []
 
     def on_mount(self) -> None:
         super().on_mount()
         self.sub_title = self.banner
+        self.set_interval(0.5, self._narrate)
         self.notify(self.banner, title="runpod-watchdog demo", timeout=NOTIFY_S)
         for line in self._pending_lines:
             self.notify(line, title="Story", timeout=NOTIFY_S)
         self._pending_lines.clear()
+
+    def _narrate(self) -> None:
+        """The hung job's live line in the sub-title during the slow motion, else the banner."""
+        line = self.driver.narration() if self.driver is not None else None
+        self.sub_title = line or self.banner
 
     def tell(self, beat: str | None, line: str) -> None:
         if not self.is_running:
@@ -670,7 +880,7 @@ async def run_dashboard() -> int:
             ControlActions(socket_path),
             refresh_s=0.5,
             stale_after_s=3 * POLL_INTERVAL_S,
-            clock=stack.clock.now,
+            clock=stack.clock.display_now,
             banner=(
                 f"Simulated RunPod account on {stack.base_url} (loopback only, no API key needed), "
                 f"×{stack.speed:g} real time. q or Ctrl-C quits."
@@ -678,6 +888,8 @@ async def run_dashboard() -> int:
         )
         installed = _install_stop_signals(loop, lambda: app.exit(0))
         driver = StoryDriver(stack, app.tell)
+        app.driver = driver
+        stack.run_daemon(driver)
         story_task = asyncio.create_task(driver.run(), name="demo-story")
         story_task.add_done_callback(_log_failure)
         try:

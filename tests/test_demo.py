@@ -334,3 +334,61 @@ def test_demo_dashboard_in_tmux_tells_the_story_and_quits_on_q(tmp_path: Path) -
         _tmux(server, "kill-server")
         if pid is not None and _alive(pid):
             os.kill(pid, 9)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Repeatable: the same story every run (issue 12)
+# ------------------------------------------------------------------------------------------------------------
+
+
+async def _tell_story_once(limit_s: float) -> dict[str, object]:
+    """The demo's headless story in-process (the same DemoStack, DemoDaemon and StoryDriver as the command),
+    until every beat was told; what a run must repeat, and the hung job's real-time visibility."""
+    import asyncio
+
+    from sim_harness.demo import DemoStack, StoryDriver
+
+    async with DemoStack() as stack:
+        driver = StoryDriver(stack, lambda _beat, _line: None)
+        stack.run_daemon(driver)
+        await asyncio.wait_for(driver.done.wait(), timeout=limit_s)
+        return {
+            "told": [(t.tick, t.beat, round(t.at, 3), t.text) for t in driver.told],
+            "decisions": [(s.tick, s.rule, s.action, s.endpoint_id, s.outcome, s.at) for s in driver.seen],
+            "acts": dict(driver.acts),
+            "hung_visible_s": driver.hung_visible_s,
+            "beats_real_s": dict(driver.beats),
+        }
+
+
+@pytest.mark.slow
+def test_demo_story_is_the_same_every_run() -> None:
+    """Three runs at once (in one event loop, so they also compete for the CPU): the same lines, decisions
+    (rule, action, endpoint, outcome, simulated instant) and acts, tick for tick; no run has a decision the
+    others lack (e.g. a keep-warm scale_to_zero or a cold-start alert); the hung job runs past its limit,
+    uncaught, for at least 5 real seconds before the tick that cancels it."""
+    import asyncio
+
+    async def three() -> list[dict[str, object]]:
+        return list(await asyncio.gather(*(_tell_story_once(HEADLESS_LIMIT_S) for _ in range(3))))
+
+    runs = asyncio.run(three())
+    first = runs[0]
+    for other in runs[1:]:
+        assert other["told"] == first["told"]
+        assert other["decisions"] == first["decisions"]
+        assert other["acts"] == first["acts"]
+    told = first["told"]
+    assert isinstance(told, list)
+    beats = [beat for _, beat, _, _ in told if beat is not None]
+    assert beats == ["budget_80", "hung_job_caught", "timeout_patched", "worker_stopped", "flood_flagged"]
+    for run in runs:
+        visible = run["hung_visible_s"]
+        assert isinstance(visible, float) and visible >= 5.0, run["hung_visible_s"]
+        print(
+            f"hung job past its limit, uncaught: {visible:.1f} real s; beats (real s): {run['beats_real_s']}"
+        )
+    decisions = first["decisions"]
+    assert isinstance(decisions, list)
+    for decision in decisions:
+        print(decision)

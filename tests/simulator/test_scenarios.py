@@ -159,7 +159,7 @@ def test_ping_flood_keeps_one_worker_warm_all_day() -> None:
     sessions = sim.sessions(FLOOD_ENDPOINT_ID)
     assert len(sessions) == 1 and sessions[0].stopped_at is None
     bot_requests = [r for r in sim.access_records if r["source"] == "keepwarm-bot"]
-    assert len(bot_requests) == 86_400 // 3
+    assert abs(len(bot_requests) - 86_400 // 3) <= 1  # one every 3 s, from 1.3 s after the start
     assert sim.billed_usd_total() == pytest.approx(86_400 * 0.00019, rel=1e-4)
 
 

@@ -103,12 +103,9 @@ def traffic_findings(tracker: Tracker, reading: Reading, config: Config, now: fl
     """What the request and ping watch finds on the watched endpoints."""
     thresholds = traffic_thresholds(config)
     contexts: dict[str, EndpointContext] = {}
+    since = now - thresholds.keep_warm_min_minutes * 60.0
     for endpoint in reading.endpoints:
-        health = reading.health.get(endpoint.id)
-        busy_ratio = None
-        if health is not None:
-            warm = health.workers_running + health.workers_idle
-            busy_ratio = health.workers_running / warm if warm else None
+        busy_ratio = tracker.busy_ratio(endpoint.id, since) if endpoint.id in reading.health else None
         contexts[endpoint.id] = EndpointContext(float(endpoint.idle_timeout_s), busy_ratio=busy_ratio)
     counts = tracker.traffic
     found = [

@@ -35,6 +35,9 @@ once per cold start plus health-check failure (tens of seconds), so a window of 
 default 5 s poll could never hold the retries that betray it."""
 COLD_START_KEEP_S = 32 * DAY_S
 MAX_UNCONFIRMED_JOBS = 32
+BUSY_KEEP_MINUTES = 60
+"""Minutes of /health busy samples kept per endpoint (one bucket a minute): the keep-warm detector's busy
+ratio averages at most the last hour of them."""
 """Job ids per endpoint the daemon tracks before RunPod has confirmed them in progress. Heartbeats are
 not proof (a log line can be forged): past this bound, ids whose worker RunPod does not list are dropped
 first, so a flood of forged ids cannot crowd out the real job of a live worker."""
@@ -114,6 +117,9 @@ class Tracker:
     traffic: TrafficCounter = field(default_factory=TrafficCounter)
     log_cursors: dict[str, str] = field(default_factory=dict)
     """Worker → the id of the last event read from its log stream (forgotten with the worker)."""
+    busy: dict[str, deque[list[float]]] = field(default_factory=dict)
+    """Per endpoint, one bucket a minute of the /health answers that showed warm workers: [minute, Σ
+    running, Σ running + idle] (at most :data:`BUSY_KEEP_MINUTES`)."""
 
     # -- logs -----------------------------------------------------------------------------------------
 
@@ -205,6 +211,7 @@ class Tracker:
         """New requests since the previous /health answer, and the crash window including this tick."""
         previous = self.health.get(endpoint_id)
         self.health[endpoint_id] = health
+        self._sample_busy(endpoint_id, health, now)
         window = self.crash.setdefault(endpoint_id, deque())
         requests = 0
         if previous is not None:
@@ -229,6 +236,30 @@ class Tracker:
             completed_delta=sum(c for _, _, c in window),
             ticks=len(window),
         )
+
+    def _sample_busy(self, endpoint_id: str, health: Health, now: float) -> None:
+        warm = health.workers_running + health.workers_idle
+        if warm <= 0:
+            return
+        minute = now - now % 60.0
+        buckets = self.busy.setdefault(endpoint_id, deque(maxlen=BUSY_KEEP_MINUTES))
+        if buckets and buckets[-1][0] == minute:
+            buckets[-1][1] += health.workers_running
+            buckets[-1][2] += warm
+        else:
+            buckets.append([minute, float(health.workers_running), float(warm)])
+
+    def busy_ratio(self, endpoint_id: str, since: float) -> float | None:
+        """The share of warm workers /health showed running, over its answers since ``since`` (at most
+        the last hour): how busy the workers kept warm were. One answer is a single instant, and a bot
+        whose tiny jobs happen to fall on the daemon's reads would look fully busy; the average over many
+        reads is the duty cycle. None when no answer in that time showed a warm worker."""
+        running = warm = 0.0
+        for minute, busy, total in self.busy.get(endpoint_id, ()):
+            if minute + 60.0 > since:
+                running += busy
+                warm += total
+        return running / warm if warm > 0 else None
 
     # -- jobs -----------------------------------------------------------------------------------------
 
@@ -363,6 +394,10 @@ class Tracker:
         ]:
             del self.jobs[job_id]
         self.traffic.prune(now - TRAFFIC_KEEP_S)
+        for endpoint_id in [
+            e for e, b in self.busy.items() if not b or now - b[-1][0] > BUSY_KEEP_MINUTES * 60
+        ]:
+            del self.busy[endpoint_id]
         for samples in self.cold_starts.values():
             samples[:] = [s for s in samples if now - s[0] <= COLD_START_KEEP_S]
 
