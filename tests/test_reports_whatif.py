@@ -17,18 +17,23 @@ from sim_harness.wiring import sim_config
 from tests.reports.sim_month import START, SteadyMonth, steady_month, write_config
 from watchdog.cli import main
 from watchdog.clock import ManualClock
+from watchdog.money import usd_to_eur
 from watchdog.prices import DEFAULT_PRICES
 from watchdog.reports.replay import Arrival, EndpointModel, hold_for_batches, replay
 from watchdog.reports.source import ReportLedger
 from watchdog.reports.whatif import (
+    IDLE_TIMEOUTS_S,
     SPEED_FACTORS,
     Candidate,
     WhatIfError,
     evaluate,
+    gpu_options,
     load_inputs,
     parse_batch_times,
     parse_speeds,
     today,
+    whatif_options,
+    whatif_text,
 )
 
 A6000 = 0.00034
@@ -243,3 +248,66 @@ def test_whatif_text_on_the_month(steady: SteadyMonth) -> None:
     best = text.split("Cheapest combination")[1]
     assert "Changes:" in best and "€/month" in best
     assert "Traceback" not in text
+
+
+def test_whatif_options_are_the_figures_the_command_prints(steady: SteadyMonth) -> None:
+    """The structured options (what the dashboard draws) and the text (what the command prints) are one
+    computation: every row's € per month and waits appear in the text, and the search is the same."""
+    config = sim_config(steady.ledger_path.parent)
+    with ReportLedger.open(steady.ledger_path) as ledger:
+        inputs = load_inputs(ledger, config, endpoint=None, days=7, now=END)
+        text = whatif_text(
+            ledger,
+            config,
+            endpoint=None,
+            days=7,
+            now=END,
+            max_wait_p95_s=None,
+            flashboot_cold_start_s=None,
+            baseline_cold_start_s=None,
+            exec_s=None,
+            speeds=SPEED_FACTORS,
+            batch_times_s=(),
+        )
+    options = whatif_options(inputs, config, speeds=SPEED_FACTORS)
+    rate = config.budget.usd_per_eur
+    base = evaluate(inputs, today(inputs, SPEED_FACTORS), ())
+    assert options.base == base and options.max_wait_s == base.wait_p95_s and not options.max_wait_given
+    assert [o.outcome.candidate.idle_timeout_s for o in options.idle] == sorted(
+        {*IDLE_TIMEOUTS_S, inputs.idle_timeout_s}
+    )
+    assert [o.label for o in options.workers] == ["0", "1"]
+    assert [o.note for o in options.idle if o.note] == ["today"]
+    assert len(options.gpus) == len(gpu_options(inputs, config.price_table, SPEED_FACTORS))
+    assert options.cold_starts == () and options.batching == ()  # nothing assumed, no batch times
+    assert options.budget_usd_month == pytest.approx(
+        config.budget.monthly_usd - config.budget.fixed_usd_per_month - inputs.per_month(inputs.others_usd)
+    )
+    tables = {block.split(" ", 1)[0]: block.splitlines() for block in text.split("\n\n")}
+    for title, rows in (("Idle", options.idle), ("Active", options.workers), ("GPU", options.gpus)):
+        for option in rows:
+            row = next(line for line in tables[title] if line.startswith(f"  {option.label} "))
+            assert f"{usd_to_eur(option.outcome.usd_month, rate):,.2f} €" in row
+            assert f"{option.outcome.wait_p95_s:,.1f} s" in row
+    found = options.found
+    assert found is not None and found.usd_month <= base.usd_month
+    assert f"  {usd_to_eur(found.usd_month, rate):,.2f} €/month" in text
+    assert "Changes: " + "; ".join(options.changes()) in text
+
+
+def test_whatif_options_with_assumptions_add_their_rows(steady: SteadyMonth) -> None:
+    config = sim_config(steady.ledger_path.parent)
+    with ReportLedger.open(steady.ledger_path) as ledger:
+        inputs = load_inputs(ledger, config, endpoint=None, days=7, now=END)
+    batches = parse_batch_times("00:00,12:00")
+    options = whatif_options(
+        inputs, config, speeds=SPEED_FACTORS, flashboot_cold_start_s=3.0, batch_times_s=batches
+    )
+    assert [(o.label, o.note) for o in options.cold_starts] == [("12.0 s", "today"), ("3.0 s", "assumed")]
+    assert [o.note for o in options.batching] == ["today", ""]
+    assert options.batching[0].outcome is options.base
+    assert options.batching[1].outcome.held_mean_s is not None
+    strict = whatif_options(inputs, config, speeds=SPEED_FACTORS, max_wait_p95_s=0.0)
+    assert strict.max_wait_given and strict.found is not None
+    assert strict.found.candidate.workers_min == 1  # only an active worker never waits
+    assert strict.search.best is None  # and it does not fit the budget

@@ -481,7 +481,7 @@ def tui_command(args: argparse.Namespace) -> int:
         return 2
     socket_path = config.control.resolved_socket_path
     app = make_app(
-        DaemonSource(socket_path, config.ledger.resolved_path),
+        DaemonSource(socket_path, config.ledger.resolved_path, config=config),
         ControlActions(socket_path),
         refresh_s=config.tui.refresh_s,
         stale_after_s=config.tui.stale_after_s,

@@ -12,6 +12,10 @@ fixture, so the App only ever sees a :class:`SourceReading` and an :class:`Actio
   hold a transaction open (it would hold back the daemon's WAL checkpoints).
 - Commands never go to RunPod from here: :class:`ControlActions` asks the daemon, which applies, records and
   verifies them.
+- The endpoint screen's what-if (:meth:`StatusSource.whatif`) replays the ledger's recorded arrivals with
+  :mod:`watchdog.reports.whatif`, the ``runpod-watchdog whatif`` command's own functions, so both show the
+  same figures; it is CPU work (about a second for a week), so it runs in a worker thread, once per visit or
+  when asked, never per refresh.
 
 :class:`StaticSource` and :class:`RecordingActions` are the test doubles (the snapshot tests and the demo
 use them too).
@@ -20,18 +24,31 @@ use them too).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from watchdog.clock import month_start
+from watchdog.config import Config, default_config
 from watchdog.control import ControlClient, ControlError
 from watchdog.errors import LedgerError
 from watchdog.ledger import AlertRow, ConfigRow, LedgerReader, OpenJobRow, WorkerSessionRow
+from watchdog.reports.source import ReportLedger
+from watchdog.reports.whatif import (
+    MIN_ARRIVALS,
+    SPEED_FACTORS,
+    NoExecutionTime,
+    Options,
+    WhatIfError,
+    load_inputs,
+    whatif_options,
+)
 from watchdog.status import DaemonStatus
 from watchdog.vocabulary import SpendSource
 
 _HISTORY_LIMIT = 50
+WHATIF_DAYS = 7.0
+"""The endpoint screen's what-if replays the last week (``runpod-watchdog whatif ENDPOINT --days 7``)."""
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -111,6 +128,20 @@ class DaySpend:
 
 
 @dataclass(frozen=True, slots=True)
+class WhatIfView:
+    """The what-if of one endpoint: the options replayed, or why there are none (one line)."""
+
+    endpoint_id: str
+    options: Options | None = None
+    usd_per_eur: float = 1.0
+    """The rate the budget was converted at (``budget.usd_per_eur``): every figure is shown in euros."""
+    monthly_eur: float = 0.0
+    days: float = WHATIF_DAYS
+    problem: str | None = None
+    """Too few recorded requests, no ledger...: said instead of figures (then ``options`` is None)."""
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerView:
     """What the ledger adds to the daemon's status, read once per new status (not once per refresh)."""
 
@@ -146,6 +177,11 @@ class StatusSource(Protocol):
         """The alerts' real states and the month's spend by day; a problem instead of raising."""
         ...
 
+    def whatif(self, endpoint_id: str, now: float) -> WhatIfView:
+        """The last :data:`WHATIF_DAYS` days of recorded arrivals replayed against other settings (CPU
+        work: about a second); a problem instead of raising."""
+        ...
+
 
 class ActionSink(Protocol):
     """Where confirmed commands go. ``send`` returns a one-line answer for the user, or raises."""
@@ -161,9 +197,18 @@ class ActionSink(Protocol):
 class DaemonSource:
     """Live status from the daemon; the ledger's last stored status when the daemon does not answer."""
 
-    def __init__(self, control_path: str | Path, ledger_path: str | Path, *, timeout_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        control_path: str | Path,
+        ledger_path: str | Path,
+        *,
+        timeout_s: float = 2.0,
+        config: Config | None = None,
+    ) -> None:
         self.control = ControlClient(control_path, timeout_s=timeout_s)
         self.ledger_path = Path(ledger_path)
+        self.config = config if config is not None else default_config(env={})
+        """The budget and price table the what-if prices options with (the dashboard's configuration)."""
 
     def read(self) -> SourceReading:
         try:
@@ -234,6 +279,9 @@ class DaemonSource:
         return LedgerView(
             alerts=tuple(known_alert(row) for row in rows), spend_by_day=daily_spend(by_day, None)
         )
+
+    def whatif(self, endpoint_id: str, now: float) -> WhatIfView:
+        return read_whatif(self.ledger_path, self.config, endpoint_id, now)
 
 
 class ControlActions:
@@ -341,6 +389,33 @@ def read_stored_status(ledger_path: str | Path) -> DaemonStatus | None:
         return reader.stored_status()
 
 
+def read_whatif(
+    ledger_path: str | Path, config: Config, endpoint_id: str, now: float, *, days: float = WHATIF_DAYS
+) -> WhatIfView:
+    """``runpod-watchdog whatif ENDPOINT --days 7`` as data: the ledger read in one short snapshot, then
+    the replays (no ledger connection held while they run)."""
+    budget = config.budget
+    view = WhatIfView(endpoint_id, usd_per_eur=budget.usd_per_eur, monthly_eur=budget.monthly_eur, days=days)
+    try:
+        with ReportLedger.open(ledger_path) as ledger:
+            inputs = load_inputs(ledger, config, endpoint=endpoint_id, days=days, now=now)
+    except NoExecutionTime:
+        return replace(
+            view,
+            problem=f"no request with a recorded execution time for {endpoint_id} in the last {days:g} days "
+            "(runpod-watchdog whatif --exec-s SECONDS can assume one)",
+        )
+    except (LedgerError, WhatIfError) as exc:
+        return replace(view, problem=str(exc))
+    if len(inputs.arrivals) < MIN_ARRIVALS:
+        return replace(
+            view,
+            problem=f"only {len(inputs.arrivals)} requests recorded in the last {days:g} days: too few to "
+            f"replay (it takes {MIN_ARRIVALS})",
+        )
+    return replace(view, options=whatif_options(inputs, config, speeds=SPEED_FACTORS))
+
+
 def read_open_jobs(ledger_path: str | Path, endpoint_id: str, limit: int = 20) -> tuple[OpenJob, ...]:
     """Jobs of one endpoint the daemon saw queued or running and has not seen finish, oldest first."""
     with LedgerReader.open(ledger_path) as reader:
@@ -379,9 +454,11 @@ class StaticSource:
         alerts: Sequence[KnownAlert] = (),
         spend_by_day: Sequence[DaySpend] = (),
         ledger_problem: str | None = None,
+        whatifs: Mapping[str, WhatIfView] | None = None,
     ) -> None:
         self.reading = SourceReading(status, live=live, problem=problem)
         self.histories = dict(histories or {})
+        self.whatifs = dict(whatifs or {})
         self.alerts = tuple(alerts)
         self.ledger = (
             LedgerView(problem=ledger_problem)
@@ -400,6 +477,12 @@ class StaticSource:
 
     def ledger_view(self, now: float) -> LedgerView:
         return self.ledger
+
+    def whatif(self, endpoint_id: str, now: float) -> WhatIfView:
+        return self.whatifs.get(
+            endpoint_id,
+            WhatIfView(endpoint_id, problem=f"no request recorded in the last {WHATIF_DAYS:g} days"),
+        )
 
 
 @dataclass

@@ -7,6 +7,9 @@ alerts are in every delivery state the ledger knows: the 80 % alert still pendin
 sent, the 50 % alert sent and acknowledged, a cost alert failed (Slack answered 503). ``whisper-asr``
 (enforce) is healthy. Event texts are the daemon's own (``cancel_job (proposed): …``, Slack emoji, ``€1.45``).
 
+The what-if of hermes (:func:`hermes_whatif`) is the ``whatif`` command's own computation on a synthetic
+week of arrivals (60 requests a day of 6 s on an RTX A4000), so the snapshots need no ledger.
+
 The other days: :func:`healthy_status` (nothing wrong, 45 %), :func:`blind_status` (RunPod unreadable),
 :func:`long_status` (a 60-character name, 1,234,567 requests, 12,345.67 €, 99 workers, a cost per 1,000
 from 12 requests, a month count lower than the last 24 hours'). The clock is fixed, so no wall-clock text
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import sys
 from pathlib import Path
 
@@ -34,10 +38,13 @@ from tui.source import (
     OpenJob,
     RecordingActions,
     StaticSource,
+    WhatIfView,
 )
-from watchdog.config import default_config
+from watchdog.config import Config, default_config
 from watchdog.daemon.publish import status_targets
 from watchdog.ledger import ConfigRow, WorkerSessionRow
+from watchdog.reports.replay import Arrival
+from watchdog.reports.whatif import SPEED_FACTORS, Inputs, whatif_options
 from watchdog.status import BudgetView, DaemonStatus, EndpointView, EventView
 
 DEFAULTS = default_config(env={})
@@ -453,6 +460,57 @@ def hermes_history() -> EndpointHistory:
     )
 
 
+def whatif_config() -> Config:
+    """The shipped defaults at the fixtures' exchange rate (the status's ``usd_per_eur``)."""
+    return dataclasses.replace(DEFAULTS, budget=dataclasses.replace(DEFAULTS.budget, usd_per_eur=USD_PER_EUR))
+
+
+def hermes_inputs(requests_per_day: int = 60) -> Inputs:
+    """A week of hermes's requests: bursts through the working day (deterministic), 6 s each."""
+    start = FIXED_NOW - 7 * DAY
+    arrivals = []
+    for day in range(7):
+        for index in range(requests_per_day):
+            burst, within = divmod(index, 4)
+            at = start + day * DAY + 7 * 3600 + burst * 1_900 + within * (3 + index % 5) + (day * 37) % 600
+            arrivals.append(Arrival(at, 6.0, free=index % 10 < 3))
+    prices = DEFAULTS.price_table
+    return Inputs(
+        endpoint_id=HUNG_ID,
+        name="hermes-llm",
+        start=start,
+        end=FIXED_NOW,
+        arrivals=tuple(sorted(arrivals, key=lambda a: a.at)),
+        from_jobs=len(arrivals),
+        from_counts=0,
+        exec_source="recorded jobs",
+        mean_exec_s=6.0,
+        idle_timeout_s=5.0,
+        workers_max=2,
+        workers_min=0,
+        scaler_delay_s=4.0,
+        gpu=prices.lookup("NVIDIA RTX A4000"),
+        cold_start_s=8.2,
+        cold_start_source="measured",
+        free_share=0.3,
+        free_share_source="configured",
+        recorded_usd=0.88,
+        others_usd=0.95,
+    )
+
+
+@functools.cache
+def hermes_whatif() -> WhatIfView:
+    """Computed once per process (about 0.4 s of replays; the view is immutable, so it is shared)."""
+    config = whatif_config()
+    return WhatIfView(
+        HUNG_ID,
+        whatif_options(hermes_inputs(), config, speeds=SPEED_FACTORS),
+        usd_per_eur=config.budget.usd_per_eur,
+        monthly_eur=config.budget.monthly_eur,
+    )
+
+
 def known_alerts() -> tuple[KnownAlert, ...]:
     """The ledger's alerts, newest first, one in each delivery state."""
     return (
@@ -507,6 +565,7 @@ def dashboard_source(status: DaemonStatus | None = None, **kwargs: object) -> St
     return StaticSource(
         dashboard_status() if status is None else status,
         histories={HUNG_ID: hermes_history()},
+        whatifs=kwargs.pop("whatifs", {HUNG_ID: hermes_whatif()}),  # type: ignore[arg-type]
         alerts=kwargs.pop("alerts", known_alerts()),  # type: ignore[arg-type]
         spend_by_day=kwargs.pop("spend_by_day", story_spend()),  # type: ignore[arg-type]
         **kwargs,  # type: ignore[arg-type]

@@ -5,7 +5,8 @@ see changes. Regenerate deliberately with ``pytest tests/tui --snapshot-update``
 
 The states: the main story (a hung job, alerts in every delivery state), a healthy day, the daemon down,
 the watchdog blind, a 60-character name with five-digit sums, the alerts' four states, the month's chart,
-the traffic tab, an endpoint's detail (with its own month chart) and the pause dialog.
+the traffic tab, an endpoint's detail (with its own month chart), its what-if (``w``) and the pause
+dialog.
 """
 
 from __future__ import annotations
@@ -136,6 +137,11 @@ def test_traffic_tab(snap_compare: Any) -> None:
 
 def test_endpoint_detail(snap_compare: Any) -> None:
     assert snap_compare(dashboard_app(), terminal_size=(120, 40), run_before=pressing("enter"))
+
+
+@SIZES
+def test_endpoint_whatif(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(dashboard_app(), terminal_size=size, run_before=pressing("enter", "w"))
 
 
 def test_pause_confirmation(snap_compare: Any) -> None:

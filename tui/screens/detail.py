@@ -6,6 +6,11 @@ even when the ledger is slow or missing (then it says why instead of showing not
 
 Money is in euros (the ledger's USD converted at the budget's ``usd_per_eur``); every heading says what it
 shows ("the last 12 of 567 hours"), and the month's spend is a chart, like the dashboard's.
+
+The what-if section (``w`` jumps to it and recomputes) replays the last week's recorded requests against
+other settings with the ``runpod-watchdog whatif`` command's own functions. That is CPU work (about a
+second), so it runs in its own worker thread when the screen opens or when ``w`` asks, never per tick, and
+never two at once.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Sparkline, Static
+from textual.worker import Worker, WorkerState
 
-from tui.source import EndpointHistory, StatusSource
+from tui.source import EndpointHistory, StatusSource, WhatIfView
 from tui.widgets.endpoints_table import all_compliance, all_workers, cold_cell, oldest_cell, today_spend
 from tui.widgets.month_chart import SpendChart, endpoint_plan, plan_key, plan_words
 from tui.widgets.state import (
@@ -37,6 +43,7 @@ from tui.widgets.state import (
     month_requests,
     utc_stamp,
 )
+from tui.widgets.whatif import whatif_heading, whatif_renderable
 from watchdog.status import DaemonStatus, EndpointView
 
 HOURS_LISTED = 12
@@ -53,6 +60,12 @@ class HistoryLoaded(Message):
     def __init__(self, history: EndpointHistory) -> None:
         super().__init__()
         self.history = history
+
+
+class WhatIfLoaded(Message):
+    def __init__(self, view: WhatIfView) -> None:
+        super().__init__()
+        self.view = view
 
 
 def live_summary(endpoint: EndpointView, state: DashboardState) -> Table:
@@ -193,7 +206,10 @@ def open_work(history: EndpointHistory, now: float, usd_per_eur: float | None) -
 class DetailScreen(Screen[None]):
     """Pushed by enter on an endpoint row; escape returns to the dashboard."""
 
-    BINDINGS = [Binding("escape", "back", "Back")]  # noqa: RUF012 - Textual's declared class attribute
+    BINDINGS = [  # noqa: RUF012 - Textual's declared class attribute
+        Binding("escape", "back", "Back"),
+        Binding("w", "whatif", "What-if"),
+    ]
 
     def __init__(self, endpoint_id: str, source: StatusSource, clock: Callable[[], float]) -> None:
         super().__init__()
@@ -201,6 +217,8 @@ class DetailScreen(Screen[None]):
         self.source = source
         self.clock = clock
         self.history: EndpointHistory | None = None
+        self.whatif: WhatIfView | None = None
+        self._whatif_worker: Worker[None] | None = None
         self._drawn: tuple[object, ...] | None = None
 
     def compose(self) -> ComposeResult:
@@ -218,15 +236,52 @@ class DetailScreen(Screen[None]):
             yield Static("loading…", id="detail-work", classes="detail-section")
             yield Static("Configuration changes (newest first)", classes="detail-heading")
             yield Static("loading…", id="detail-config", classes="detail-section")
-        yield Footer()
+            yield Static(whatif_heading(None), id="detail-whatif-title", classes="detail-heading")
+            yield Static("computing…", id="detail-whatif", classes="detail-section")
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.watch(self.app, "state", self.show_state)
         self.load_history()
+        self.recompute_whatif()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="history")
     def load_history(self) -> None:
         self.post_message(HistoryLoaded(self.source.endpoint_history(self.endpoint_id, self.clock())))
+
+    def recompute_whatif(self) -> None:
+        """Start the replay unless one is still running (a second press must not pile up CPU work)."""
+        worker = self._whatif_worker
+        if worker is not None and worker.state in (WorkerState.PENDING, WorkerState.RUNNING):
+            return
+        self.query_one("#detail-whatif-title", Static).update(whatif_heading(self.whatif, busy=True))
+        self._whatif_worker = self.load_whatif()
+
+    @work(thread=True, exit_on_error=False, group="whatif")
+    def load_whatif(self) -> None:
+        self.post_message(WhatIfLoaded(self.source.whatif(self.endpoint_id, self.clock())))
+
+    def on_what_if_loaded(self, message: WhatIfLoaded) -> None:
+        self.whatif = message.view
+        self.query_one("#detail-whatif-title", Static).update(whatif_heading(message.view))
+        self.query_one("#detail-whatif", Static).update(whatif_renderable(message.view))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A replay that failed says so in its section (the App would call it a ledger problem)."""
+        if event.worker.group != "whatif" or event.state is not WorkerState.ERROR:
+            return
+        event.stop()
+        error = event.worker.error
+        self.query_one("#detail-whatif-title", Static).update(whatif_heading(self.whatif))
+        self.query_one("#detail-whatif", Static).update(
+            Text(f"The what-if failed: {type(error).__name__}: {error}", style="bold red")
+        )
+
+    def action_whatif(self) -> None:
+        self.query_one("#detail", VerticalScroll).scroll_to_widget(
+            self.query_one("#detail-whatif-title", Static), animate=False, top=True
+        )
+        self.recompute_whatif()
 
     def show_state(self, state: DashboardState) -> None:
         endpoint = state.endpoint(self.endpoint_id)

@@ -12,6 +12,7 @@ from textual.widgets import Footer, Static
 KEYS: tuple[tuple[str, str], ...] = (
     ("↑ ↓", "move between endpoints"),
     ("enter", "endpoint detail: its month as a chart, spend by hour, workers, config changes, open jobs"),
+    ("w", "on the endpoint detail: what other settings would have cost over the last 7 days (replayed)"),
     ("e t s", "tabs under the endpoints: e events and alerts, t traffic, s the month's spend as a chart"),
     ("tab", "move the focus (to scroll the events with ↑ ↓)"),
     ("p", "pause the endpoint: the daemon scales it to zero (workers_max 0) and remembers the old config"),

@@ -4,6 +4,10 @@ The bar runs to 125 % so an overrun is visible instead of clipped; its marks are
 alert thresholds (``budget.alert_thresholds``). The verdict is a word (OK, WARN, OVER) next to the colour,
 and the forecast says in words whether it overruns.
 
+With ``budget.daily_allowance`` on, the pace line also says what today has spent against the day's
+allowance (the day's brake pauses the endpoints off the allow-list when it is reached): a bad day shows
+before the month does. With it off, nothing is added.
+
 Every figure is a whole chunk: at 80 columns, or with five-digit sums, a figure moves to the next line
 rather than being split. The panel redraws only when the budget it shows (or its width) changes.
 """
@@ -29,6 +33,8 @@ from watchdog.status import BudgetView, DaemonStatus
 
 BAR_SCALE = 1.25
 """The bar's right edge, as a share of the budget."""
+ALLOWANCE_WARN = 0.8
+"""Today's spend turns yellow from this share of the day's allowance."""
 
 
 def _warning_from(thresholds: tuple[float, ...]) -> float:
@@ -117,6 +123,8 @@ def budget_text(status: DaemonStatus, width: int, *, with_saved: bool = True) ->
     else:
         forecast.append(" fits ", style="bold black on green")
     brake = brake_words(status, short=not with_saved)
+    allowance = allowance_words(budget)
+    after = [chunk for chunk in (brake, allowance) if chunk is not None]
     if with_saved:  # a wide screen: words, and the brake on its own line
         lines.append(
             flow(
@@ -124,23 +132,40 @@ def budget_text(status: DaemonStatus, width: int, *, with_saved: bool = True) ->
                     forecast,
                     f"{budget.days_left:.1f} days left",
                     f"{eur(budget.eur_per_day_allowed)}/day allowed",
+                    *([allowance] if allowance is not None else []),
                 ],
                 width,
             )
         )
         lines += [brake] if brake is not None else []
-    else:  # 80 columns: the panel keeps its six lines
+    else:  # 80 columns: the panel keeps its six lines (seven on a bad day with the day's allowance on)
         chunks: list[Text | str] = [
             forecast,
             f"{budget.days_left:.1f} d left",
             f"{eur(budget.eur_per_day_allowed)}/day",
         ]
-        lines.append(flow([*chunks, *([brake] if brake is not None else [])], width))
+        lines.append(flow([*chunks, *after], width))
     saved = saved_chunks(status) if with_saved else []
     lines.append(
         flow([Text(free, style="" if plausible else "yellow"), *saved, *account_chunks(status)], width)
     )
     return join_lines(lines)
+
+
+def allowance_words(budget: BudgetView) -> Text | None:
+    """Today's variable spend against the day's allowance (``budget.daily_allowance``), marked ``▲ brake``
+    once reached (the day's brake pauses the endpoints off the allow-list); None when the allowance is off."""
+    allowance = budget.daily_allowance_eur
+    if allowance is None:
+        return None
+    spent = budget.spent_today_eur
+    words = Text(f"today {eur(spent)} of {eur(allowance)}")
+    if spent >= allowance:
+        words.stylize("bold red")
+        words.append(" ▲ brake", style="bold red")
+    elif spent >= ALLOWANCE_WARN * allowance:
+        words.stylize("yellow")
+    return words
 
 
 def brake_words(status: DaemonStatus, *, short: bool = False) -> Text | None:

@@ -19,6 +19,9 @@ the time from sending to the start of execution plus any slower execution on ano
 are shown, and held free requests are shown apart (their wait is the policy). The cheapest combination
 that fits the monthly budget (with the fixed costs and the other endpoints at their measured rate) within
 ``--max-wait-p95`` (default: today's p95) is searched branch-and-bound (cheapest execution bound first).
+
+:func:`whatif_options` returns every figure as data and :func:`whatif_text` only words it, so the command
+and the dashboard's endpoint screen (which draws the same options as a table) never disagree.
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ MONTH_S = 30 * DAY_S
 """A month for "€ per month": 30 days (RunPod's own unit for active workers)."""
 IDLE_TIMEOUTS_S: tuple[float, ...] = (1, 2, 5, 10, 30, 60, 120, 300)
 """Idle timeouts tried (RunPod allows 1-3600 s); the endpoint's own is added."""
+MIN_ARRIVALS = 20
+"""Fewer recorded requests than this and a p95 is just the slowest one: the dashboard says so instead of
+showing figures (the command replays whatever there is)."""
 DEFAULT_COLD_START_S = 15.0
 """Cold start assumed when the ledger measured none and none is given: the team's target ("sous quinze
 secondes sur A6000")."""
@@ -82,6 +88,10 @@ tried. Every type listed has at least 16 GB, enough for a 7B model in INT4 (~4 G
 
 class WhatIfError(ValueError):
     """Bad usage or nothing to replay (exit 2)."""
+
+
+class NoExecutionTime(WhatIfError):
+    """Nothing says how long a request runs: no job timing and no worker seconds (``--exec-s`` fixes it)."""
 
 
 def parse_speeds(items: Sequence[str], prices: PriceTable) -> dict[str, float]:
@@ -257,7 +267,7 @@ def load_inputs(
         total_requests = sum(minutes.values())
         running = sum(s.running_s for s in sessions)
         if not total_requests or running <= 0:
-            raise WhatIfError(
+            raise NoExecutionTime(
                 f"no execution time recorded for {endpoint_id} in the last {days:g} days: give --exec-s "
                 "SECONDS"
             )
@@ -461,6 +471,152 @@ def _hours(value: float | None) -> str:
     return "" if value is None else f"held {value / 3600:.1f} h on average"
 
 
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One row of a what-if table: a setting changed alone, and what the replay made of it."""
+
+    label: str
+    """The setting's value as a person reads it (``"5 s"``, ``"RTX A4000 ×1.71"``)."""
+    outcome: Outcome
+    note: str = ""
+    """``"today"`` for today's setting, ``"assumed"`` for a value that is the user's assumption."""
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Every figure ``whatif`` prints, as data: :func:`whatif_text` words it for the terminal, the dashboard's
+    endpoint screen draws it as a table. One computation, so both always show the same numbers."""
+
+    inputs: Inputs
+    today: Candidate
+    base: Outcome
+    """The replay of today's settings."""
+    fixed_usd: float
+    """The month's fixed costs (``budget.fixed_usd_per_month``)."""
+    others_usd_month: float
+    """The other endpoints at their measured rate, per month."""
+    budget_usd_month: float
+    """What is left of the monthly budget for this endpoint."""
+    max_wait_s: float
+    max_wait_given: bool
+    """False when the wait limit is today's p95 (nothing given)."""
+    idle: tuple[Option, ...]
+    workers: tuple[Option, ...]
+    gpus: tuple[Option, ...]
+    cold_starts: tuple[Option, ...]
+    """Today's cold start and the FlashBoot assumption; empty when none was given."""
+    batching: tuple[Option, ...]
+    """Served at once vs held for the batches; empty without batch times or free requests."""
+    search: Search
+
+    @property
+    def found(self) -> Outcome | None:
+        """The cheapest combination within the budget, else the cheapest within the wait (see ``search``)."""
+        return self.search.best or self.search.best_within_wait
+
+    def changes(self) -> list[str]:
+        """What ``found`` changes from today's settings, in words (empty: nothing, or nothing found)."""
+        found = self.found
+        return [] if found is None else found.candidate.describe(self.today)
+
+
+def whatif_options(
+    inputs: Inputs,
+    config: Config,
+    *,
+    speeds: Mapping[str, float],
+    max_wait_p95_s: float | None = None,
+    flashboot_cold_start_s: float | None = None,
+    batch_times_s: Sequence[float] = (),
+) -> Options:
+    """Replay ``inputs`` under each option alone, then search the cheapest combination that fits."""
+    fixed_usd = config.budget.fixed_usd_per_month
+    others_month = inputs.per_month(inputs.others_usd)
+    budget_usd = config.budget.monthly_usd - fixed_usd - others_month
+    now_candidate = today(inputs, speeds)
+    base = evaluate(inputs, now_candidate, batch_times_s)
+    limit = max_wait_p95_s if max_wait_p95_s is not None else (base.wait_p95_s or 0.0)
+
+    def note(is_today: bool) -> str:
+        return "today" if is_today else ""
+
+    idle_values = sorted({*IDLE_TIMEOUTS_S, inputs.idle_timeout_s})
+    idle = tuple(
+        Option(
+            f"{v:g} s",
+            evaluate(inputs, replace(now_candidate, idle_timeout_s=v), batch_times_s),
+            note(v == inputs.idle_timeout_s),
+        )
+        for v in idle_values
+    )
+    workers = tuple(
+        Option(
+            f"{n}",
+            evaluate(inputs, replace(now_candidate, workers_min=n), batch_times_s),
+            note(n == inputs.workers_min),
+        )
+        for n in (0, 1)
+    )
+    gpus = gpu_options(inputs, config.price_table, speeds)
+    gpu_rows = tuple(
+        Option(
+            f"{_short(gpu)} ×{factor:.2f}",
+            evaluate(inputs, replace(now_candidate, gpu=gpu, speed=factor), batch_times_s),
+            note(gpu.gpu_type_id == inputs.gpu.gpu_type_id),
+        )
+        for gpu, factor in gpus
+    )
+    colds = [inputs.cold_start_s]
+    cold_rows: tuple[Option, ...] = ()
+    if flashboot_cold_start_s is not None and flashboot_cold_start_s != inputs.cold_start_s:
+        colds.append(flashboot_cold_start_s)
+        cold_rows = tuple(
+            Option(
+                f"{c:.1f} s",
+                evaluate(inputs, replace(now_candidate, cold_start_s=c), batch_times_s),
+                "today" if c == inputs.cold_start_s else "assumed",
+            )
+            for c in colds
+        )
+    batching = [False]
+    batch_rows: tuple[Option, ...] = ()
+    if batch_times_s and inputs.free_share > 0:
+        batching.append(True)
+        batch_rows = (
+            Option("served at once", base, "today"),
+            Option(
+                "held for the batches", evaluate(inputs, replace(now_candidate, batch=True), batch_times_s)
+            ),
+        )
+    candidates = [
+        Candidate(idle_s, n, gpu, factor, cold, batch)
+        for idle_s in idle_values
+        for n in (0, 1)
+        for gpu, factor in gpus
+        for cold in colds
+        for batch in batching
+    ]
+    search = cheapest(
+        inputs, candidates, budget_usd_month=budget_usd, max_wait_s=limit, batch_times_s=batch_times_s
+    )
+    return Options(
+        inputs=inputs,
+        today=now_candidate,
+        base=base,
+        fixed_usd=fixed_usd,
+        others_usd_month=others_month,
+        budget_usd_month=budget_usd,
+        max_wait_s=limit,
+        max_wait_given=max_wait_p95_s is not None,
+        idle=idle,
+        workers=workers,
+        gpus=gpu_rows,
+        cold_starts=cold_rows,
+        batching=batch_rows,
+        search=search,
+    )
+
+
 def whatif_text(
     ledger: ReportLedger,
     config: Config,
@@ -484,17 +640,24 @@ def whatif_text(
         baseline_cold_start_s=baseline_cold_start_s,
         exec_s=exec_s,
     )
+    options = whatif_options(
+        inputs,
+        config,
+        speeds=speeds,
+        max_wait_p95_s=max_wait_p95_s,
+        flashboot_cold_start_s=flashboot_cold_start_s,
+        batch_times_s=batch_times_s,
+    )
     rate = config.budget.usd_per_eur
 
     def eur(usd: float) -> str:
         return f"{usd_to_eur(usd, rate):,.2f} €"
 
-    fixed_usd = config.budget.fixed_usd_per_month
-    others_month = inputs.per_month(inputs.others_usd)
-    budget_usd = config.budget.monthly_usd - fixed_usd - others_month
-    now_candidate = today(inputs, speeds)
-    base = evaluate(inputs, now_candidate, batch_times_s)
-    limit = max_wait_p95_s if max_wait_p95_s is not None else (base.wait_p95_s or 0.0)
+    fixed_usd = options.fixed_usd
+    others_month = options.others_usd_month
+    budget_usd = options.budget_usd_month
+    base = options.base
+    limit = options.max_wait_s
     label = f"{inputs.name} ({inputs.endpoint_id})" if inputs.name else inputs.endpoint_id
     lines = [
         f"What-if for {label}: {len(inputs.arrivals):,} requests replayed over {inputs.days:.1f} days "
@@ -513,12 +676,12 @@ def whatif_text(
         "execution on another GPU (requests served at once).",
     ]
 
-    def table(title: str, rows: list[tuple[str, Outcome]]) -> None:
+    def table(title: str, rows: Sequence[Option]) -> None:
         lines.extend(["", title])
         header = ("option", "€/month", "vs today", "wait p50", "wait p95", "cold starts/month", "")
         body = [
             (
-                name,
+                row.label + (f" ({row.note})" if row.note else ""),
                 eur(o.usd_month),
                 f"{usd_to_eur(o.usd_month - base.usd_month, rate):+,.2f} €",
                 _fmt_s(o.wait_p50_s),
@@ -526,7 +689,8 @@ def whatif_text(
                 f"{o.cold_starts_month:,.0f}",
                 _hours(o.held_mean_s) + (f"{o.unserved} never served" if o.unserved else ""),
             )
-            for name, o in rows
+            for row in rows
+            for o in (row.outcome,)
         ]
         widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
         right = {1, 2, 3, 4, 5}
@@ -539,89 +703,36 @@ def whatif_text(
                 ).rstrip()
             )
 
-    idle_values = sorted({*IDLE_TIMEOUTS_S, inputs.idle_timeout_s})
-    table(
-        "Idle timeout (how long a worker waits for the next request before it stops):",
-        [
-            (
-                f"{v:g} s" + (" (today)" if v == inputs.idle_timeout_s else ""),
-                evaluate(inputs, replace(now_candidate, idle_timeout_s=v), batch_times_s),
-            )
-            for v in idle_values
-        ],
-    )
-    table(
-        "Active workers (always on, billed at the active price):",
-        [
-            (
-                f"{n}" + (" (today)" if n == inputs.workers_min else ""),
-                evaluate(inputs, replace(now_candidate, workers_min=n), batch_times_s),
-            )
-            for n in (0, 1)
-        ],
-    )
-    gpus = gpu_options(inputs, config.price_table, speeds)
+    table("Idle timeout (how long a worker waits for the next request before it stops):", options.idle)
+    table("Active workers (always on, billed at the active price):", options.workers)
     table(
         "GPU type, smallest first (execution time × the speed factor: an assumption, see --speed):",
-        [
-            (
-                f"{_short(gpu)} ×{factor:.2f}"
-                + (" (today)" if gpu.gpu_type_id == inputs.gpu.gpu_type_id else ""),
-                evaluate(inputs, replace(now_candidate, gpu=gpu, speed=factor), batch_times_s),
-            )
-            for gpu, factor in gpus
-        ],
+        options.gpus,
     )
-    colds = [inputs.cold_start_s]
-    if flashboot_cold_start_s is not None and flashboot_cold_start_s != inputs.cold_start_s:
-        colds.append(flashboot_cold_start_s)
-        table(
-            "Cold start (FlashBoot: the shorter value is your assumption):",
-            [
-                (
-                    f"{c:.1f} s" + (" (today)" if c == inputs.cold_start_s else " (assumed)"),
-                    evaluate(inputs, replace(now_candidate, cold_start_s=c), batch_times_s),
-                )
-                for c in colds
-            ],
-        )
+    if options.cold_starts:
+        table("Cold start (FlashBoot: the shorter value is your assumption):", options.cold_starts)
     else:
         lines += [
             "",
             "Cold start: give --cold-start-s S to price a shorter one (FlashBoot, your assumption).",
         ]
-    batching = [False]
-    if batch_times_s and inputs.free_share > 0:
-        batching.append(True)
+    if options.batching:
         slots = ", ".join(f"{int(t // 3600):02d}:{int(t % 3600 // 60):02d}" for t in batch_times_s)
         table(
             f"Free requests ({inputs.free_share * 100:.0f} %, {inputs.free_share_source}) held for batches "
             "at "
             f"{slots} UTC:",
-            [
-                ("served at once (today)", base),
-                ("held for the batches", evaluate(inputs, replace(now_candidate, batch=True), batch_times_s)),
-            ],
+            options.batching,
         )
 
-    candidates = [
-        Candidate(idle, workers, gpu, factor, cold, batch)
-        for idle in idle_values
-        for workers in (0, 1)
-        for gpu, factor in gpus
-        for cold in colds
-        for batch in batching
-    ]
-    search = cheapest(
-        inputs, candidates, budget_usd_month=budget_usd, max_wait_s=limit, batch_times_s=batch_times_s
-    )
+    search = options.search
     lines += [
         "",
         f"Cheapest combination within the budget and a p95 wait of at most {limit:.1f} s"
-        + (" (today's)" if max_wait_p95_s is None else "")
+        + ("" if options.max_wait_given else " (today's)")
         + f" ({search.replays} replays):",
     ]
-    found = search.best or search.best_within_wait
+    found = options.found
     if found is None:
         lines.append("  none: no combination keeps the p95 wait that low.")
         return "\n".join(lines)
@@ -630,7 +741,7 @@ def whatif_text(
             f"  none fits {eur(budget_usd)}/month for this endpoint; the cheapest within the wait costs "
             f"{eur(found.usd_month)}/month:"
         )
-    changes = found.candidate.describe(now_candidate) or ["nothing: today's settings are the cheapest"]
+    changes = options.changes() or ["nothing: today's settings are the cheapest"]
     lines += [
         f"  {eur(found.usd_month)}/month ({usd_to_eur(found.usd_month - base.usd_month, rate):+,.2f} € vs "
         "today), "
