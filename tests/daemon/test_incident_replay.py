@@ -276,3 +276,58 @@ async def test_incident_replay_dry_run_touches_nothing_and_records_the_saving(
             assert status is not None
             assert status.saved_usd["runaway_job|dry-run"] == pytest.approx(proposal.saved_usd)
             assert "runaway_job|enforce" not in status.saved_usd
+
+
+@pytest.mark.parametrize("tick_s", [1.0, 5.0, 15.0])
+@pytest.mark.parametrize("mode", ["hang-sync", "hang-async"])
+async def test_with_no_log_source_the_sdk_job_is_cancelled_by_id_within_a_second_of_its_deadline(
+    mode: str, tick_s: float, sdk_python: Path, sdk_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The shipped configuration has no log source: the real daemon loop (``Daemon.run``) learns the hung
+    job and its start from RunPod itself (the SDK's "Started." line in the worker's log stream) and its
+    deadline timer sends the cancel, naming the job, within a second of start + limit + grace, whatever
+    the tick interval (at 15 s the deadline falls between two ticks)."""
+    worker_id = f"sdk-{mode}-{tick_s:g}"
+    proc_log = tmp_path / "worker.log"
+    with (
+        _served(tmp_path) as (sim, base_url, _access_log),
+        _sdk_worker(sdk_python, sdk_env, base_url, worker_id=worker_id, mode=mode, log_path=proc_log),
+    ):
+        job = _hung_job(sim)
+        await _wait_until(
+            lambda: job.status == "IN_PROGRESS", "the SDK worker took the hung job", 30, proc_log
+        )
+        config = sim_config(
+            tmp_path,
+            runpod={
+                "graphql_url": f"{base_url}/graphql",
+                "rest_url": f"{base_url}/v2",
+                "runtime_url": f"{base_url}/v2",
+                "poll_interval_s": tick_s,
+                "request_timeout_s": 5.0,
+            },
+            policy={"mode": "enforce", "max_execution_s": MAX_EXECUTION_S, "grace_s": GRACE_S},
+        )
+        assert not config.pings.source
+        daemon = Daemon(config, sim_secrets(), clock=SystemClock())
+        stop = asyncio.Event()
+        loop = asyncio.create_task(daemon.run(stop))
+        try:
+            await _wait_until(lambda: job.status == "CANCELLED", "the cancel", LIMIT_S + 10, proc_log)
+            key = f"runaway_job:cancel_job:{HUNG_ENDPOINT_ID}:{job.id}"
+            await _wait_until(
+                lambda: any(r.outcome == "applied" for r in daemon.ledger.decisions_with_key(key)),
+                "the cancel in the ledger",
+                tick_s + 5,
+                proc_log,
+            )
+            (cancel,) = [r for r in daemon.ledger.decisions_with_key(key) if r.outcome == "applied"]
+            late_s = cancel.at - (job.started_at + LIMIT_S)
+            assert 0.0 <= late_s <= 1.0, late_s
+            assert cancel.job_id == job.id and cancel.worker_id == worker_id
+            tracked = daemon.state.tracker.jobs[job.id]
+            assert tracked.evidence == "worker_log"
+            print(f"\n[{mode}, tick {tick_s:g} s] cancel sent {late_s:.3f} s after the deadline")
+        finally:
+            stop.set()
+            assert await loop == 0
