@@ -169,16 +169,16 @@ def test_a_production_install_is_lean_and_runs_the_daemon(tmp_path: Path) -> Non
     assert "pip install 'runpod-watchdog[sim]'" in simulate.stderr and "Traceback" not in simulate.stderr
 
 
-def test_the_daemon_process_loads_no_numpy_even_where_the_report_extra_installed_it() -> None:
-    """sqlite-utils imports numpy and pandas when they are installed; ``run`` hides them from it (11.5 MB
-    of RSS), and they stay importable for anything else in the process."""
+def test_the_daemon_process_loads_no_numpy_nor_httpxs_command_line_client() -> None:
+    """sqlite-utils imports numpy and pandas when they are installed, httpx its command-line client (click,
+    rich, pygments); ``run`` hides them (15 MB of RSS), and they stay importable for the rest."""
     code = (
         "import importlib.util, sys\n"
         "assert importlib.util.find_spec('numpy') is not None\n"  # installed here (the report extra)
         "from watchdog import cli\n"
-        "cli._without_numpy()\n"
+        "cli._import_lean()\n"
         "import watchdog.daemon.service, watchdog.ledger, sqlite_utils.db\n"
-        "print(sorted({n.split('.')[0] for n in sys.modules} & {'numpy', 'pandas'}), sqlite_utils.db.np)\n"
+        "print(sorted({n.split('.')[0] for n in sys.modules} & {'numpy', 'pandas', 'rich', 'pygments'}), sqlite_utils.db.np)\n"
         "import numpy\n"
         "print(numpy.__name__)\n"
     )

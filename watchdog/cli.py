@@ -387,21 +387,33 @@ NO_CONFIG_MESSAGE = (
 )
 
 
-def _without_numpy() -> None:
-    """Keep numpy and pandas out of the daemon's process. sqlite-utils imports both when they are
-    installed (to convert their values on insert, which the ledger never does), and numpy is installed
-    wherever the ``report`` extra is (matplotlib): 11.5 MB of the daemon's RSS for nothing. sqlite-utils
-    is imported here with both hidden, then they are importable again for anything else in the process."""
-    hidden = ("numpy", "pandas")
-    if "sqlite_utils.db" in sys.modules or any(name in sys.modules for name in hidden):
-        return
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
-    try:
-        import sqlite_utils.db  # noqa: F401  # binds its optional np and pd to None
-    finally:
+OPTIONAL_IMPORTS_HIDDEN: dict[str, tuple[str, ...]] = {
+    # httpx loads its own command-line client when click is installed (sqlite-utils brings it), and with
+    # it rich and pygments: 3.7 MB. First: sqlite-utils imports click itself.
+    "httpx": ("click",),
+    # sqlite-utils converts numpy and pandas values on insert (the ledger never inserts any); numpy is
+    # installed wherever the report extra is (matplotlib): 11.5 MB of RSS.
+    "sqlite_utils.db": ("numpy", "pandas"),
+}
+"""Module → the optional packages it imports when installed and the daemon never uses."""
+
+
+def _import_lean() -> None:
+    """Import the daemon's libraries with the optional packages they would load for nothing hidden
+    (:data:`OPTIONAL_IMPORTS_HIDDEN`), then make those importable again for anything else in the process.
+    Only ``run`` does this: the long-lived process on a 1 GB VPS."""
+    import importlib
+
+    for module, hidden in OPTIONAL_IMPORTS_HIDDEN.items():
+        if module in sys.modules or any(name in sys.modules for name in hidden):
+            continue
         for name in hidden:
-            del sys.modules[name]
+            sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
+        try:
+            importlib.import_module(module)
+        finally:
+            for name in hidden:
+                del sys.modules[name]
 
 
 def run(config_path: str | None, *, dry_run: bool = False) -> int:
@@ -410,7 +422,7 @@ def run(config_path: str | None, *, dry_run: bool = False) -> int:
     instance. ``dry_run`` overrides every mode of the configuration for this run."""
     import logging
 
-    _without_numpy()
+    _import_lean()
     from watchdog.daemon.service import StartupError, serve
     from watchdog.logs import SecretRedactor, setup_logging
     from watchdog.plan import mode_reason
