@@ -25,11 +25,14 @@ from pathlib import Path
 
 BENCHMARKS = (
     "limit_to_billing_stop",
+    "runaway_latency",
     "estimate_error",
     "daemon_tick_cost",
+    "daemon_cost",
     "log_backlog",
     "metrics_scrape",
     "tui_first_paint",
+    "tui_idle",
     "simulator_month",
     "install_size",
 )

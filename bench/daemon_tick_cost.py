@@ -167,7 +167,8 @@ def child(endpoints: int, warmup: int, ticks: int) -> dict[str, Any]:
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"daemon_tick_cost child ({endpoints} endpoints) failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
 
 
 def run(quick: bool, args: argparse.Namespace | None = None) -> Result:

@@ -79,12 +79,12 @@ async def one_run(
         assert job.started_at is not None and cancelled_at is not None
         stopped_at = max(s.stopped_at or 0.0 for s in sim.sessions(HUNG_ENDPOINT_ID))
         crossing = job.started_at + limits.max_execution_s + limits.grace_s
-        endpoint = sim.endpoint(HUNG_ENDPOINT_ID)
+        hung = sim.endpoint(HUNG_ENDPOINT_ID)
         return {
             "latency": stopped_at - crossing,
             "cancel_after": cancelled_at - crossing,
             "grace": limits.grace_s,
-            "idle_timeout": float(endpoint.idle_timeout),
+            "idle_timeout": float(hung.idle_timeout),
             "ping": sim.options.ping_interval_s,
         }
 

@@ -9,14 +9,49 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import replace
+from typing import Any
 
 from runpod_sim import story
 from runpod_sim.engine import SimOptions, Simulator
-from runpod_sim.scenarios import BUILT_IN, Scenario, ScenarioParams
+from runpod_sim.scenarios import BUILT_IN, Scenario, ScenarioParams, fleet_scenario, fleet_size
 from watchdog.clock import Clock
 from watchdog.prices import DEFAULT_PRICES, PriceTable
 
-SCENARIOS: dict[str, Scenario] = {scenario.name: scenario for scenario in (*BUILT_IN, story.SCENARIO)}
+
+class _Scenarios(dict[str, Scenario]):
+    """The named scenarios, plus the ``fleet-N`` family: any ``fleet-N`` (N endpoints, see
+    ``scenarios.install_fleet``) is known (``in``, ``[]``, ``get``) and built on demand, so that
+    ``simulate --scenario fleet-1000`` needs no size option; iterating lists the named ones only (one
+    fleet, ``fleet-10``)."""
+
+    def __missing__(self, name: str) -> Scenario:
+        size = fleet_size(name)
+        if size is None:
+            raise KeyError(name)
+        return fleet_scenario(size)
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name) or (isinstance(name, str) and fleet_size(name) is not None)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+
+DEMO = replace(
+    story.SCENARIO,
+    shows=(
+        "the demo's story at real speed: the month at ~75 % (50 % alert at the first tick); 30 min in a "
+        "hung job's endpoint appears (its missing timeout patched at the next tick); 34 min in a keep-warm "
+        "bot, flagged 30 min later with the access log as a [[pings.source]] (`demo` tells it in a minute)"
+    ),
+    shows_after_s=3850.0,
+)
+"""story.SCENARIO with what it shows at speed 1 (here because story.py is the story's, not the listing's)."""
+
+SCENARIOS: dict[str, Scenario] = _Scenarios({scenario.name: scenario for scenario in (*BUILT_IN, DEMO)})
 """Scenario name → scenario, as ``runpod-watchdog simulate --scenario NAME`` knows them."""
 
 

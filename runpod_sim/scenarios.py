@@ -30,6 +30,12 @@ HUNG_ENDPOINT_ID = "ep-asr-hung"
 FLOOD_ENDPOINT_ID = "ep-tts-warm"
 DRIFT_ENDPOINT_ID = "ep-img-drift"
 CRASH_ENDPOINT_ID = "ep-ocr-crash"
+FLEET_ENDPOINT_PREFIX = "ep-fleet"
+"""fleet: endpoint ids are ``ep-fleet00000``, ``ep-fleet00001``, ..."""
+FLEET_JOB_S = 5.0
+FLEET_JOB_EVERY_S = 6.0
+"""fleet: a busy endpoint gets a 5 s job every 6 s (the gap, 1 s, is shorter than the 5 s idle timeout): its
+one worker is always RUNNING or IDLE, never cold."""
 HISTORY_SESSION_SHAPE = (12, 9, 5)
 """Synthetic history sessions: initializing, busy, idle seconds (a cold start, one job, the idle tail)."""
 
@@ -42,7 +48,7 @@ class ScenarioParams:
     """The scenario's main endpoint is served by real runpod SDK processes (worker_kind "external")
     instead of simulated workers: the hung endpoint of hung-job (its translation traffic stays simulated),
     the only endpoint of steady, budget-burn, ping-flood, config-drift and crash-loop (whose image then
-    crash-loops only if the real worker fails its own checks). The demo's story ignores it.
+    crash-loops only if the real worker fails its own checks). The demo's story and the fleets ignore it.
     ``runpod-watchdog simulate --external-workers`` prints the environment such a worker needs."""
     spend_rate_usd_per_hr: float | None = None
     """The account's REST v2 spendRate for this run (``SimOptions.spend_rate_usd_per_hr``); None keeps
@@ -54,6 +60,9 @@ class ScenarioParams:
     """config-drift: when someone raises workersMin/idleTimeout/workersMax."""
     requests_per_month: float = STEADY_REQUESTS_PER_MONTH
     """Rate of the steady translation traffic (steady, budget-burn, and lighter in the others)."""
+    fleet_endpoints: int | None = None
+    """fleet-N: how many endpoints (None: the N of the scenario's name). In-process callers may pick any
+    size; ``simulate --scenario fleet-N`` gets N endpoints (runpod_sim/registry.py)."""
 
 
 DEFAULT_PARAMS = ScenarioParams()
@@ -72,11 +81,39 @@ class Scenario:
     name: str
     description: str
     install: Installer
+    shows: str = ""
+    """One line: what the scenario shows a user who runs ``simulate --scenario NAME`` at speed 1 beside
+    ``runpod-watchdog run`` with the shipped config.toml (what the daemon does about it, or that there is
+    nothing to do). Printed by ``simulate --list-scenarios``."""
+    shows_after_s: float | None = None
+    """Seconds of real time at speed 1 (simulated seconds at any speed) from the simulator's start until
+    :attr:`shows` has happened, with the daemon started with it and ticking every 5 s (the shipped
+    ``poll_interval_s``): measured, then rounded up to the next 5 s, and checked by
+    tests/simulator/test_scenarios.py (which also refuses None for every listed scenario). None: not
+    given."""
 
     @property
     def summary(self) -> str:
-        """The description's first sentence (for ``simulate --list-scenarios``)."""
+        """The description's first sentence."""
         return self.description.split(". ")[0].rstrip(".") + "."
+
+    @property
+    def listing(self) -> str:
+        """``simulate --list-scenarios``' text for it: what it shows, then how long that takes at speed 1."""
+        shown = "?" if self.shows_after_s is None else format_duration(self.shows_after_s)
+        return f"{self.shows or self.summary} [shown after {shown} at speed 1]"
+
+
+def format_duration(seconds: float) -> str:
+    """``5 s``, ``3 min 5 s``, ``30 min``, ``2 h 5 min``: a duration for a person."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        minutes, rest = divmod(whole, 60)
+        return f"{minutes} min" + (f" {rest} s" if rest else "")
+    hours, rest = divmod(whole, 3600)
+    return f"{hours} h" + (f" {round(rest / 60)} min" if rest >= 60 else "")
 
 
 class AntitheticDurations:
@@ -340,6 +377,98 @@ def install_budget_burn(
     _add_translation_traffic(sim, STEADY_ENDPOINT_ID, rng=rng, requests_per_month=params.requests_per_month)
 
 
+def fleet_busy_count(endpoints: int) -> int:
+    """How many of a fleet's endpoints carry traffic: 1 in 100, at least 2 (never more than the fleet)."""
+    return min(endpoints, max(2, endpoints // 100))
+
+
+def fleet_endpoint(index: int, now: float) -> SimEndpoint:
+    """One fleet endpoint, compliant with the default policy: A6000, workers max 1, workers min 0, idle
+    timeout 5 s, execution timeout 120 s."""
+    return SimEndpoint(
+        id=f"{FLEET_ENDPOINT_PREFIX}{index:05d}",
+        name=f"fleet-{index}",
+        gpu_ids="AMPERE_48",
+        gpu_type_ids=(A6000,),
+        workers_min=0,
+        workers_max=1,
+        idle_timeout=5,
+        execution_timeout_ms=120_000,
+        cold_start_s=12.0,
+        default_duration_s=FLEET_JOB_S,
+        created_at=now - 30 * 86_400,
+    )
+
+
+def install_fleet(
+    sim: Simulator,
+    *,
+    now: float,
+    rng: random.Random,
+    params: ScenarioParams = DEFAULT_PARAMS,
+    default_endpoints: int = 10,
+) -> None:
+    """``params.fleet_endpoints`` (else ``default_endpoints``) compliant endpoints; the first
+    :func:`fleet_busy_count` of them get a 5 s job every 6 s, the others stay idle (no worker at all)."""
+    endpoints = params.fleet_endpoints if params.fleet_endpoints is not None else default_endpoints
+    if endpoints < 1:
+        raise ValueError(f"a fleet needs at least one endpoint, not {endpoints}")
+    busy = fleet_busy_count(endpoints)
+    for index in range(endpoints):
+        endpoint = sim.add_endpoint(fleet_endpoint(index, now))
+        if index < busy:
+            sim.add_traffic(
+                endpoint.id,
+                actor=f"fleet-client-{index}",
+                interarrival=lambda _rng: FLEET_JOB_EVERY_S,
+                input_factory=lambda _rng: {"sim": {"duration_s": FLEET_JOB_S}},
+                free_share=STEADY_FREE_SHARE,
+                rng=_child_rng(rng),
+            )
+
+
+FLEET_MAX_ENDPOINTS = 10_000
+"""The largest ``fleet-N`` (a sanity bound: 10,000 endpoints already take a few seconds to install)."""
+FLEET_LISTED = 10
+"""The fleet size ``simulate --list-scenarios`` shows; every other ``fleet-N`` is built on demand."""
+
+
+def fleet_size(name: str) -> int | None:
+    """N for a scenario name ``fleet-N`` (1 <= N <= ``FLEET_MAX_ENDPOINTS``, no leading zero), else None."""
+    prefix, _, digits = name.partition("-")
+    if prefix != "fleet" or not digits.isdigit() or not digits.isascii() or digits.startswith("0"):
+        return None
+    size = int(digits)
+    return size if size <= FLEET_MAX_ENDPOINTS else None
+
+
+def fleet_scenario(endpoints: int) -> Scenario:
+    """``fleet-N``: the benchmarks' many-endpoint account (the watchdog's own cost at N endpoints)."""
+
+    def install(
+        sim: Simulator, *, now: float, rng: random.Random, params: ScenarioParams = DEFAULT_PARAMS
+    ) -> None:
+        install_fleet(sim, now=now, rng=rng, params=params, default_endpoints=endpoints)
+
+    busy = fleet_busy_count(endpoints)
+    return Scenario(
+        f"fleet-{endpoints}",
+        f"A fleet of {endpoints:,} compliant A6000 endpoints (workers max 1, idle timeout 5 s, execution "
+        f"timeout 120 s), all idle but {busy}, each of which gets a 5 s job every 6 s so its one worker "
+        "never cools down: the account the benchmarks measure the watchdog's own cost on (its CPU, memory "
+        f"and REST calls per tick at that many endpoints). Nothing in it breaks a rule. Any size from 1 to "
+        f"{FLEET_MAX_ENDPOINTS:,} is known as fleet-N (bench/daemon_cost uses fleet-10 and fleet-1000); "
+        "only one size is listed.",
+        install,
+        shows=(
+            f"{endpoints:,} compliant endpoints, {busy} always warm (any fleet-N, N <= "
+            f"{FLEET_MAX_ENDPOINTS:,}, exists): nothing to correct; it shows the watchdog's own CPU, memory "
+            "and REST calls per tick (bench/daemon_cost)"
+        ),
+        shows_after_s=5.0,
+    )
+
+
 BUILT_IN: tuple[Scenario, ...] = (
     Scenario(
         "steady",
@@ -348,6 +477,11 @@ BUILT_IN: tuple[Scenario, ...] = (
         "free tier, each taking 8.5 s on average. Execution alone costs about $8.67 a month; the cold "
         "start and the idle tail of every isolated request roughly triple the bill.",
         install_steady,
+        shows=(
+            "normal life, nothing to correct: the first tick finds the endpoint compliant; a request comes "
+            "about every 14 min (Poisson), warms the worker for ~26 billed s, and the estimate follows it"
+        ),
+        shows_after_s=900.0,
     ),
     Scenario(
         "hung-job",
@@ -357,6 +491,12 @@ BUILT_IN: tuple[Scenario, ...] = (
         "alongside. With external_workers the hung endpoint waits for a real runpod SDK worker "
         "(the translation endpoint stays simulated).",
         install_hung_job,
+        shows=(
+            "a job that never ends on an endpoint with no execution timeout: the first tick patches the "
+            "shipped 120 s timeout onto it, so the platform stops the job 120 s after its start (15 s cold "
+            "start), before the runaway deadline (start + max_execution_s 120 + grace_s 30) would cancel it"
+        ),
+        shows_after_s=140.0,
     ),
     Scenario(
         "ping-flood",
@@ -364,6 +504,12 @@ BUILT_IN: tuple[Scenario, ...] = (
         "text-to-speech worker never scales down and bills around the clock (about $490 a month on an "
         "A5000) while the real users send a few dozen requests a day.",
         install_ping_flood,
+        shows=(
+            "a keep-warm bot (a 0.2 s job every 3 s) keeps a worker billing 24/7: with the access log as a "
+            "[[pings.source]] (simulate --access-log) a keep_warm alert once the bot has run for "
+            "keep_warm_window_min (30 min); without one nothing is flagged"
+        ),
+        shows_after_s=1810.0,
     ),
     Scenario(
         "config-drift",
@@ -371,6 +517,11 @@ BUILT_IN: tuple[Scenario, ...] = (
         "workersMin to 1, idleTimeout to 300 s and workersMax to 3: an always-on active worker "
         "(about $622 a month) appears without any traffic change.",
         install_config_drift,
+        shows=(
+            "10 min in someone raises workersMin to 1, idleTimeout to 300 s and workersMax to 3: the next "
+            "tick patches all three back (config drift, three alerts) and the tick after verifies it"
+        ),
+        shows_after_s=610.0,
     ),
     Scenario(
         "crash-loop",
@@ -378,6 +529,11 @@ BUILT_IN: tuple[Scenario, ...] = (
         "cold start, is restarted after a while and fails again; jobs stay IN_QUEUE, the retried "
         "counter climbs, and each restart's cold start is billed.",
         install_crash_loop,
+        shows=(
+            "an image failing its health check: the first tick patches workersMax 2 -> 1 and the timeout; "
+            "a crash-loop alert ~3 min in (seed 0), the scale to zero once that patch's 300 s cool-down ends"
+        ),
+        shows_after_s=310.0,
     ),
     Scenario(
         "budget-burn",
@@ -385,5 +541,11 @@ BUILT_IN: tuple[Scenario, ...] = (
         "month to now total 7.4 USD of A6000 time (with 10 USD fixed cost that is 17.4 of 23.2 USD), "
         "and steady translation traffic keeps adding to it.",
         install_budget_burn,
+        shows=(
+            "the month already at ~75 % of the 20 EUR budget: the first tick sends the 50 % alert with a "
+            "forecast over budget; the 80 % alert takes about 1.4 more days of this traffic"
+        ),
+        shows_after_s=5.0,
     ),
+    fleet_scenario(FLEET_LISTED),
 )

@@ -128,7 +128,7 @@ def simulate_command(args: argparse.Namespace) -> int:
     """``runpod-watchdog simulate``: 0 after a clean stop, 2 for bad usage (e.g. non-loopback listen)."""
     if args.list_scenarios:
         for name in _scenario_names():
-            print(f"{name}\t{registry.SCENARIOS[name].summary}")
+            print(f"{name}\t{registry.SCENARIOS[name].listing}")
         return 0
     try:
         host, port = parse_listen(args.listen)

@@ -141,7 +141,13 @@ def install_demo(
     )
     if scheduled:
         sim.schedule(now + HUNG_JOB_AT_S, deploy_hung_job, label="a batch job hangs on a new endpoint")
-        sim.schedule(now + KEEPWARM_AT_S, start_keepwarm_bot, label="a keep-warm bot starts pinging")
+        bot_at = now + KEEPWARM_AT_S
+        sim.schedule(
+            bot_at,
+            # out of step with a watchdog reading on whole seconds, as a real bot is (start_keepwarm_bot)
+            lambda s: start_keepwarm_bot(s, start_at=bot_at + KEEPWARM_GAP_S / 2),
+            label="a keep-warm bot starts pinging",
+        )
 
 
 def synthesize_batch(sim: Simulator, *, now: float) -> list[BilledSession]:

@@ -21,6 +21,14 @@ REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
+def test_every_benchmark_module_is_listed() -> None:
+    """A benchmark left out of ``BENCHMARKS`` is never run by ``python -m bench`` nor smoke-tested here.
+    Modules whose name starts with ``_`` are helpers (bench/_lean_poller.py: daemon_cost's baseline)."""
+    modules = {path.stem for path in (REPO / "bench").glob("*.py") if not path.stem.startswith("_")}
+    assert modules == set(BENCHMARKS)
+    assert len(BENCHMARKS) == len(set(BENCHMARKS))
+
+
 @pytest.mark.parametrize("name", BENCHMARKS)
 def test_benchmark_runs_in_quick_mode(name: str, tmp_path: Path) -> None:
     result_file = tmp_path / "result.json"

@@ -7,9 +7,12 @@ and idle-tail seconds that make the real bill much larger than "3000 × 8.5 s".
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,15 +21,20 @@ from runpod_sim.registry import SCENARIOS, build_simulator
 from runpod_sim.scenarios import (
     CRASH_ENDPOINT_ID,
     DRIFT_ENDPOINT_ID,
+    FLEET_ENDPOINT_PREFIX,
     FLOOD_ENDPOINT_ID,
     HUNG_ENDPOINT_ID,
     MONTH_S,
     STEADY_ENDPOINT_ID,
     AntitheticDurations,
     ScenarioParams,
+    fleet_busy_count,
+    format_duration,
 )
+from runpod_sim.serve import simulate_command
 from runpod_sim.state import SimJob
 from watchdog.clock import ManualClock, from_iso, month_start
+from watchdog.config import default_config
 
 A6000_FLEX = 0.00034
 MONTH_START = from_iso("2026-06-01T00:00:00Z")
@@ -245,3 +253,155 @@ def test_external_workers_serve_each_scenarios_main_endpoint(name: str, endpoint
 def test_the_demo_story_ignores_external_workers() -> None:
     sim = build_simulator("demo", clock=ManualClock(MID_MONTH), external_workers=True)
     assert all(ep.worker_kind == "simulated" for ep in sim.endpoints())
+
+
+@pytest.mark.parametrize(("name", "size", "busy"), [("fleet-10", 10, 2), ("fleet-1000", 1000, 10)])
+def test_a_fleet_is_n_compliant_endpoints_all_idle_but_a_few_always_warm(
+    name: str, size: int, busy: int
+) -> None:
+    """The benchmarks' many-endpoint account (bench/daemon_cost): ``simulate --scenario fleet-N``."""
+    policy = default_config(env={}).policy
+    clock = ManualClock(MID_MONTH)
+    sim = build_simulator(name, clock=clock, seed=1)
+    endpoints = sim.endpoints()
+    assert len({endpoint.id for endpoint in endpoints}) == size == len(endpoints)
+    for endpoint in endpoints:  # nothing for the default policy to correct
+        assert endpoint.workers_min == 0 and endpoint.workers_standby == 0
+        assert endpoint.workers_max <= policy.max_workers
+        assert endpoint.idle_timeout <= policy.max_idle_timeout_s
+        assert endpoint.execution_timeout_ms is not None
+        assert endpoint.execution_timeout_ms <= policy.required_execution_timeout_s * 1000
+    clock.advance(120)
+    warm = [endpoint.id for endpoint in endpoints if sim.workers(endpoint.id)]
+    assert (
+        warm == [f"{FLEET_ENDPOINT_PREFIX}{index:05d}" for index in range(busy)]
+        and fleet_busy_count(size) == busy
+    )
+    clock.advance(600)
+    for endpoint_id in warm:  # a 5 s job every 6 s: the one worker never cools down (one session, still open)
+        [session] = sim.sessions(endpoint_id)
+        assert session.stopped_at is None and sim.health(endpoint_id).completed >= 100
+    assert all(not sim.sessions(endpoint.id) for endpoint in endpoints[busy:])
+
+
+def test_any_fleet_size_is_a_scenario_and_one_is_listed() -> None:
+    """``simulate --scenario fleet-N`` has no size option: the registry knows every fleet-N, lists fleet-10."""
+    assert [name for name in SCENARIOS if name.startswith("fleet")] == ["fleet-10"]
+    assert "fleet-1000" in SCENARIOS and SCENARIOS["fleet-7"].name == "fleet-7"
+    assert SCENARIOS.get("fleet-250") is not None and SCENARIOS.get("nope") is None
+    for bad in ("fleet-0", "fleet-007", "fleet-", "fleet-x", "fleet-10001", "fleet--1", "fleet-١٠"):
+        assert bad not in SCENARIOS
+        with pytest.raises(ValueError, match="unknown scenario"):
+            build_simulator(bad, clock=ManualClock(MID_MONTH))
+    assert len(build_simulator("fleet-7", clock=ManualClock(MID_MONTH)).endpoints()) == 7
+    sim = build_simulator("fleet-10", clock=ManualClock(MID_MONTH), params=ScenarioParams(fleet_endpoints=3))
+    assert [endpoint.id for endpoint in sim.endpoints()] == [
+        "ep-fleet00000",
+        "ep-fleet00001",
+        "ep-fleet00002",
+    ]
+    assert fleet_busy_count(3) == 2 and fleet_busy_count(1) == 1 and fleet_busy_count(250) == 2
+    with pytest.raises(ValueError, match="at least one endpoint"):
+        build_simulator("fleet-10", clock=ManualClock(MID_MONTH), params=ScenarioParams(fleet_endpoints=0))
+
+
+LISTED_AND_FLEETS = [*sorted(SCENARIOS), "fleet-1", "fleet-1000"]
+
+
+@pytest.mark.parametrize("name", LISTED_AND_FLEETS)
+def test_every_scenario_says_what_it_shows_and_how_long_that_takes_at_speed_1(name: str) -> None:
+    """The issue: "simulate scenarios are reproducible with the shipped config at real speed, or
+    --list-scenarios says what each shows and how long it takes". One line, one duration, per scenario."""
+    scenario = SCENARIOS[name]
+    assert scenario.shows and "\n" not in scenario.shows and len(scenario.shows) <= 320, scenario.shows
+    assert scenario.shows_after_s is not None and 0 < scenario.shows_after_s <= 2 * 3600
+    assert scenario.listing.startswith(scenario.shows)
+    assert scenario.listing.endswith(f"[shown after {format_duration(scenario.shows_after_s)} at speed 1]")
+
+
+def test_format_duration() -> None:
+    assert [format_duration(s) for s in (5, 59.6, 60, 135, 605, 1800, 3600, 3845, 7260)] == [
+        "5 s",
+        "1 min",
+        "1 min",
+        "2 min 15 s",
+        "10 min 5 s",
+        "30 min",
+        "1 h",
+        "1 h 4 min",
+        "2 h 1 min",
+    ]
+
+
+def test_list_scenarios_prints_each_one_with_what_it_shows_and_its_duration(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert simulate_command(argparse.Namespace(list_scenarios=True)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t", 1)[0] for line in lines] == sorted(SCENARIOS)
+    for line in lines:
+        name, text = line.split("\t", 1)
+        assert text == SCENARIOS[name].listing and "at speed 1]" in text
+    assert any(
+        line.startswith("hung-job\t") and "[shown after 2 min 20 s at speed 1]" in line for line in lines
+    )
+
+
+SHOWN_BY = {
+    "hung-job": lambda sim, daemon: sim.job(HUNG_ENDPOINT_ID, _only_job(sim)).status == "TIMED_OUT",
+    "config-drift": lambda sim, daemon: _verified(daemon, "config_drift", "patch_config", DRIFT_ENDPOINT_ID),
+    "crash-loop": lambda sim, daemon: _verified(daemon, "crash_loop", "scale_to_zero", CRASH_ENDPOINT_ID),
+    "budget-burn": lambda sim, daemon: any(a.key.endswith(":0.5") for a in daemon.ledger.recent_alerts(1000)),
+    "ping-flood": lambda sim, daemon: _keep_warm_alert(daemon),
+    "demo": lambda sim, daemon: _keep_warm_alert(daemon),  # the story's last act
+}
+"""How each scenario's ``shows`` can be seen in the simulator or the daemon's ledger."""
+
+
+def _keep_warm_alert(daemon: Any) -> bool:
+    return any(
+        a.key.startswith("alert:suspicious_traffic") and "keep_warm" in a.key
+        for a in daemon.ledger.recent_alerts(1000)
+    )
+
+
+def _only_job(sim: Any) -> str:
+    (job,) = sim._jobs[HUNG_ENDPOINT_ID].values()
+    return str(job.id)
+
+
+def _verified(daemon: Any, rule: str, action: str, endpoint_id: str) -> bool:
+    return any(
+        (r.rule, r.action, r.outcome, r.endpoint_id) == (rule, action, "verified", endpoint_id)
+        for r in daemon.ledger.recent_decisions(1000)
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SHOWN_BY))
+async def test_what_a_scenario_shows_happens_by_its_stated_time_with_the_shipped_config(
+    name: str, tmp_path: Path
+) -> None:
+    """The daemon on the shipped defaults (5 s ticks from the simulator's start, on its whole seconds: the
+    bots are out of step with them, as real ones are; the simulator's access log as its one ping source,
+    as ``--list-scenarios`` says ping-flood needs): what the listing says the scenario shows has happened by ``shows_after_s``, and not
+    two ticks earlier (the listing is not padded)."""
+    from sim_harness.wiring import daemon_against
+
+    scenario = SCENARIOS[name]
+    assert scenario.shows_after_s is not None
+    clock = ManualClock(from_iso("2026-06-15T12:00:00Z"))
+    start = clock.now()
+    log = tmp_path / "access.log"
+    sim = build_simulator(name, clock=clock, seed=0, access_log_path=str(log))
+    async with daemon_against(sim, tmp_path, log_path=log) as daemon:
+        shown_at = None
+        while clock.now() - start <= scenario.shows_after_s:
+            await daemon.tick()
+            if SHOWN_BY[name](sim, daemon):
+                shown_at = clock.now() - start
+                break
+            clock.advance(5.0)
+            sim.sync()
+    assert shown_at is not None, f"{name}: not shown within {scenario.shows_after_s} s"
+    assert shown_at > scenario.shows_after_s - 10.0, f"{name}: shown at {shown_at} s, the listing says later"
