@@ -991,8 +991,9 @@ class ControlConfig:
 class TuiConfig:
     """``[tui]``: the dashboard."""
 
-    refresh_s: float = field(default=1.0, metadata=_limits(gt=0, le=60))
-    """Seconds between two reads of the ledger (in (0, 60]). Default 1.0."""
+    refresh_s: float = field(default=2.0, metadata=_limits(gt=0, le=60))
+    """Seconds between two reads of the daemon's status (in (0, 60]); its figures change once a tick.
+    Default 2.0."""
     stale_after_s: float = field(default=15.0, metadata=_limits(gt=0, le=3600))
     """The status bar says "stale" when the last tick is older than this, seconds (in (0, 3600]).
     Default 15."""
