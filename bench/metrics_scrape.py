@@ -444,8 +444,11 @@ def run(quick: bool, args: argparse.Namespace | None = None) -> Result:
         quick,
         tables=[table],
         headline=[
-            (f"{big['endpoints']} endpoints: series per endpoint", f"{big['per_endpoint']:.0f}"),
-            (f"{big['endpoints']} endpoints: scrape ms median (ours)", fmt(median(ours_big) * 1000, 2)),
+            (f"{big['endpoints']} endpoints: series per endpoint (<= 15)", f"{big['per_endpoint']:.0f}"),
+            (
+                f"{big['endpoints']} endpoints: scrape ms median (ours; <= 2 whatever the size)",
+                fmt(median(ours_big) * 1000, 2),
+            ),
             (
                 f"{big['endpoints']} endpoints: scrape ms median (client_python)",
                 fmt(median(base_big) * 1000, 2),

@@ -131,7 +131,8 @@ class ReadPlan:
     known_busy_workers: frozenset[str] = frozenset()
     """Workers running a job RunPod confirmed: their log stream has nothing the daemon needs."""
     log_cursors: Mapping[str, str] = field(default_factory=dict)
-    """Worker → the id of the last log event read (the next read resumes after it)."""
+    """Worker → the id of the last log event read (the next read resumes after it; "": read, no event
+    yet). A RUNNING worker not in it has never been read."""
     limits_due: bool = False
     """Read the account's limits (REST v2 ``/account/limits``: the spend-rate cap) this tick."""
     rest_budget: int | None = None
@@ -182,7 +183,8 @@ class Reading:
     limits_failed: bool = False
     job_starts: list[JobStart] = field(default_factory=list)
     log_cursors: dict[str, str | None] = field(default_factory=dict)
-    """Worker → where its log stream was read up to (None: the worker is gone, forget its cursor)."""
+    """Worker → where its log stream was read up to ("": read, no event yet; None: the worker is gone,
+    forget its cursor)."""
     worker_log_failures: int = 0
     rest_calls: int = 0
     """REST v2 calls this reading made (the quota the tick spent)."""
@@ -488,11 +490,18 @@ async def _read_worker_logs(client: RunPodReads, reading: Reading, plan: ReadPla
         ),
         key=lambda item: (item[0], item[2].id),
     )[:MAX_WORKER_LOG_READS_PER_TICK]
-    candidates = [c for c in candidates if budget.take()]
+    # A worker whose log was never read runs work nobody has identified: without the SDK's "Started." line
+    # the runaway rule could only stop the whole endpoint at the deadline, so its first read cannot wait
+    # for the quota (one call per new worker, within the bucket's 20 % headroom). Later reads can.
+    first = [c for c in candidates if c[2].id not in plan.log_cursors]
+    if budget.left is not None:
+        budget.left = max(0, budget.left - len(first))
+    candidates = [*first, *(c for c in candidates if c[2].id in plan.log_cursors and budget.take())]
     reading.rest_calls += len(candidates)
 
     async def one(endpoint_id: str, worker: Worker) -> None:
-        cursor = plan.log_cursors.get(worker.id)
+        cursor = plan.log_cursors.get(worker.id) or None
+        reading.log_cursors[worker.id] = cursor or ""  # tried: later reads wait for the quota
         try:
             batch = await client.worker_logs(
                 endpoint_id,

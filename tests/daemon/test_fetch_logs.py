@@ -1,0 +1,53 @@
+"""The worker-log reads under RunPod's REST quota: the first read of a RUNNING worker's log (the only way
+to name the job it runs when no log source is configured) is made even when the quota's budget for reads
+that can wait is spent; later reads of the same worker wait for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runpod_sim.registry import build_simulator
+from runpod_sim.scenarios import HUNG_ENDPOINT_ID
+from sim_harness.wiring import sim_config, sim_secrets, sim_transport
+from watchdog.client import RunPodClient
+from watchdog.clock import ManualClock, from_iso
+from watchdog.daemon.fetch import ReadPlan, read_runpod
+from watchdog.vocabulary import WorkerStatus
+
+START = from_iso("2026-06-15T12:00:00Z")
+
+
+async def test_a_running_workers_first_log_read_never_waits_for_the_quota(tmp_path: Path) -> None:
+    clock = ManualClock(START)
+    sim = build_simulator("hung-job", clock=clock)
+    clock.advance(30)  # the hung job runs
+    sim.sync()
+    config = sim_config(tmp_path)
+    async with RunPodClient.from_config(
+        config.runpod, sim_secrets().runpod_api_key, transport=sim_transport(sim)
+    ) as client:
+        spent = ReadPlan(rest_budget=0, stale_after_s=config.policy.stale_after_s, poll_interval_s=5.0)
+        first = await read_runpod(client, config, spent, clock.now())
+        (worker,) = [w for w in first.workers[HUNG_ENDPOINT_ID] if w.status == WorkerStatus.RUNNING]
+        (job,) = sim._jobs[HUNG_ENDPOINT_ID].values()  # type: ignore[attr-defined]
+        assert [(s.job_id, s.worker_id) for s in first.job_starts] == [(job.id, worker.id)]
+        cursor = first.log_cursors[worker.id]
+        assert cursor  # where the next read resumes
+
+        # read once: the next read of the same worker waits for the quota
+        again = ReadPlan(
+            rest_budget=0,
+            stale_after_s=config.policy.stale_after_s,
+            poll_interval_s=5.0,
+            log_cursors={worker.id: cursor},
+        )
+        second = await read_runpod(client, config, again, clock.now())
+        assert worker.id not in second.log_cursors and not second.job_starts
+        with_room = ReadPlan(
+            rest_budget=10,
+            stale_after_s=config.policy.stale_after_s,
+            poll_interval_s=5.0,
+            log_cursors={worker.id: cursor},
+        )
+        third = await read_runpod(client, config, with_room, clock.now())
+        assert third.log_cursors.get(worker.id)  # read, resuming after the cursor
