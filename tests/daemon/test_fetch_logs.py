@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runpod_sim.faults import Faults
 from runpod_sim.registry import build_simulator
 from runpod_sim.scenarios import HUNG_ENDPOINT_ID
 from sim_harness.wiring import sim_config, sim_secrets, sim_transport
@@ -51,3 +52,31 @@ async def test_a_running_workers_first_log_read_never_waits_for_the_quota(tmp_pa
         )
         third = await read_runpod(client, config, with_room, clock.now())
         assert third.log_cursors.get(worker.id)  # read, resuming after the cursor
+
+
+async def test_a_worker_whose_log_stream_fails_is_not_asked_again_outside_the_quota(tmp_path: Path) -> None:
+    """A log stream that keeps failing (here 503s; a 404, no stream on this account, takes the same path)
+    must not make every tick spend an unbudgeted call on it: it counts as read, and its next read waits
+    for the quota."""
+    clock = ManualClock(START)
+    sim = build_simulator("hung-job", clock=clock)
+    clock.advance(30)
+    sim.sync()
+    faults = Faults()
+    faults.fail_next(None, "/v2/serverless/*/workers/*/logs*", status=503)
+    config = sim_config(tmp_path)
+    async with RunPodClient.from_config(
+        config.runpod, sim_secrets().runpod_api_key, transport=sim_transport(sim, faults=faults)
+    ) as client:
+        plan = ReadPlan(rest_budget=0, stale_after_s=config.policy.stale_after_s, poll_interval_s=5.0)
+        first = await read_runpod(client, config, plan, clock.now())
+        (worker,) = [w for w in first.workers[HUNG_ENDPOINT_ID] if w.status == WorkerStatus.RUNNING]
+        assert first.log_cursors == {worker.id: ""} and not first.job_starts and first.ok
+        later = ReadPlan(
+            rest_budget=0,
+            stale_after_s=config.policy.stale_after_s,
+            poll_interval_s=5.0,
+            log_cursors=first.log_cursors,
+        )
+        second = await read_runpod(client, config, later, clock.now())
+        assert second.log_cursors == {} and second.ok

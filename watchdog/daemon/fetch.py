@@ -182,9 +182,8 @@ class Reading:
     limits: AccountLimits | None = None
     limits_failed: bool = False
     job_starts: list[JobStart] = field(default_factory=list)
-    log_cursors: dict[str, str | None] = field(default_factory=dict)
-    """Worker → where its log stream was read up to ("": read, no event yet; None: the worker is gone,
-    forget its cursor)."""
+    log_cursors: dict[str, str] = field(default_factory=dict)
+    """Worker → where its log stream was read up to ("": read, no event yet or no stream)."""
     worker_log_failures: int = 0
     rest_calls: int = 0
     """REST v2 calls this reading made (the quota the tick spent)."""
@@ -510,8 +509,10 @@ async def _read_worker_logs(client: RunPodReads, reading: Reading, plan: ReadPla
                 tail=None if cursor else WORKER_LOG_TAIL,
                 max_seconds=WORKER_LOG_READ_S,
             )
-        except (RunPodNotFound, InvalidIdentifier):  # the worker is gone, or its stored cursor is unusable
-            reading.log_cursors[worker.id] = None
+        except (RunPodNotFound, InvalidIdentifier):
+            # No stream for this listed worker, or a stored cursor it refuses: read its tail again later,
+            # within the quota (the cursor goes with the worker when it leaves the listing).
+            reading.log_cursors[worker.id] = ""
             return
         except RunPodAuthError:
             raise

@@ -134,11 +134,7 @@ def _note_job_starts(tracker: Tracker, reading: Reading, now: float) -> None:
     worker's ``startedAt`` and ``uptimeSeconds`` (RunPod's "now" when it answered is their sum), so a
     skewed or stepped system clock neither ages a job nor rejuvenates it. A start is believed only between
     the worker's own start and now (a line cannot predate the worker that printed it)."""
-    for worker_id, cursor in reading.log_cursors.items():
-        if cursor is None:
-            tracker.log_cursors.pop(worker_id, None)
-        else:
-            tracker.log_cursors[worker_id] = cursor
+    tracker.log_cursors.update(reading.log_cursors)  # forgotten with their workers (Tracker.forget_endpoints)
     workers = {w.id: w for listed in reading.workers.values() for w in listed}
     for start in reading.job_starts:
         worker = workers.get(start.worker_id)
