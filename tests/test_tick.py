@@ -337,3 +337,27 @@ async def test_a_first_enforce_tick_that_changes_nothing_says_so(tmp_path: Path)
         (summary,) = [a for a in daemon.ledger.recent_alerts(100) if "First enforce tick" in a.text]
         assert summary.severity == "info"
         assert "nothing needed changing (1 endpoint(s) within policy)" in summary.text
+
+
+def test_the_first_enforce_summary_counts_changes_not_alerts() -> None:
+    from watchdog.daemon.notices import first_enforce_summary
+    from watchdog.ledger import DecisionStep
+    from watchdog.vocabulary import Outcome
+
+    alert = DecisionStep(START, "budget_brake", "alert", "enforce", Outcome.APPLIED, "80 % of the budget")
+    patch = DecisionStep(
+        START,
+        "config_drift",
+        "patch_config",
+        "enforce",
+        Outcome.APPLIED,
+        "no execution timeout",
+        endpoint_id="ep-a",
+        patch={"execution_timeout_ms": 120_000},
+        previous={"execution_timeout_ms": None},
+    )
+    only_alert = first_enforce_summary([alert], endpoints=2, usd_per_eur=1.16, now=START)
+    assert "nothing needed changing (2 endpoint(s) within policy)" in only_alert.text
+    both = first_enforce_summary([alert, patch], endpoints=2, usd_per_eur=1.16, now=START)
+    assert both.text.startswith(":warning: First enforce tick on this account: 1 change(s) on 1 of 2 ")
+    assert "budget_brake" not in both.text

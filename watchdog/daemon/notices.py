@@ -22,7 +22,7 @@ from watchdog.money import BudgetStatus, cold_start_stats, cost_per_1000_request
 from watchdog.policy import Decision
 from watchdog.reconcile import BilledStatesFinding
 from watchdog.status import EventView
-from watchdog.vocabulary import Action, AlertKind, EventKind, Mode, Outcome, Rule
+from watchdog.vocabulary import NOTIFY_ONLY_ACTIONS, Action, AlertKind, EventKind, Mode, Outcome, Rule
 
 RULE_EVENT: Mapping[str, EventKind] = {
     Rule.BLIND: EventKind.BLIND,
@@ -294,7 +294,13 @@ def first_enforce_summary(
     """The one alert of the first tick that enforced on this ledger's account: every change it made, so a
     person who just switched from dry-run to enforce reads in one place what the watchdog did (and a tick
     that changed nothing says that too). Each change also has its own alert and ledger rows."""
-    changes = [s for s in steps if s.mode == Mode.ENFORCE and s.outcome in (Outcome.APPLIED, Outcome.FAILED)]
+    changes = [
+        s
+        for s in steps
+        if s.mode == Mode.ENFORCE
+        and s.outcome in (Outcome.APPLIED, Outcome.FAILED)
+        and s.action not in NOTIFY_ONLY_ACTIONS  # an alert is said, not changed
+    ]
     if not changes:
         text = (
             f":information_source: First enforce tick on this account: nothing needed changing "
