@@ -1321,7 +1321,7 @@ def _read_config_text(path: Path, label: str) -> str:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):
             raise ConfigError(
-                f"{label}:1: (file): is not a regular file but {_file_kind(info.st_mode)}; "
+                f"{label}:1: (file): is not a regular file but {file_kind(info.st_mode)}; "
                 "a configuration is a file"
             )
         if info.st_size > MAX_CONFIG_BYTES:
@@ -1346,7 +1346,8 @@ def _too_big(label: str, size: int | None) -> str:
     )
 
 
-def _file_kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a path is, for messages: "a directory", "a FIFO (named pipe)"... (``st_mode`` of its stat)."""
     if stat.S_ISREG(mode):
         return "a regular file"
     if stat.S_ISDIR(mode):
@@ -1634,7 +1635,7 @@ def _check_files(config: Config, problems: _Problems, env: Mapping[str, str]) ->
         )
     elif isinstance(found, os.stat_result) and not stat.S_ISREG(found.st_mode):
         problems.add(
-            ("ledger", "path"), f"{str(ledger)!r} is not a regular file but {_file_kind(found.st_mode)}"
+            ("ledger", "path"), f"{str(ledger)!r} is not a regular file but {file_kind(found.st_mode)}"
         )
     elif not _is_dir(ledger.parent):
         if ledger.parent.parent not in systemd_creates:  # the daemon does not create it; systemd might
@@ -1663,7 +1664,7 @@ def _check_files(config: Config, problems: _Problems, env: Mapping[str, str]) ->
             continue  # a log that does not exist yet is watched for
         elif not stat.S_ISREG(found.st_mode):
             problems.add(
-                where, f"is not a regular file but {_file_kind(found.st_mode)}; only regular files are read"
+                where, f"is not a regular file but {file_kind(found.st_mode)}; only regular files are read"
             )
         elif not os.access(source.path, os.R_OK):
             problems.add(where, f"is not readable by {_user()}")
@@ -1673,7 +1674,7 @@ def _check_files(config: Config, problems: _Problems, env: Mapping[str, str]) ->
     if isinstance(found, os.stat_result) and not stat.S_ISSOCK(found.st_mode):
         problems.add(
             ("control", "socket_path"),
-            f"{str(socket)!r} exists and is {_file_kind(found.st_mode)}, not a socket: the daemon replaces "
+            f"{str(socket)!r} exists and is {file_kind(found.st_mode)}, not a socket: the daemon replaces "
             "what is there when it starts; choose another path",
         )
     else:
@@ -1735,7 +1736,7 @@ def _directory_problem(directory: Path, systemd_creates: tuple[Path, ...] = ()) 
 
 
 def _describe_found(found: os.stat_result | str) -> str:
-    return f"unreadable ({found})" if isinstance(found, str) else _file_kind(found.st_mode)
+    return f"unreadable ({found})" if isinstance(found, str) else file_kind(found.st_mode)
 
 
 def _user() -> str:

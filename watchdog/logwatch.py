@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from watchdog.clock import from_iso, to_iso
-from watchdog.config import LogPattern, LogSource, compile_log_regex
+from watchdog.config import LogPattern, LogSource, compile_log_regex, file_kind
 from watchdog.errors import ConfigError
 
 EventKind = Literal["request", "ping"]
@@ -563,7 +563,7 @@ class LogTailer:
             os.close(fd)
             self._report(
                 collector,
-                f"is not a regular file but {_file_kind(found.st_mode)}; only regular files are read "
+                f"is not a regular file but {file_kind(found.st_mode)}; only regular files are read "
                 "(watching for one)",
             )
             return False
@@ -682,20 +682,6 @@ class LogTailer:
             collector.malformed(where, str(exc) if isinstance(exc, LineError) else _unexpected(exc))
             return
         collector.events.append(event)
-
-
-def _file_kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a file"
 
 
 class _Collector:
