@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -77,3 +78,42 @@ async def tick_until(
         await asyncio.sleep(max(0.0, poll_s - (time.monotonic() - started)))
     rows = [(row.action, row.outcome) for outcome in outcomes for row in outcome.rows]
     raise AssertionError(f"gave up after {timeout_s:g}s; rows: {rows}")
+
+
+class StderrProcess:
+    """A long-running command with its stderr collected line by line in a thread; ``stop`` sends SIGTERM
+    (SIGKILL after 30 s) and returns the exit status."""
+
+    def __init__(self, argv: list[str], *, cwd: Path, env: Mapping[str, str]) -> None:
+        self.process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self._reader.join(timeout=5)
+        return code
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ import pytest
 from runpod_sim.app import DEFAULT_API_KEY
 from runpod_sim.scenarios import HUNG_ENDPOINT_ID
 from runpod_sim.serve import runpod_watchdog_env, runpod_watchdog_env_lines
+from tests.helpers import StderrProcess
 from tests.simulator.simulate_process import Simulate, running_simulate
 from watchdog.config import (
     CONFIG_SEARCH_PATH,
@@ -252,27 +251,11 @@ def test_the_simulator_prints_the_lines_to_paste_after_its_banner(tmp_path: Path
 # run --dry-run
 
 
-class _Daemon:
+class _Daemon(StderrProcess):
     """``runpod-watchdog run ...`` with its stderr collected in a thread."""
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [*CLI, *args],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line.rstrip("\n"))
+        super().__init__([*CLI, *args], cwd=cwd, env=env)
 
     def wait_for(self, text: str, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -284,21 +267,6 @@ class _Daemon:
                 return any(text in line for line in self.lines)
             time.sleep(0.1)
         return False
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait()
-        self._reader.join(timeout=5)
-        return code
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
 
 
 def test_run_dry_run_records_proposals_and_changes_nothing(hung: HungAccount) -> None:

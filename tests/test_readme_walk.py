@@ -26,10 +26,8 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ import httpx
 import pytest
 
 from runpod_sim.scenarios import HUNG_ENDPOINT_ID
+from tests.helpers import StderrProcess
 from tests.simulator.simulate_process import Simulate, running_simulate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -190,27 +189,11 @@ class Walk:
         )
 
 
-class Daemon:
+class Daemon(StderrProcess):
     """A long-running command of the walk (``exec``'d by bash, so SIGTERM reaches it), stderr collected."""
 
     def __init__(self, walk: Walk, command: str) -> None:
-        self.process = subprocess.Popen(
-            ["bash", "-c", walk.script(command, exec_=True)],
-            cwd=walk.root,
-            env=clean_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line.rstrip("\n"))
+        super().__init__(["bash", "-c", walk.script(command, exec_=True)], cwd=walk.root, env=clean_env())
 
     def wait_for(self, text: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -218,21 +201,6 @@ class Daemon:
             assert self.process.poll() is None, f"exited {self.process.returncode}:\n{self.text}"
             assert time.monotonic() < deadline, f"{text!r} not logged in {timeout_s} s:\n{self.text}"
             time.sleep(0.1)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait()
-        self._reader.join(timeout=5)
-        return code
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
 
 
 def fresh_environment(root: Path) -> float:
