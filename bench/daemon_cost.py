@@ -75,7 +75,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench import REPO, Result, Table, fmt, median, module_main, percentile, proc_cpu_s
-from bench.log_backlog import READY_PREFIX, clean_env, status_kb, stop
+from bench._processes import clean_env, stop
+from bench._processes import start_simulator as start_simulator_process
+from bench.log_backlog import status_kb
 from runpod_sim.app import REST_V2_PREFIXES, RateLimits
 
 NAME = "daemon_cost"
@@ -122,29 +124,7 @@ def free_port() -> int:
 def start_simulator(scenario: str, out: IO[str], api_key: str = API_KEY) -> tuple[subprocess.Popen[str], str]:
     """``runpod-watchdog simulate --scenario SCENARIO`` on a free loopback port; returns it and its URL."""
     command = [*cli(), "simulate", "--listen", "127.0.0.1:0", "--scenario", scenario, "--api-key", api_key]
-    process = subprocess.Popen(
-        command, cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=out, text=True
-    )
-    found: list[str] = []
-
-    def read_ready() -> None:
-        assert process.stdout is not None
-        for text in process.stdout:
-            if text.startswith(READY_PREFIX) and not found:
-                found.append(text[len(READY_PREFIX) :].strip())
-        # the loop ends at EOF: the pipe stays drained
-
-    threading.Thread(target=read_ready, daemon=True).start()
-    deadline = time.monotonic() + 60
-    while not found:
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop(process)
-            raise RuntimeError(f"the simulator ({scenario}) did not start (exit {process.returncode})")
-        time.sleep(0.02)
-    if not found[0].startswith("http://127.0.0.1:"):
-        stop(process)
-        raise RuntimeError(f"the simulator is not on loopback: {found[0]}")
-    return process, found[0]
+    return start_simulator_process(command, out, what=f"the simulator ({scenario})", timeout_s=60)
 
 
 def daemon_config(folder: Path, url: str, metrics_port: int, poll_s: float = POLL_S) -> str:

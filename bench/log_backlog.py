@@ -32,27 +32,26 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import random
 import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from bench import REPO, Result, Table, fmt, median, module_main, proc_cpu_s
+from bench._processes import clean_env, stop
+from bench._processes import start_simulator as start_simulator_process
 
 NAME = "log_backlog"
 TITLE = "daemon RSS and tick durations working off a 1,000,000-line log backlog (real processes)"
 
 API_KEY = "bench-log-backlog-key"
 ENDPOINT_ID = "ep-llm-mos"  # the steady scenario's endpoint: the flood lands on a real endpoint
-READY_PREFIX = "runpod-simulator ready: "
 TARGET_RSS_MB = 80.0
 TARGET_TICK_S = 5.0
 """No tick longer than one poll interval at the product's default (5 s)."""
@@ -151,46 +150,12 @@ start_at = "start"
 """
 
 
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "SLACK_", "CREDENTIALS"))}
-    env.pop("NOTIFY_SOCKET", None)
-    env.pop("JOURNAL_STREAM", None)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 def start_simulator(log_path: Path, out: IO[str]) -> tuple[subprocess.Popen[str], str]:
     command = [
         sys.executable, "-m", "watchdog", "simulate", "--listen", "127.0.0.1:0", "--scenario", "steady",
         "--api-key", API_KEY, "--access-log", str(log_path),
     ]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=out, text=True
-    )
-    assert process.stdout is not None
-    found: list[str] = []
-
-    def read_ready() -> None:
-        assert process.stdout is not None
-        for text in process.stdout:
-            if text.startswith(READY_PREFIX):
-                found.append(text[len(READY_PREFIX) :].strip())
-                break
-        for _ in process.stdout:  # keep the pipe drained
-            pass
-
-    threading.Thread(target=read_ready, daemon=True).start()
-    deadline = time.monotonic() + 30
-    while not found:
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop(process)
-            raise RuntimeError("the simulator did not start (see its stderr)")
-        time.sleep(0.02)
-    url = found[0]
-    if not url.startswith("http://127.0.0.1:"):
-        stop(process)
-        raise RuntimeError(f"the simulator is not on loopback: {url}")
-    return process, url
+    return start_simulator_process(command, out)
 
 
 def start_daemon(config_path: Path, out: IO[str]) -> subprocess.Popen[str]:
@@ -198,16 +163,6 @@ def start_daemon(config_path: Path, out: IO[str]) -> subprocess.Popen[str]:
     env["RUNPOD_API_KEY"] = API_KEY
     command = [sys.executable, "-m", "watchdog", "run", "--config", str(config_path)]
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=out, text=True)
-
-
-def stop(process: subprocess.Popen[str], timeout_s: float = 30.0) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def status_kb(pid: int, key: str) -> int:

@@ -65,12 +65,10 @@ import contextlib
 import json
 import os
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -81,6 +79,8 @@ from typing import IO, Any
 import httpx
 
 from bench import REPO, Result, Table, fmt, median, module_main
+from bench._processes import clean_env, stop
+from bench._processes import start_simulator as start_simulator_process
 
 NAME = "runaway_latency"
 TITLE = "runaway limit crossed -> cancel sent, -> billing stopped (real daemon and simulator processes)"
@@ -89,7 +89,6 @@ API_KEY = "bench-runaway-latency-key-0123456789"
 HUNG_ENDPOINT_ID = "ep-asr-hung"  # runpod_sim.scenarios.HUNG_ENDPOINT_ID (not imported: the sim is a process)
 HUNG_COLD_START_S = 15.0
 """The hung-job scenario's cold start: its job starts this long after the simulator (checked after)."""
-READY_PREFIX = "runpod-simulator ready: "
 INTERVALS = (1.0, 5.0, 15.0)
 MAX_EXECUTION_S = 20.0
 GRACE_S = 10.0
@@ -172,45 +171,12 @@ class Run:
 # The two processes (as bench/log_backlog.py runs them)
 
 
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "SLACK_", "CREDENTIALS"))}
-    for name in ("NOTIFY_SOCKET", "JOURNAL_STREAM", "WATCHDOG_USEC"):
-        env.pop(name, None)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 def start_simulator(seed: int, out: IO[str]) -> tuple[subprocess.Popen[str], str]:
     command = [
         sys.executable, "-m", "watchdog", "simulate", "--listen", "127.0.0.1:0", "--scenario", "hung-job",
         "--api-key", API_KEY, "--seed", str(seed),
     ]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=out, text=True
-    )
-    found: list[str] = []
-
-    def read_ready() -> None:
-        assert process.stdout is not None
-        for text in process.stdout:
-            if text.startswith(READY_PREFIX):
-                found.append(text[len(READY_PREFIX) :].strip())
-                break
-        for _ in process.stdout:  # keep the pipe drained
-            pass
-
-    threading.Thread(target=read_ready, daemon=True).start()
-    deadline = time.monotonic() + 30
-    while not found:
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop(process)
-            raise RuntimeError("the simulator did not start (see its stderr)")
-        time.sleep(0.02)
-    url = found[0]
-    if not url.startswith("http://127.0.0.1:"):
-        stop(process)
-        raise RuntimeError(f"the simulator is not on loopback: {url}")
-    return process, url
+    return start_simulator_process(command, out)
 
 
 def start_daemon(config_path: Path, out: IO[str]) -> subprocess.Popen[str]:
@@ -218,16 +184,6 @@ def start_daemon(config_path: Path, out: IO[str]) -> subprocess.Popen[str]:
     env["RUNPOD_API_KEY"] = API_KEY
     command = [sys.executable, "-m", "watchdog", "run", "--config", str(config_path)]
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=out, text=True)
-
-
-def stop(process: subprocess.Popen[str], timeout_s: float = 30.0) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def config_toml(folder: Path, base_url: str, run: Run) -> str:

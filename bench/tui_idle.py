@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import REPO, Result, Table, fmt, median, module_main, proc_cpu_s
+from bench._processes import stop
 from bench.daemon_cost import (
     cli,
     daemon_config,
@@ -51,7 +52,7 @@ from bench.daemon_cost import (
     start_simulator,
     wait_quiet,
 )
-from bench.log_backlog import status_kb, stop
+from bench.log_backlog import status_kb
 from bench.tui_first_paint import Tmux
 
 NAME = "tui_idle"
