@@ -165,7 +165,7 @@ def test_each_endpoint_adds_the_same_few_series(count: int) -> None:
     per_endpoint, account_wide, names = _split_series(_endpoints(count))
     assert SERIES_PER_ENDPOINT <= 15
     assert per_endpoint == SERIES_PER_ENDPOINT * count
-    assert len(names) == 9
+    assert len(names) == 10
     _, account_wide_of_one, _ = _split_series(_endpoints(1))
     gpu_types = min(count, 3) + 1  # "GPU 0".."GPU 2" and the A6000
     assert account_wide == account_wide_of_one + gpu_types - 2

@@ -3,12 +3,13 @@
 Why: rendered at scrape time by a prometheus_client collector, 1,000 endpoints made 39,355 series (3 MB)
 and cost 319 ms a scrape; 200 back-to-back scrapes starved the tick loop until the daemon went blind. Now:
 
-- **Few series per endpoint.** Per endpoint only what an operator alerts on: ``SERIES_PER_ENDPOINT`` (13)
+- **Few series per endpoint.** Per endpoint only what an operator alerts on: ``SERIES_PER_ENDPOINT`` (14)
   series, none with a label whose values grow (workers by state, the queue, cost per 1,000 requests over
   24 h, month spend, the oldest work's age, paused, suspicious traffic, cold starts and those over the
-  target). Breakdowns nobody alerts on per endpoint are account-wide (cold-start histogram, GPU seconds
-  by GPU type, requests and pings, endpoints out of policy per check) or only in the status (control
-  socket, dashboard) and the ledger (job tallies, the work limit, the month's cost per 1,000 requests).
+  target, the age of its data). Breakdowns nobody alerts on per endpoint are account-wide (cold-start
+  histogram, GPU seconds by GPU type, requests and pings, endpoints out of policy per check, REST quota
+  use) or only in the status (control socket, dashboard) and the ledger (job tallies, the work limit,
+  the month's cost per 1,000 requests).
 - **Rendered once, off the loop.** ``MetricsPublisher`` wakes in its own thread when ``StatusRef``
   changes (once a tick), renders the text exposition with prometheus_client's own ``generate_latest``
   (so the format is the client library's) and its gzip, and swaps them in whole.
@@ -84,8 +85,8 @@ COMPLIANCE_CHECKS = ("execution_timeout", "idle_timeout", "max_workers", "min_st
 REQUEST_WINDOWS = ("month", "24h", "1h")
 DEFAULT_COLD_START_TARGET_S = 15.0
 """``slack.cold_start_alert_s``'s default, for a status stored by a version that had no targets."""
-SERIES_PER_ENDPOINT = len(WORKER_STATES) + len(QUEUE_JOB_STATES) + 7
-"""Series each endpoint adds, whatever it does: workers by state, the queue, and 7 single series."""
+SERIES_PER_ENDPOINT = len(WORKER_STATES) + len(QUEUE_JOB_STATES) + 8
+"""Series each endpoint adds, whatever it does: workers by state, the queue, and 8 single series."""
 
 MAX_CONNECTIONS = 32
 """Connections served at once; Prometheus uses one per scrape (two for an HA pair)."""
@@ -189,6 +190,16 @@ def _daemon_metrics(status: DaemonStatus) -> Iterator[Metric]:
         1.0 if status.blind else 0.0,
     )
     yield _gauge("ledger_size_bytes", "Size of the SQLite ledger (database + WAL).", status.ledger_bytes)
+    yield _gauge(
+        "rest_calls_last_minute",
+        "RunPod REST v2 calls the daemon's reads made over the last minute (see rest_quota_per_minute).",
+        status.rest_calls_last_minute,
+    )
+    yield _gauge(
+        "rest_quota_per_minute",
+        "RunPod's REST v2 quota in calls a minute (its RateLimit-Policy header, else the assumed 60).",
+        status.rest_quota_per_minute,
+    )
     enforce = GaugeMetricFamily(PREFIX + "enforce_mode", "1 in enforce mode, 0 in dry-run.")
     enforce.add_metric([], 1.0 if status.mode == "enforce" else 0.0)
     yield enforce
@@ -289,7 +300,14 @@ def _endpoint_metrics(status: DaemonStatus) -> Iterator[Metric]:
         "them is a p95 above it.",
         labels=["endpoint"],
     )
+    age = GaugeMetricFamily(
+        PREFIX + "endpoint_data_age_seconds",
+        "Age of the endpoint's /health and workers at the last tick (0: read then; idle endpoints of a "
+        "large fleet take turns, never beyond the policy's stale-data bound).",
+        labels=["endpoint"],
+    )
     for ep in status.endpoints:
+        age.add_metric([ep.id], ep.data_age_s)
         for worker_state in WORKER_STATES:
             workers.add_metric([ep.id, worker_state.lower()], ep.workers.get(worker_state, 0))
         for job_state in QUEUE_JOB_STATES:
@@ -301,7 +319,7 @@ def _endpoint_metrics(status: DaemonStatus) -> Iterator[Metric]:
         suspicious.add_metric([ep.id], len(ep.suspicious))
         cold.add_metric([ep.id], ep.cold_start_count)
         slow.add_metric([ep.id], cold_starts_over(ep, target_s))
-    yield from (workers, jobs, cost, spend, oldest, paused, suspicious, cold, slow)
+    yield from (workers, jobs, cost, spend, oldest, paused, suspicious, cold, slow, age)
 
 
 def cold_starts_over(endpoint: EndpointView, target_s: float) -> int:

@@ -92,6 +92,9 @@ class EndpointView:
     """Plain-words findings of the ping and request watch."""
     rate_per_min: tuple[int, ...] = ()
     """Requests + pings per minute over the last hour, oldest first (for the sparkline)."""
+    data_age_s: float = 0.0
+    """How old the tick's ``/health`` and workers of this endpoint were (0: read this tick; an idle
+    endpoint of a large fleet waits its turn, never beyond ``policy.stale_after_s``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +167,11 @@ class DaemonStatus:
     quota_wait: str = ""
     """How RunPod's rate limit held the last tick's read up ("" when it did not): that tick saw RunPod
     completely but is not ok (``last_tick_ok`` is False)."""
+    rest_calls_last_minute: int = 0
+    """REST v2 calls the daemon's reads made over the last minute (actions and deadline checks aside)."""
+    rest_quota_per_minute: float = 0.0
+    """RunPod's REST v2 quota in calls a minute: its ``RateLimit-Policy`` header, else the assumed 60
+    (0 in a status stored by an older version)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

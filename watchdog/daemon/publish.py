@@ -15,7 +15,7 @@ from watchdog.alerts import DeliveryHealth
 from watchdog.clock import DAY_S, HOUR_S, month_start
 from watchdog.config import Config
 from watchdog.daemon.accounting import MonthMoney
-from watchdog.daemon.fetch import Reading
+from watchdog.daemon.fetch import Reading, rest_rate
 from watchdog.daemon.state import Calendar, DaemonState, month_label
 from watchdog.daemon.tracker import Tracker
 from watchdog.ledger import BrakeState
@@ -164,6 +164,7 @@ def endpoint_view(
         paused=brake.kind if brake is not None else None,
         suspicious=tuple(f.detail for f in findings if f.endpoint_id == endpoint.id),
         rate_per_min=rate,
+        data_age_s=reading.data_age(endpoint.id),
     )
 
 
@@ -198,6 +199,8 @@ def build_status(
         last_tick_at=finished_at,
         last_tick_ok=error is None and quota_wait is None,
         quota_wait=quota_wait or "",
+        rest_calls_last_minute=state.reads.rest_calls_last_minute(finished_at),
+        rest_quota_per_minute=round(rest_rate(state.reads.quota) * 60.0, 6),
         balance_usd=state.account.balance_usd,
         spend_per_hr_usd=state.account.spend_per_hr_usd,
         spend_rate_cap_usd_per_hr=state.account.spend_rate_cap_usd_per_hr,

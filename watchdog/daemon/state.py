@@ -25,12 +25,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from watchdog.client import QuotaWindow
 from watchdog.clock import DAY_S, month_start
 from watchdog.daemon.execute import Execution, PendingCheck
 from watchdog.daemon.tracker import OwnActions, Tracker, WorkerTrack
 from watchdog.ledger import Alert, BrakeState, DecisionStep, LedgerReadModel
 from watchdog.logwatch import LogPosition, LogTailer
-from watchdog.models import EndpointConfig, Worker
+from watchdog.models import EndpointConfig, Health, Worker
 from watchdog.policy import ActionRecord, Deadline, Decision, EndpointFacts
 from watchdog.status import EventView
 from watchdog.vocabulary import Action, Mode, Outcome, SpendSource, WorkerStatus
@@ -141,6 +142,16 @@ class ReadSchedule:
     listed_at: float | None = None
     workers: dict[str, tuple[Worker, ...]] = field(default_factory=dict)
     workers_read_at: dict[str, float] = field(default_factory=dict)
+    health: dict[str, Health] = field(default_factory=dict)
+    """Endpoint → its ``/health`` as last read (idle endpoints' is carried between their turns)."""
+    health_read_at: dict[str, float] = field(default_factory=dict)
+    quota: QuotaWindow | None = None
+    """RunPod's most restrictive REST v2 window as its last answer reported it (None: not reported yet)."""
+    rest_calls: deque[tuple[float, int]] = field(default_factory=deque)
+    """(tick, REST v2 calls its reading made) over the last minute: the quota use the status publishes."""
+
+    def rest_calls_last_minute(self, now: float) -> int:
+        return sum(calls for at, calls in self.rest_calls if now - at < 60.0)
 
 
 @dataclass
@@ -330,6 +341,8 @@ class DaemonState:
         reads.refilled_at = None if reads.refilled_at is None else reads.refilled_at + delta
         reads.listed_at = None if reads.listed_at is None else reads.listed_at + delta
         reads.workers_read_at = {e: at + delta for e, at in reads.workers_read_at.items()}
+        reads.health_read_at = {e: at + delta for e, at in reads.health_read_at.items()}
+        reads.rest_calls = deque((at + delta, calls) for at, calls in reads.rest_calls)
         account = self.account
         for name in ("limits_read_at", "limits_failed_at", "problem_since"):
             at = getattr(account, name)

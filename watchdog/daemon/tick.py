@@ -137,7 +137,7 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
         log.warning("%s", problem)
     dropped_ids = state.tracker.observe_logs(logs.events, now)
     reads = state.reads
-    quota = rest_quota(ports.client.quota())
+    reads.quota = quota = rest_quota(ports.client.quota())
     reads.tokens = refill_rest_tokens(
         reads.tokens, reads.refilled_at, now, quota, config.runpod.poll_interval_s
     )
@@ -157,6 +157,8 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
         last_workers=reads.workers,
         workers_read_at=reads.workers_read_at,
         urgent_endpoints=_urgent_endpoints(state, now, config.runpod.poll_interval_s),
+        last_health=reads.health,
+        health_read_at=reads.health_read_at,
     )
     reading = await read_runpod_bounded(ports.client, config, plan, now, ports.stopping)
     _note_reads(reads, reading, now)
@@ -618,6 +620,9 @@ def _note_reads(reads: ReadSchedule, reading: Reading, now: float) -> None:
     """What the reading spent of the REST quota and what it read, for the next tick's plan."""
     if reads.tokens is not None:
         reads.tokens -= reading.rest_calls
+    reads.rest_calls.append((now, reading.rest_calls))
+    while reads.rest_calls and now - reads.rest_calls[0][0] >= 60.0:
+        reads.rest_calls.popleft()
     if not reading.ok:
         return
     if reading.listed:
@@ -627,9 +632,15 @@ def _note_reads(reads: ReadSchedule, reading: Reading, now: float) -> None:
         if endpoint_id in reading.workers_read or not reading.workers.get(endpoint_id):
             reads.workers[endpoint_id] = reading.workers.get(endpoint_id, ())
             reads.workers_read_at[endpoint_id] = now
+        if endpoint_id in reading.health and endpoint_id not in reading.health_carried:
+            reads.health[endpoint_id] = reading.health[endpoint_id]
+            reads.health_read_at[endpoint_id] = now
     for endpoint_id in [e for e in reads.workers if e not in listed]:
         del reads.workers[endpoint_id]
         reads.workers_read_at.pop(endpoint_id, None)
+    for endpoint_id in [e for e in reads.health if e not in listed]:
+        del reads.health[endpoint_id]
+        reads.health_read_at.pop(endpoint_id, None)
 
 
 def _note_account(state: DaemonState, reading: Reading, now: float) -> Alert | None:

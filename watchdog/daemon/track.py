@@ -73,9 +73,12 @@ def track(
     health_requests: dict[str, int] = {}
     workers = {}
     for endpoint in reading.endpoints:
-        health_requests[endpoint.id], crash[endpoint.id] = tracker.observe_health(
-            endpoint.id, reading.health[endpoint.id], now
-        )
+        if endpoint.id in reading.health_carried:  # idle, not its turn: nothing new to observe
+            health_requests[endpoint.id], crash[endpoint.id] = 0, tracker.crash_window(endpoint.id, now)
+        else:
+            health_requests[endpoint.id], crash[endpoint.id] = tracker.observe_health(
+                endpoint.id, reading.health[endpoint.id], now
+            )
         if health_requests[endpoint.id]:
             traffic.append(
                 TrafficCount(

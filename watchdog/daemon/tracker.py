@@ -231,10 +231,19 @@ class Tracker:
             self.traffic.add_health_delta(endpoint_id, now, requests=requests)
         while window and now - window[0][0] > self.crash_window_s:
             window.popleft()
-        return requests, CrashWindow(
-            retries_delta=sum(r for _, r, _ in window),
-            completed_delta=sum(c for _, _, c in window),
-            ticks=len(window),
+        return requests, self.crash_window(endpoint_id, now)
+
+    def crash_window(self, endpoint_id: str, now: float) -> CrashWindow:
+        """The sums of the /health deltas observed within the last ``crash_window_s``."""
+        recent = [
+            (retries, completed)
+            for at, retries, completed in self.crash.get(endpoint_id, ())
+            if now - at <= self.crash_window_s
+        ]
+        return CrashWindow(
+            retries_delta=sum(r for r, _ in recent),
+            completed_delta=sum(c for _, c in recent),
+            ticks=len(recent),
         )
 
     def _sample_busy(self, endpoint_id: str, health: Health, now: float) -> None:
