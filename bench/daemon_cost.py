@@ -59,6 +59,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -173,14 +174,16 @@ sys.exit(code)
 """
 """The profiling wrapper: ``watchdog.cli.main`` under cProfile counting CPU time (``BENCH_DAEMON_CPROFILE`` =
 where the stats go), or with tracemalloc on (``BENCH_DAEMON_TRACEMALLOC`` = PATH: each SIGUSR1 writes a
-snapshot to PATH.1, PATH.2, ...). Run with ``python -c`` so that nothing but the daemon's own modules is
+snapshot to PATH.1, PATH.2, ...; ``BENCH_PSTATS_COPY`` = PATH keeps a copy of a ``--profile cpu`` run's
+pstats file for ``python -m pstats``). Run with ``python -c`` so that nothing but the daemon's own modules is
 imported; only this harness sets those variables, nothing in watchdog/ reads them."""
 
 
 HIDDEN_ON_A_SERVER = ("numpy",)
 """Modules of this development venv that a server install (``pip install runpod-watchdog``, no extras) does
-not have and that the daemon would import anyway: numpy comes with the ``report`` extra (matplotlib), and
-sqlite_utils imports it whenever it is importable (+12 MiB of RSS at start-up, measured 2026-11-30)."""
+not have: numpy comes with the ``report`` extra (matplotlib). sqlite_utils imported it whenever it was
+importable (+12 MiB of RSS at start-up, measured 2026-11-30) until the ledger moved to stdlib sqlite3;
+the stub stays so that a library that starts importing it again cannot inflate the figures unnoticed."""
 
 
 def server_env(env: dict[str, str], folder: Path) -> dict[str, str]:
@@ -700,6 +703,8 @@ def profile_run(what: str, minutes: float, quick: bool, as_server: bool = True) 
             after=last_snapshot,
         )
         if what == "cpu":
+            if os.environ.get("BENCH_PSTATS_COPY") and path.exists():
+                shutil.copy(path, os.environ["BENCH_PSTATS_COPY"])
             if figures.note or not path.exists():
                 return [
                     Table("profile (cpu) failed", ["why"], [[figures.note[:300] or "no profile written"]])
@@ -878,7 +883,7 @@ def run(quick: bool, args: argparse.Namespace | None = None) -> Result:
             "the daemon sees the packages of a server install: "
             f"{', '.join(HIDDEN_ON_A_SERVER)} (this venv's report extra) hidden from it (--with-extras: not)"
             if as_server
-            else "--with-extras: the daemon imports everything this venv has (numpy too, via sqlite_utils)"
+            else "--with-extras: the daemon may import everything this venv has (numpy too)"
         ),
     ]
     for r in [*small, *lean, *large]:
@@ -1142,7 +1147,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--with-extras",
         action="store_true",
-        help="let the daemon import what this venv has beyond a server install (numpy, via sqlite_utils)",
+        help="let the daemon import what this venv has beyond a server install (numpy)",
     )
 
 

@@ -42,6 +42,6 @@ extra="[sim]"
 stamp=".venv/.installed-${want_test}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -e ".${extra}" 2>&1 | grep -v -E '^(WARNING: Location|  )' || true
-  .venv/bin/python -c 'import httpx, starlette, uvicorn, graphql, prometheus_client, sqlite_utils, slack_sdk, textual' 
+  .venv/bin/python -c 'import httpx, starlette, uvicorn, graphql, prometheus_client, slack_sdk, textual' 
   touch "$stamp"
 fi

@@ -10,6 +10,7 @@ import contextlib
 import os
 import pwd
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -24,6 +25,7 @@ from ledger_crash_writer import ORIGIN, STEP_S, USD_PER_GPU_SECOND, WORKERS
 
 from watchdog.errors import LedgerError
 from watchdog.ledger import (
+    MIGRATIONS,
     SCHEMA_STEPS,
     AccountingInterval,
     Alert,
@@ -42,6 +44,7 @@ from watchdog.ledger import (
     TrafficCount,
     WorkerUpdate,
 )
+from watchdog.ledger_schema import Database, Migrations
 
 CRASH_WRITER = Path(__file__).with_name("ledger_crash_writer.py")
 REPO = Path(__file__).resolve().parent.parent
@@ -151,6 +154,175 @@ def test_a_ledger_from_a_newer_version_is_refused(ledger_path: Path) -> None:
         )
     with pytest.raises(LedgerError, match=r"newer runpod-watchdog.*9999_from_the_future"):
         Ledger.open(ledger_path)
+
+
+# The migrations bookkeeping exactly as sqlite-utils 4.2.1 wrote it (sqlite_utils/migrations.py:
+# Migrations.ensure_migrations_table and _record_applied), when the ledger used sqlite-utils: every ledger
+# written before the move to the standard library (watchdog/ledger_schema.py) has it, and an older
+# runpod-watchdog reads only this. sqlite-utils is no longer installed, so it is written here by hand.
+SQLITE_UTILS_MIGRATIONS_TABLE = (
+    'CREATE TABLE "_sqlite_migrations" (\n'
+    '   "id" INTEGER PRIMARY KEY,\n'
+    '   "migration_set" TEXT,\n'
+    '   "name" TEXT,\n'
+    '   "applied_at" TEXT\n'
+    ")"
+)
+SQLITE_UTILS_MIGRATIONS_INDEX = (
+    'CREATE UNIQUE INDEX "idx__sqlite_migrations_migration_set_name"\n'
+    '    ON "_sqlite_migrations" ("migration_set", "name")'
+)
+APPLIED_AT = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?\+00:00")  # str(datetime.now(UTC))
+
+
+def write_ledger_as_sqlite_utils_did(path: Path, steps: int) -> list[tuple[int, str, str, str]]:
+    """A ledger as runpod-watchdog with sqlite-utils 4.2.1 left it after its first ``steps`` schema steps:
+    the steps' own SQL, each in one transaction with its bookkeeping row; returns the rows."""
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as connection:
+        connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        connection.execute("PRAGMA journal_mode=wal")
+        connection.execute("BEGIN")
+        connection.execute(SQLITE_UTILS_MIGRATIONS_TABLE)
+        connection.execute("COMMIT")
+        connection.execute(SQLITE_UTILS_MIGRATIONS_INDEX)
+        for day, migration in enumerate(MIGRATIONS._migrations[:steps], start=1):
+            connection.execute("BEGIN")
+            migration.fn(connection)  # type: ignore[arg-type]  # the steps only call execute(sql)
+            connection.execute(
+                'INSERT INTO "_sqlite_migrations" ("applied_at", "migration_set", "name") VALUES (?, ?, ?)',
+                [f"2026-02-{day:02d} 09:30:00.{day:06d}+00:00", "runpod_watchdog_ledger", migration.name],
+            )
+            connection.execute("COMMIT")
+        return connection.execute("SELECT * FROM _sqlite_migrations ORDER BY id").fetchall()
+
+
+def bookkeeping(path: Path) -> tuple[list[tuple[str, str]], list[tuple[int, str, str, str]]]:
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        schema = connection.execute(
+            "SELECT name, sql FROM sqlite_master WHERE tbl_name = '_sqlite_migrations' ORDER BY name"
+        ).fetchall()
+        return schema, connection.execute("SELECT * FROM _sqlite_migrations ORDER BY id").fetchall()
+
+
+def test_a_ledger_written_with_sqlite_utils_opens_at_its_version_without_rerunning_a_step(
+    ledger_path: Path,
+) -> None:
+    rows = write_ledger_as_sqlite_utils_did(ledger_path, len(SCHEMA_STEPS))
+    before = dump(ledger_path)
+    with Ledger.open(ledger_path) as ledger:
+        assert ledger.schema_steps() == list(SCHEMA_STEPS) == [row[2] for row in rows]
+    with LedgerReader.open(ledger_path) as reader:
+        assert reader.schema_steps() == list(SCHEMA_STEPS)
+    assert dump(ledger_path) == before  # no step re-ran, no bookkeeping row added or rewritten
+
+
+def test_a_ledger_written_with_sqlite_utils_gets_the_later_steps_recorded_the_same_way(
+    ledger_path: Path,
+) -> None:
+    rows = write_ledger_as_sqlite_utils_did(ledger_path, len(SCHEMA_STEPS) - 1)
+    with Ledger.open(ledger_path) as ledger:
+        assert ledger.schema_steps() == list(SCHEMA_STEPS)
+        ledger.record_tick(full_tick(T0, accounted_from=T0 - 5))  # the last step's tables are there
+    schema, after = bookkeeping(ledger_path)
+    assert schema == [
+        ("_sqlite_migrations", SQLITE_UTILS_MIGRATIONS_TABLE),
+        ("idx__sqlite_migrations_migration_set_name", SQLITE_UTILS_MIGRATIONS_INDEX),
+    ]
+    assert after[:-1] == rows
+    new_id, migration_set, name, applied_at = after[-1]
+    assert (new_id, migration_set, name) == (len(SCHEMA_STEPS), "runpod_watchdog_ledger", SCHEMA_STEPS[-1])
+    assert APPLIED_AT.fullmatch(applied_at), applied_at
+
+
+def test_a_new_ledgers_bookkeeping_is_the_one_sqlite_utils_wrote_so_older_versions_read_it(
+    ledger_path: Path,
+) -> None:
+    Ledger.open(ledger_path).close()
+    schema, rows = bookkeeping(ledger_path)
+    assert schema == [
+        ("_sqlite_migrations", SQLITE_UTILS_MIGRATIONS_TABLE),
+        ("idx__sqlite_migrations_migration_set_name", SQLITE_UTILS_MIGRATIONS_INDEX),
+    ]
+    assert [row[:3] for row in rows] == [
+        (number, "runpod_watchdog_ledger", name) for number, name in enumerate(SCHEMA_STEPS, start=1)
+    ]
+    assert all(APPLIED_AT.fullmatch(row[3]) for row in rows), rows
+
+
+def test_bookkeeping_keyed_by_set_and_name_is_converted_to_the_id_key_as_sqlite_utils_did(
+    ledger_path: Path,
+) -> None:
+    """The sqlite-migrate plugin's table (before sqlite-utils had migrations), which sqlite-utils converts."""
+    write_ledger_as_sqlite_utils_did(ledger_path, len(SCHEMA_STEPS))
+    with contextlib.closing(sqlite3.connect(ledger_path)) as connection, connection:
+        connection.execute("DROP TABLE _sqlite_migrations")
+        connection.execute(
+            "CREATE TABLE _sqlite_migrations (migration_set TEXT, name TEXT, applied_at TEXT,"
+            " PRIMARY KEY (migration_set, name))"
+        )
+        connection.executemany(
+            "INSERT INTO _sqlite_migrations VALUES ('runpod_watchdog_ledger', ?, 'then')",
+            [(name,) for name in SCHEMA_STEPS],
+        )
+    with Ledger.open(ledger_path) as ledger:
+        assert ledger.schema_steps() == list(SCHEMA_STEPS)
+    schema, rows = bookkeeping(ledger_path)
+    assert schema == [
+        ("_sqlite_migrations", SQLITE_UTILS_MIGRATIONS_TABLE),
+        ("idx__sqlite_migrations_migration_set_name", SQLITE_UTILS_MIGRATIONS_INDEX),
+    ]
+    assert rows == [
+        (number, "runpod_watchdog_ledger", name, "then") for number, name in enumerate(SCHEMA_STEPS, start=1)
+    ]
+
+
+def test_a_failing_step_is_rolled_back_with_no_row_and_stays_pending(tmp_path: Path) -> None:
+    steps = Migrations("test_set")
+
+    @steps(name="one")
+    def _one(db: Database) -> None:
+        db.execute("CREATE TABLE one (x)")
+
+    @steps(name="two")
+    def _two(db: Database) -> None:
+        db.execute("CREATE TABLE two (x)")
+        raise RuntimeError("step two fails half-way")
+
+    with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3")) as connection:
+        db = Database(connection)
+        with pytest.raises(RuntimeError, match="half-way"):
+            steps.apply(db)
+        assert [m.name for m in steps.applied(db)] == ["one"]
+        assert [m.name for m in steps.pending(db)] == ["two"]
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert tables == {"_sqlite_migrations", "one"}
+        with pytest.raises(ValueError, match="already registered"):
+            steps(name="one")(_one)
+
+
+def test_atomic_commits_rolls_back_and_nests_as_savepoints_and_execute_autocommits(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        db = Database(connection)
+        db.execute("CREATE TABLE t (x INTEGER UNIQUE)")
+        db.execute("INSERT INTO t VALUES (1)")  # outside atomic(): committed at once
+        assert not connection.in_transaction
+        with pytest.raises(sqlite3.IntegrityError):
+            db.execute("INSERT INTO t VALUES (1)")
+        assert not connection.in_transaction  # the failed write's implicit transaction is rolled back
+        with db.atomic():
+            db.execute("INSERT INTO t VALUES (2)")
+            with pytest.raises(RuntimeError), db.atomic():  # nested: a savepoint
+                db.execute("INSERT INTO t VALUES (3)")
+                raise RuntimeError
+            assert connection.in_transaction  # the outer transaction goes on
+            db.execute("INSERT INTO t VALUES (4)")
+        with pytest.raises(RuntimeError), db.atomic():
+            db.execute("INSERT INTO t VALUES (5)")
+            raise RuntimeError
+        assert not connection.in_transaction
+    with contextlib.closing(sqlite3.connect(path)) as other:  # what another connection sees: committed rows
+        assert other.execute("SELECT x FROM t ORDER BY x").fetchall() == [(1,), (2,), (4,)]
 
 
 def test_a_file_that_is_not_sqlite_is_a_ledger_error(ledger_path: Path) -> None:
@@ -890,8 +1062,7 @@ def _read_stopped_ledger_as_nobody(tmp_path: Path) -> None:
     # Import as root first, then drop to nobody: the repository and its venv may sit in a directory nobody
     # cannot enter (a fresh clone under mktemp -d); only the ledger's own permissions are under test here.
     code = (
-        "import os, sqlite_utils; from watchdog.ledger import LedgerReader\n"
-        "sqlite_utils.Database(memory=True)\n"  # loads sqlite-utils' plugins (lazy imports) while still root
+        "import os; from watchdog.ledger import LedgerReader\n"
         f"os.setgroups([]); os.setgid({nobody.pw_gid}); os.setuid({nobody.pw_uid})\n"
         f"r = LedgerReader.open({str(path)!r}); print([a.key for a in r.recent_alerts(5)])\n"
     )

@@ -116,7 +116,8 @@ def test_a_production_install_is_lean_and_runs_the_daemon(tmp_path: Path) -> Non
         check=True,
     ).stdout.lower()
     installed = {line.split("==")[0] for line in listed.split()}
-    assert not installed & {"starlette", "uvicorn", "graphql-core", "runpod", "watchdog"}, installed
+    unwanted = {"starlette", "uvicorn", "graphql-core", "runpod", "watchdog", "sqlite-utils", "click"}
+    assert not installed & unwanted, installed
     assert "httpx" in installed and "runpod-watchdog" in installed
 
     sim = build_simulator("steady", clock=SystemClock())
@@ -170,20 +171,24 @@ def test_a_production_install_is_lean_and_runs_the_daemon(tmp_path: Path) -> Non
 
 
 def test_the_daemon_process_loads_no_numpy_nor_httpxs_command_line_client() -> None:
-    """sqlite-utils imports numpy and pandas when they are installed, httpx its command-line client (click,
-    rich, pygments); ``run`` hides them (15 MB of RSS), and they stay importable for the rest."""
+    """httpx imports its command-line client (click, rich, pygments) when click is installed; ``run`` hides
+    it (3.7 MB of RSS), and click stays importable for the rest. The ledger is plain sqlite3: no
+    sqlite-utils, which brought click, dateutil and pluggy (4.5 MiB) and numpy when installed (the report
+    extra)."""
     code = (
         "import importlib.util, sys\n"
         "assert importlib.util.find_spec('numpy') is not None\n"  # installed here (the report extra)
+        "assert importlib.util.find_spec('click') is not None\n"  # installed here (the sim extra)
         "from watchdog import cli\n"
         "cli._import_lean()\n"
-        "import watchdog.daemon.service, watchdog.ledger, sqlite_utils.db\n"
-        "print(sorted({n.split('.')[0] for n in sys.modules} & {'numpy', 'pandas', 'rich', 'pygments'}), sqlite_utils.db.np)\n"
-        "import numpy\n"
-        "print(numpy.__name__)\n"
+        "import watchdog.daemon.service, watchdog.ledger\n"
+        "heavy = {'numpy', 'pandas', 'rich', 'pygments', 'click', 'sqlite_utils', 'dateutil', 'pluggy'}\n"
+        "print(sorted({n.split('.')[0] for n in sys.modules} & heavy))\n"
+        "import click\n"
+        "print(click.__name__)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split("\n")[:2] == ["[] None", "numpy"]
+    assert result.stdout.split("\n")[:2] == ["[]", "click"]

@@ -21,7 +21,6 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
 
 from watchdog import __version__
 from watchdog.config import (
@@ -388,12 +387,10 @@ NO_CONFIG_MESSAGE = (
 
 
 OPTIONAL_IMPORTS_HIDDEN: dict[str, tuple[str, ...]] = {
-    # httpx loads its own command-line client when click is installed (sqlite-utils brings it), and with
-    # it rich and pygments: 3.7 MB. First: sqlite-utils imports click itself.
+    # httpx loads its own command-line client when click is installed, and with it rich and pygments:
+    # 3.7 MB. A server install (no extras) has no click since the ledger dropped sqlite-utils, but the sim
+    # extra (uvicorn) and the test tools bring it.
     "httpx": ("click",),
-    # sqlite-utils converts numpy and pandas values on insert (the ledger never inserts any); numpy is
-    # installed wherever the report extra is (matplotlib): 11.5 MB of RSS.
-    "sqlite_utils.db": ("numpy", "pandas"),
 }
 """Module → the optional packages it imports when installed and the daemon never uses."""
 
@@ -538,6 +535,8 @@ def _harden_process() -> None:
 
 
 def _run_plugin_command(args: argparse.Namespace) -> int:
+    from importlib.metadata import entry_points  # here, not at the top: `run` never needs it (0.75 MiB)
+
     commands = {ep.name: ep for ep in entry_points(group="runpod_watchdog.commands")}
     extra = PLUGIN_COMMANDS[args.command]
     install = f"pip install 'runpod-watchdog[{extra}]'" if extra else "reinstall runpod-watchdog"

@@ -18,9 +18,9 @@ Why it is built this way:
   (``mode=ro``) whose reads are single autocommit statements: an open read transaction would block WAL
   checkpoints and let the WAL grow without bound. :meth:`LedgerReader.consistent` groups a few reads into one
   short snapshot.
-- **The schema is versioned.** Steps are sqlite-utils :class:`~sqlite_utils.migrations.Migrations`, each
-  applied inside a transaction together with the record of it; a ledger written by a newer version is
-  refused.
+- **The schema is versioned.** Steps are :class:`~watchdog.ledger_schema.Migrations`, each applied inside a
+  transaction together with the record of it, in the bookkeeping table sqlite-utils wrote (the ledger used
+  it until the daemon's memory needed its 4.5 MiB back); a ledger written by a newer version is refused.
 - **It stays small.** :meth:`Ledger.apply_retention` drops raw rows after a few days, folds hourly spend into
   daily rows (month totals unchanged) and hands freed pages back to the filesystem.
 
@@ -42,12 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Self
 
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
-
 from watchdog.clock import DAY_S, HOUR_S, next_month_start
 from watchdog.clock import month_start as _month_start_of
 from watchdog.errors import LedgerError
+from watchdog.ledger_schema import Database, Migrations
 from watchdog.models import JobStatus
 from watchdog.status import DaemonStatus
 from watchdog.vocabulary import BrakeKind, Outcome, SpendSource
@@ -1008,7 +1006,7 @@ def _state_seconds(db: Database) -> None:
     )
 
 
-SCHEMA_STEPS: tuple[str, ...] = tuple(migration.name for migration in MIGRATIONS._migrations)
+SCHEMA_STEPS: tuple[str, ...] = MIGRATIONS.names
 """Names of the migration steps this version knows, oldest first; ``len(SCHEMA_STEPS)`` is the version."""
 
 
