@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from sim_harness.wiring import build_daemon, daemon_against
 from watchdog.clock import ManualClock, from_iso
 from watchdog.errors import LedgerError
 from watchdog.ledger import Ledger
-from watchdog.status import DaemonStatus
+from watchdog.status import DaemonStatus, status_json
 
 START = from_iso("2026-06-15T12:00:00Z")
 TICK_S = 5.0
@@ -56,6 +57,9 @@ async def test_steady_ticks_fill_the_ledger_and_publish_a_status(tmp_path: Path)
         assert status.budget.fixed_eur == pytest.approx(10.0 / 1.16)
         assert len(status.endpoints[0].rate_per_min) == 60
         assert status.api_calls and all("|" in key for key in status.api_calls)
+        # to_dict is asdict without its deep copies: the same dict, and the status survives the round trip
+        assert status.to_dict() == dataclasses.asdict(status)
+        assert DaemonStatus.from_dict(json.loads(status_json(status))) == status
         stored = DaemonStatus.from_dict(json.loads(ledger.meta("status") or "{}"))
         assert status.last_tick_at is not None and stored.last_tick_at is not None
         assert status.last_tick_at - stored.last_tick_at <= 30.0  # written at most every 30 s

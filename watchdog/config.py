@@ -1077,10 +1077,14 @@ class Config:
         rule set to "enforce"; then ``policy.mode``. So ``policy.mode = "dry-run"`` with the shipped
         (all "inherit") rules makes everything dry-run. Raises KeyError for an unknown rule.
         """
+        return self.rule_mode_for(rule, self.policy_for(endpoint_id, endpoint_name))
+
+    def rule_mode_for(self, rule: str, effective: EffectivePolicy) -> Mode:
+        """:meth:`rule_mode` for an endpoint whose :meth:`policy_for` is already resolved (a tick resolves
+        it once per endpoint, not once per rule: each resolution matches every pattern)."""
         rule_setting = self.policy.rules.get(rule)
         if rule_setting == RuleMode.DRY_RUN:
             return Mode.DRY_RUN
-        effective = self.policy_for(endpoint_id, endpoint_name)
         if effective.mode_is_explicit:
             return effective.mode
         if rule_setting == RuleMode.ENFORCE:

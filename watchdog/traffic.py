@@ -347,6 +347,8 @@ class TrafficCounter:
         from ``first_minute`` on: the dashboard's sparkline, in one pass instead of a query per minute."""
         counts = self._counts.get(endpoint_id, {})
         health = self._health_requests.get(endpoint_id, {})
+        if not counts and not health:  # most endpoints of a large fleet: nothing to look up
+            return (0,) * minutes
         series = []
         for minute in range(first_minute, first_minute + minutes * _MINUTE, _MINUTE):
             sources = counts.get(minute)

@@ -52,7 +52,7 @@ def endpoint_limits(
     modes: dict[str, Mode] = {
         rule: overrides.get(f"{rule}|{endpoint.id}")
         or overrides.get(rule)
-        or config.rule_mode(rule, endpoint.id, endpoint.name)
+        or config.rule_mode_for(rule, effective)
         for rule in CONFIGURABLE_RULES
     }
     paused = effective.always_paused

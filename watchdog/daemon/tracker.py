@@ -361,12 +361,17 @@ class Tracker:
     def jobs_in_progress(self, endpoint_id: str) -> tuple[JobInProgress, ...]:
         """The endpoint's jobs RunPod confirmed in progress (a heartbeat alone is not proof)."""
         return tuple(
-            JobInProgress(t.job_id, t.worker_id, t.since)
-            for t in sorted(self.jobs.values(), key=lambda t: t.job_id)
-            if t.endpoint_id == endpoint_id
-            and t.finished_at is None
-            and t.confirmed_at is not None
-            and t.status in (JobStatus.IN_PROGRESS, JobStatus.RUNNING)
+            sorted(
+                (
+                    JobInProgress(t.job_id, t.worker_id, t.since)
+                    for t in self.jobs.values()
+                    if t.endpoint_id == endpoint_id
+                    and t.finished_at is None
+                    and t.confirmed_at is not None
+                    and t.status in (JobStatus.IN_PROGRESS, JobStatus.RUNNING)
+                ),
+                key=lambda job: job.job_id,
+            )
         )
 
     # -- cold starts ----------------------------------------------------------------------------------
