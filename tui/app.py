@@ -6,10 +6,13 @@ new one is only started when the previous one finished, so a slow daemon (2 s so
 reads or freezes the UI; the last data stays on screen with the problem written above it.
 
 How it stays cheap: the daemon publishes a new status once per tick (5 s) while the dashboard reads every
-second. A read equal to the status on screen keeps the object on screen, and every widget compares what
-it would draw with what it drew (by identity first) and does nothing when that did not change; the
-ledger (alerts, spend by day) is read only when a new tick arrived. Between ticks only the status bar's
-"tick N s ago" moves.
+``[tui] refresh_s`` (2 s). A read equal to the status on screen keeps the object on screen, and every
+widget compares what it would draw with what it drew (by identity first) and does nothing when that did
+not change; the ledger (alerts, spend by day) is read only when a new tick arrived. Between ticks only the
+status bar's "tick N s ago" moves. A tick moves figures, seldom heights: widgets repaint without a new
+layout of the screen unless their number of lines changed, the endpoints table repaints only the rows
+that changed, the month's chart only when its picture did, and what sits on a closed tab only when the
+tab is opened (``bench/tui_idle.py`` measures the dashboard idling on a live daemon).
 
 Layout: the status bar, the budget (with the month's chart beside it from 110 columns on), the endpoints,
 then tabs for the events, the traffic and the month's chart, switched with e, t and s (named in the footer),

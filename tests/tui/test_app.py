@@ -32,7 +32,9 @@ from dashboard_fixtures import (
     story_spend,
 )
 from rich.console import Console
+from textual.geometry import Region
 from textual.pilot import Pilot
+from textual.widget import Widget
 from textual.widgets import Static
 
 from tui.app import WatchdogApp, make_app
@@ -41,7 +43,8 @@ from tui.screens.detail import DetailScreen
 from tui.screens.help import HelpScreen
 from tui.source import LedgerView, RecordingActions, SourceReading, StaticSource
 from tui.widgets.budget_panel import BudgetPanel
-from tui.widgets.endpoints_table import EndpointsTable
+from tui.widgets.endpoints_table import ROW_HEIGHT, EndpointsTable
+from tui.widgets.month_chart import MonthChart, MonthWords
 from tui.widgets.status_bar import StatusBar
 from watchdog.control import ControlError
 from watchdog.status import DaemonStatus
@@ -576,6 +579,143 @@ async def test_reading_the_same_tick_again_redraws_nothing_and_a_new_tick_only_w
         )
         assert counts.get("status.update") == 1  # "tick 0 s ago"
         assert "2 run" in " ".join(str(cell) for cell in table.get_row(HUNG_ID))
+
+
+async def test_a_tick_that_moves_figures_repaints_them_without_a_layout_and_only_the_row_that_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a live daemon's ticks do all day: a cent more spent, a job a few seconds older, a request more
+    in the hour. The figures on screen follow, but no widget changes height, so nothing may lay the screen
+    out again; the endpoints table repaints the changed endpoint's row, not the whole table; the month's
+    chart, whose picture does not show a cent, is not repainted; the events, which show no spend, are not
+    redrawn; nothing on the tabs not open is repainted (each costs Textual a map of every widget), and
+    they show the new figures when opened again."""
+    source = TickingSource()
+    app = make_app(source, RecordingActions(), refresh_s=0.02, clock=lambda: FIXED_NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        for key in ("t", "s", "e"):  # both tabs drawn once, then closed: what they drew must not stay
+            await pilot.press(key)
+            await settle(pilot)
+        layouts: list[str] = []
+        hidden: list[str] = []
+        widget_refresh = Widget.refresh
+
+        def refresh(widget: Widget, *regions: Region, **kwargs: bool) -> Widget:
+            if kwargs.get("layout"):
+                layouts.append(f"{type(widget).__name__}#{widget.id}")
+            if not all(node.display for node in widget.ancestors_with_self):
+                hidden.append(f"{type(widget).__name__}#{widget.id}")
+            return widget_refresh(widget, *regions, **kwargs)
+
+        monkeypatch.setattr(Widget, "refresh", refresh)
+        table = app.query_one(EndpointsTable)
+        painted: list[int] = []
+        render_line = table.render_line
+
+        def counted_line(y: int) -> Any:
+            painted.append(y)
+            return render_line(y)
+
+        table.render_line = counted_line  # type: ignore[method-assign]
+        counts: dict[str, int] = {}
+        chart = app.query_one("#month-compact MonthChart", MonthChart)
+        chart.render = count_calls(counts, "chart.render", chart.render)  # type: ignore[method-assign]
+        events = app.query_one("#events-body", Static)
+        events.update = count_calls(counts, "events.update", events.update)  # type: ignore[method-assign]
+
+        status = source.status
+        hung, healthy = status.endpoints
+        assert status.budget is not None and hung.oldest_work_s is not None
+        source.status = dataclasses.replace(
+            status,
+            last_tick_at=FIXED_NOW + 1,
+            budget=dataclasses.replace(
+                status.budget,
+                spent_eur=status.budget.spent_eur + 0.01,
+                variable_eur=status.budget.variable_eur + 0.01,
+            ),
+            endpoints=(
+                dataclasses.replace(
+                    hung,
+                    oldest_work_s=hung.oldest_work_s + 5,
+                    spend_month_eur=hung.spend_month_eur + 0.01,
+                    requests_1h=hung.requests_1h + 1,
+                ),
+                healthy,
+            ),
+        )
+        deadline = time.monotonic() + 5
+        while source.ledger_reads < 2 and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        await settle(pilot)
+        assert source.ledger_reads == 2
+
+        assert "16.21 € of 20.00 €" in str(app.query_one(BudgetPanel).render())
+        assert chart.plan is not None and chart.plan.spent[-1][1] == pytest.approx(16.21)
+        assert layouts == [], "figures that keep their lines must not lay the screen out"
+        row = table.get_row_index(HUNG_ID) * ROW_HEIGHT + table.header_height
+        assert sorted(painted) == list(range(row, row + ROW_HEIGHT)), "only hermes' row is repainted"
+        assert counts == {}, "the chart's picture and the events did not change"
+        assert hidden == [], "nothing on a tab that is not open is repainted"
+
+        monkeypatch.undo()
+        await pilot.press("t")
+        await settle(pilot)
+        assert "last hour: 211 requests" in screen_text(app)
+        await pilot.press("s")
+        await settle(pilot)
+        assert "16.21 € spent by" in screen_text(app)
+
+
+async def test_the_month_tab_closed_plots_nothing_and_shows_the_new_month_when_opened_again() -> None:
+    source = TickingSource()
+    app = make_app(source, RecordingActions(), refresh_s=0.02, clock=lambda: FIXED_NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+        assert "44.0┤" not in screen_text(app)
+        await pilot.press("e")
+        await settle(pilot)
+        counts: dict[str, int] = {}
+        chart = app.query_one("#month-chart", MonthChart)
+        chart.refresh = count_calls(counts, "tab chart.refresh", chart.refresh)  # type: ignore[method-assign]
+
+        status = source.status
+        assert status.budget is not None
+        forecast = dataclasses.replace(status.budget, forecast_eur=40.0)  # the chart's top: 40 € + 10 %
+        source.status = dataclasses.replace(status, last_tick_at=FIXED_NOW + 1, budget=forecast)
+        deadline = time.monotonic() + 5
+        while source.ledger_reads < 2 and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        await settle(pilot)
+        assert source.ledger_reads == 2
+        assert counts == {}, "a chart on a closed tab is not repainted (nor plotted)"
+
+        await pilot.press("s")
+        await settle(pilot)
+        assert "44.0┤" in screen_text(app)
+
+
+async def test_after_a_resize_the_panels_are_as_tall_as_their_lines_without_waiting_for_a_tick() -> None:
+    """Ticks no longer lay the screen out, so a resize must get every height right by itself: the budget
+    panel and the month's words are measured at the width being laid out, not at the one they had."""
+    app = dashboard_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+        for size in ((80, 24), (100, 30), SIZE):
+            await pilot.resize_terminal(*size)
+            await settle(pilot)
+            words = app.query_one(MonthWords)
+            assert words.content_size.height == len(words.render().plain.split("\n")), size
+        await pilot.press("e")
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        budget = app.query_one(BudgetPanel)
+        assert budget.content_size.height == len(budget.render().plain.split("\n"))
 
 
 async def test_acknowledging_an_alert_rereads_the_ledger_without_waiting_for_a_tick() -> None:

@@ -9,12 +9,14 @@ allowance (the day's brake pauses the endpoints off the allow-list when it is re
 before the month does. With it off, nothing is added.
 
 Every figure is a whole chunk: at 80 columns, or with five-digit sums, a figure moves to the next line
-rather than being split. The panel redraws only when the budget it shows (or its width) changes.
+rather than being split. The panel redraws only when the budget it shows (or its width) changes, and asks
+for a new layout of the screen only when its number of lines changes.
 """
 
 from __future__ import annotations
 
 from rich.text import Text
+from textual.geometry import Size
 from textual.reactive import var
 from textual.widget import Widget
 
@@ -25,6 +27,8 @@ from tui.widgets.state import (
     flow,
     free_share_words,
     join_lines,
+    line_count,
+    needs_layout,
     percent,
     utc_day,
 )
@@ -221,6 +225,8 @@ class BudgetPanel(Widget):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._drawn: tuple[object, ...] | None = None
+        self._text: tuple[tuple[int, bool], Text] | None = None
+        """The text of the figures drawn, with the width and wideness it was made for."""
 
     def watch_state(self, state: DashboardState | None) -> None:
         status = state.status if state else None
@@ -232,12 +238,30 @@ class BudgetPanel(Widget):
         if key == self._drawn and self._drawn is not None:
             return  # the same figures (a tick that changed nothing here, or a refresh between ticks)
         self._drawn = key
-        self.refresh(layout=True)
+        before = self._text[1] if self._text is not None else None
+        self._text = None
+        after = self._fitted_text()
+        if after == before:
+            return
+        # The figures move at every tick, the panel's height seldom: the screen is laid out again only then.
+        self.refresh(layout=needs_layout(self, line_count(before), line_count(after)))
 
     def render(self) -> Text:
-        status = self.state.status if self.state else None
-        if status is None or status.budget is None:
-            return Text("No budget figures yet (the daemon has not completed a tick).", style="italic")
+        return self._fitted_text()
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        # The lines at the width being laid out: the panel's own width is still the last layout's here.
+        return line_count(self._fitted_text(width)) if width else 0
+
+    def _fitted_text(self, width: int | None = None) -> Text:
         # Narrow screens keep the panel to six lines: what was saved is in the month's tab instead.
         wide = self.is_attached and self.screen.has_class("-wide")
-        return budget_text(status, max(20, self.content_size.width or 58), with_saved=wide)
+        fit = (max(20, width or self.content_size.width or 58), wide)
+        if self._text is None or self._text[0] != fit:
+            status = self.state.status if self.state else None
+            if status is None or status.budget is None:
+                text = Text("No budget figures yet (the daemon has not completed a tick).", style="italic")
+            else:
+                text = budget_text(status, fit[0], with_saved=fit[1])
+            self._text = (fit, text)
+        return self._text[1]

@@ -7,15 +7,21 @@ the table keeps the columns that matter most (name, state, workers, oldest job a
 policy) and leaves queue, cold starts and cost per 1,000 requests to the detail screen.
 
 Rows are keyed by endpoint id and updated in place, cell by cell and only where a cell changed, so the
-cursor stays on the endpoint the sysadmin is looking at while the data refreshes underneath.
+cursor stays on the endpoint the sysadmin is looking at while the data refreshes underneath. Only the rows
+whose cells changed are repainted: ``DataTable.update_cell`` repaints the whole table, and rendering a
+table line renders every cell on it, so at each daemon tick (a few endpoints' figures move) repainting the
+whole table was the dashboard's largest idle cost.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Self
 
 from rich.text import Text
+from textual.geometry import Region
 from textual.reactive import var
 from textual.widgets import DataTable
 
@@ -237,6 +243,9 @@ class EndpointsTable(DataTable[Text]):
     """The endpoints; enter opens the detail screen (the App handles RowSelected)."""
 
     state: var[DashboardState | None] = var(None)
+    _rows_only = False
+    """True while :meth:`show` updates cells in place: the whole-table repaint each ``update_cell`` asks for
+    is dropped, and the rows that changed are repainted instead."""
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
@@ -275,12 +284,18 @@ class EndpointsTable(DataTable[Text]):
         wanted = [endpoint.id for endpoint in endpoints]
         current = [row_key.value for row_key in self.rows]
         if wanted == current and context is not None:
-            for endpoint in endpoints:
-                for column in columns:
-                    cell = column.cell(endpoint, context)
-                    if self._cells.get((endpoint.id, column.key)) != cell:
-                        self._cells[(endpoint.id, column.key)] = cell
-                        self.update_cell(endpoint.id, column.key, cell)
+            changed: list[int] = []
+            with self._repainting_rows_only():
+                for index, endpoint in enumerate(endpoints):
+                    for column in columns:
+                        cell = column.cell(endpoint, context)
+                        if self._cells.get((endpoint.id, column.key)) != cell:
+                            self._cells[(endpoint.id, column.key)] = cell
+                            self.update_cell(endpoint.id, column.key, cell)
+                            if not changed or changed[-1] != index:
+                                changed.append(index)
+            for index in changed:
+                self.refresh_row(index)  # nothing when the row is scrolled out of view
             return
         self.clear()
         self._cells.clear()
@@ -293,6 +308,21 @@ class EndpointsTable(DataTable[Text]):
             self.add_row(*cells, key=endpoint.id, height=ROW_HEIGHT)
         if selected in wanted:
             self.move_cursor(row=wanted.index(selected))
+
+    @contextmanager
+    def _repainting_rows_only(self) -> Iterator[None]:
+        self._rows_only = True
+        try:
+            yield
+        finally:
+            self._rows_only = False
+
+    def refresh(
+        self, *regions: Region, repaint: bool = True, layout: bool = False, recompose: bool = False
+    ) -> Self:
+        if self._rows_only and not regions and not layout and not recompose:
+            return self  # update_cell's repaint of the whole table: show() repaints the changed rows
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
     def _rebuild_columns(self, columns: tuple[Column, ...], name_cells: int) -> None:
         self.clear(columns=True)

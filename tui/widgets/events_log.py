@@ -226,6 +226,7 @@ class EventsLog(VerticalScroll):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._drawn: tuple[object, ...] | None = None
+        self._caption: Text | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="events-caption")
@@ -241,14 +242,19 @@ class EventsLog(VerticalScroll):
         ledger = state.ledger if state else None
         day = int(state.now // 86_400) if state else 0
         stacked = 0 < self.size.width < STACK_BELOW
-        key = (status.events if status else None, status.budget if status else None, ledger, day, stacked)
+        # Only what the rows are made of: the budget and the ledger's spend by day move at every tick.
+        rate = status.budget.usd_per_eur if status is not None and status.budget is not None else None
+        alerts = (ledger.alerts, ledger.problem) if ledger is not None else None
+        key = (status.events if status else None, rate, alerts, day, stacked)
         if key == self._drawn:
             return
         self._drawn = key
         words = caption(ledger)
         note = self.query_one("#events-caption", Static)
-        note.display = bool(words.plain)
-        note.update(Prose(words))
+        if words != self._caption:
+            self._caption = words
+            note.display = bool(words.plain)
+            note.update(Prose(words))
         rows = event_rows(status, ledger)
         body = self.query_one("#events-body", Static)
         if not rows:

@@ -24,6 +24,7 @@ from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions
 from rich.measure import Measurement
 from rich.text import Text
+from textual.widget import Widget
 
 from tui.source import LedgerView
 from watchdog.clock import month_start
@@ -303,3 +304,40 @@ def flow(chunks: Sequence[Text | str], width: int, separator: str = " · ") -> T
             line.append(separator)
         line.append_text(piece)
     return join_lines(lines)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Redrawing without a new layout
+# ------------------------------------------------------------------------------------------------------------
+
+
+def line_count(text: Text | None) -> int:
+    """The lines a text that never wraps (``join_lines``, ``flow``) takes; 0 for no text drawn yet."""
+    return 0 if text is None else text.plain.count("\n") + 1
+
+
+def prose_lines(text: Text | None, widget: Widget) -> int:
+    """The lines :class:`Prose` ``text`` takes in ``widget`` at its width now; 0 for no text drawn yet, or
+    before the widget is laid out."""
+    width = widget.content_size.width
+    return len(wrap(text, width)) if text is not None and width else 0
+
+
+def needs_layout(widget: Widget, lines_before: int, lines_after: int) -> bool:
+    """Whether redrawing a widget whose height is its number of lines needs a new layout of the screen.
+
+    A layout arranges every widget again, so a redraw asks for one only when the widget's height changes
+    while it is on screen: a widget that is not (on a tab not open) gets its height when it is shown, which
+    lays the screen out anyway."""
+    return lines_before != lines_after and widget.size.width > 0
+
+
+def displayed(widget: Widget) -> bool:
+    """Whether the widget and every widget around it are displayed: not on a tab that is not open, not
+    hidden by the screen's rules (the month's panel beside the budget on a narrow screen).
+
+    Repainting a widget that is not displayed costs about as much as a layout: Textual then rebuilds its
+    map of every widget, arranging the whole screen, the next time it looks one up. So the widgets that
+    change at every tick on a tab (the traffic rows, the month's chart and words) keep their figures while
+    hidden and repaint when they are shown (their ``on_show``)."""
+    return all(node.display for node in widget.ancestors_with_self)

@@ -5,7 +5,8 @@ sparkline shows the shape at a glance and the words beside it say what the daemo
 (▲ SUSPICIOUS: …), so a flagged endpoint stands out without relying on colour.
 
 Rows are rebuilt only when the set of endpoints changes; otherwise each part of a row is updated only when
-its own figures changed (a tick moves the sparkline once a minute, not every refresh).
+its own figures changed (a tick moves the sparkline once a minute, not every refresh), and only while the
+tab is open: a closed tab's rows catch up when it is shown.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.reactive import var
 from textual.widgets import Label, Sparkline, Static
 
-from tui.widgets.state import DashboardState, Prose, count, plural
+from tui.widgets.state import DashboardState, Prose, count, displayed, needs_layout, plural, prose_lines
 from watchdog.status import EndpointView
 
 
@@ -42,6 +43,11 @@ def findings(endpoint: EndpointView) -> Text:
     if endpoint.suspicious:
         text.append(" · " + "; ".join(endpoint.suspicious), style="bold red")
     return text
+
+
+def same_endpoints(shown: tuple[EndpointView, ...], endpoints: tuple[EndpointView, ...]) -> bool:
+    """The same endpoints in the same order (their rows can be updated in place)."""
+    return [endpoint.id for endpoint in shown] == [endpoint.id for endpoint in endpoints]
 
 
 class TrafficRow(Vertical):
@@ -70,9 +76,13 @@ class TrafficRow(Vertical):
         summary = rate_summary(endpoint)
         if summary != rate_summary(previous):
             self.query_one(".traffic-figures", Static).update(summary, layout=False)
-        found = findings(endpoint)
-        if found != findings(previous):
-            self.query_one(".traffic-findings", Static).update(Prose(found))
+        found, found_before = findings(endpoint), findings(previous)
+        if found != found_before:
+            # The hour's counts move at every tick, the line's height seldom: the screen is laid out again
+            # only when it changes.
+            line = self.query_one(".traffic-findings", Static)
+            layout = needs_layout(line, prose_lines(found_before, line), prose_lines(found, line))
+            line.update(Prose(found), layout=layout)
 
     def on_mount(self) -> None:
         self.set_class(bool(self.endpoint.suspicious), "-suspicious")
@@ -91,9 +101,11 @@ class TrafficPanel(VerticalScroll):
         endpoints = state.status.endpoints if state and state.status else ()
         if endpoints == self._drawn:
             return
+        if self._drawn and same_endpoints(self._drawn, endpoints) and not displayed(self):
+            return  # new figures while the tab is not open: on_show brings the rows up to date
         self._drawn = endpoints
         rows = list(self.query(TrafficRow))
-        if rows and [row.endpoint.id for row in rows] == [endpoint.id for endpoint in endpoints]:
+        if rows and same_endpoints(tuple(row.endpoint for row in rows), endpoints):
             for row, endpoint in zip(rows, endpoints, strict=True):
                 row.show(endpoint)
             return
@@ -102,3 +114,6 @@ class TrafficPanel(VerticalScroll):
             await self.mount_all(TrafficRow(endpoint) for endpoint in endpoints)
         else:
             await self.mount(Static("No endpoints seen yet.", classes="empty"))
+
+    async def on_show(self) -> None:
+        await self.watch_state(self.state)
