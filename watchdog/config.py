@@ -723,7 +723,8 @@ class PolicyConfig:
     """Seconds to wait after an action on an endpoint before the next one (0-86400). Default 300."""
     stale_after_s: float = field(default=30.0, metadata=_limits(gt=0, le=3600))
     """Data older than this many seconds never triggers an action (in (0, 3600], and at least
-    2 x runpod.poll_interval_s, so the daemon gets two looks at an endpoint within it). Default 30."""
+    2 x runpod.poll_interval_s, so the daemon gets two looks at an endpoint within it). Beyond 100 idle
+    endpoints (no worker, no job), idle ones' /health is read in turns, each within this bound. Default 30."""
     rules: RuleModes = field(default_factory=RuleModes, metadata=_limits())
     """``[policy.rules]``: per-rule modes, all "inherit" by default."""
     endpoint: tuple[EndpointOverride, ...] = field(default=(), metadata=_limits())
