@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from pathlib import Path
@@ -365,3 +366,35 @@ def test_the_first_enforce_summary_counts_changes_not_alerts() -> None:
     both = first_enforce_summary([alert, patch], endpoints=2, usd_per_eur=1.16, now=START)
     assert both.text.startswith(":warning: First enforce tick on this account: 1 change(s) on 1 of 2 ")
     assert "budget_brake" not in both.text
+
+
+async def test_a_job_cancelled_by_the_tick_is_not_cancelled_again_by_a_deadline_check_waiting_to_act(
+    tmp_path: Path,
+) -> None:
+    """A tick judges before it takes the acting lock, and so does a deadline check: each may judge the job
+    still running while the other is about to cancel it. Seen in a fresh-clone run under load (1 s ticks,
+    the SDK replay): two applied cancels for one job. Here the lock is held while both have judged and
+    wait; the first to act cancels, the other finds it taken meanwhile."""
+    clock = ManualClock(START)
+    sim, log = _hung(tmp_path, clock)
+    job_id = _job_id(sim)
+    async with daemon_against(sim, tmp_path, log_path=log, policy={"cooldown_s": 60.0}) as daemon:
+        await daemon.tick()
+        while not daemon.state.deadlines and clock.now() < START + 400:
+            clock.advance(TICK_S)
+            await daemon.tick()
+        (deadline,) = [d for d in daemon.state.deadlines if d.job_id == job_id]
+        clock.set(deadline.at + 1)
+        acting = daemon.ports.acting
+        async with acting:
+            tick = asyncio.create_task(daemon.tick())
+            # the tick judged and waits to act (the lock's queue is the only sign of it: polled)
+            while len(getattr(acting, "_waiters", None) or ()) < 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            check = asyncio.create_task(daemon.check_deadlines())
+            while len(getattr(acting, "_waiters", None) or ()) < 2:  # noqa: ASYNC110  (so did the check)
+                await asyncio.sleep(0.01)
+        await asyncio.gather(tick, check)
+        rows = daemon.ledger.decisions_with_key(f"runaway_job:cancel_job:{HUNG_ENDPOINT_ID}:{job_id}")
+        assert [r.outcome for r in rows] == ["intended", "applied"]
+        assert sim.job(HUNG_ENDPOINT_ID, job_id).status == "CANCELLED"

@@ -234,7 +234,12 @@ async def run_tick(state: DaemonState, ports: Ports, config: Config, now: float)
     # this tick reads RunPod, never while it acts.
     async with ports.acting:
         # 4. execute ---------------------------------------------------------------------------------------
-        admitted = _intend([d for d in decisions if _worth_recording(state, d, now)], state, ports, now)
+        admitted = _intend(
+            [d for d in decisions if not _taken_meanwhile(state, d) and _worth_recording(state, d, now)],
+            state,
+            ports,
+            now,
+        )
         alerts: list[Alert] = [account_alert] if account_alert is not None else []
         brakes_set: dict[str, BrakeState] = {}
         brakes_cleared: list[str] = []
@@ -409,7 +414,12 @@ async def check_deadlines(state: DaemonState, ports: Ports, config: Config, now:
     steps: list[DecisionStep] = []
     now = ports.clock.now()  # the reads took time: the steps are stamped when they are taken
     async with ports.acting:
-        admitted = _intend([d for d in decisions if _worth_recording(state, d, now)], state, ports, now)
+        admitted = _intend(
+            [d for d in decisions if not _taken_meanwhile(state, d) and _worth_recording(state, d, now)],
+            state,
+            ports,
+            now,
+        )
         alerts: list[Alert] = []
         brakes_set: list[BrakeState] = []
         for decision in admitted:
@@ -805,6 +815,17 @@ def _log_blind(state: DaemonState, error: str, now: float) -> None:
         (now - since) / 60,
         error[:300],
         sight.blind_log_every_s / 60,
+    )
+
+
+def _taken_meanwhile(state: DaemonState, decision: Decision) -> bool:
+    """The job this decision cancels was cancelled since it was judged: a tick judges before it takes the
+    acting lock, and a deadline check may cancel the job while the tick waits for it (or the other way
+    round). Sending the cancel twice would record two applied cancels for one job."""
+    return (
+        decision.action == Action.CANCEL_JOB
+        and decision.job_id is not None
+        and decision.job_id in state.own.cancelled
     )
 
 
