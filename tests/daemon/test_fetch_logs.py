@@ -4,6 +4,7 @@ that can wait is spent; later reads of the same worker wait for it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from runpod_sim.faults import Faults
@@ -12,10 +13,21 @@ from runpod_sim.scenarios import HUNG_ENDPOINT_ID
 from sim_harness.wiring import sim_config, sim_secrets, sim_transport
 from watchdog.client import RunPodClient
 from watchdog.clock import ManualClock, from_iso
+from watchdog.config import Config
 from watchdog.daemon.fetch import ReadPlan, read_runpod
 from watchdog.vocabulary import WorkerStatus
 
 START = from_iso("2026-06-15T12:00:00Z")
+
+
+def _plan(config: Config, rest_budget: int, log_cursors: Mapping[str, str] | None = None) -> ReadPlan:
+    """A tick's plan at a 5 s poll: ``rest_budget`` REST calls for reads that can wait, these log cursors."""
+    return ReadPlan(
+        rest_budget=rest_budget,
+        stale_after_s=config.policy.stale_after_s,
+        poll_interval_s=5.0,
+        log_cursors=log_cursors or {},
+    )
 
 
 async def test_a_running_workers_first_log_read_never_waits_for_the_quota(tmp_path: Path) -> None:
@@ -27,7 +39,7 @@ async def test_a_running_workers_first_log_read_never_waits_for_the_quota(tmp_pa
     async with RunPodClient.from_config(
         config.runpod, sim_secrets().runpod_api_key, transport=sim_transport(sim)
     ) as client:
-        spent = ReadPlan(rest_budget=0, stale_after_s=config.policy.stale_after_s, poll_interval_s=5.0)
+        spent = _plan(config, 0)
         first = await read_runpod(client, config, spent, clock.now())
         (worker,) = [w for w in first.workers[HUNG_ENDPOINT_ID] if w.status == WorkerStatus.RUNNING]
         (job,) = sim._jobs[HUNG_ENDPOINT_ID].values()  # type: ignore[attr-defined]
@@ -36,20 +48,10 @@ async def test_a_running_workers_first_log_read_never_waits_for_the_quota(tmp_pa
         assert cursor  # where the next read resumes
 
         # read once: the next read of the same worker waits for the quota
-        again = ReadPlan(
-            rest_budget=0,
-            stale_after_s=config.policy.stale_after_s,
-            poll_interval_s=5.0,
-            log_cursors={worker.id: cursor},
-        )
+        again = _plan(config, 0, {worker.id: cursor})
         second = await read_runpod(client, config, again, clock.now())
         assert worker.id not in second.log_cursors and not second.job_starts
-        with_room = ReadPlan(
-            rest_budget=10,
-            stale_after_s=config.policy.stale_after_s,
-            poll_interval_s=5.0,
-            log_cursors={worker.id: cursor},
-        )
+        with_room = _plan(config, 10, {worker.id: cursor})
         third = await read_runpod(client, config, with_room, clock.now())
         assert third.log_cursors.get(worker.id)  # read, resuming after the cursor
 
@@ -68,15 +70,10 @@ async def test_a_worker_whose_log_stream_fails_is_not_asked_again_outside_the_qu
     async with RunPodClient.from_config(
         config.runpod, sim_secrets().runpod_api_key, transport=sim_transport(sim, faults=faults)
     ) as client:
-        plan = ReadPlan(rest_budget=0, stale_after_s=config.policy.stale_after_s, poll_interval_s=5.0)
+        plan = _plan(config, 0)
         first = await read_runpod(client, config, plan, clock.now())
         (worker,) = [w for w in first.workers[HUNG_ENDPOINT_ID] if w.status == WorkerStatus.RUNNING]
         assert first.log_cursors == {worker.id: ""} and not first.job_starts and first.ok
-        later = ReadPlan(
-            rest_budget=0,
-            stale_after_s=config.policy.stale_after_s,
-            poll_interval_s=5.0,
-            log_cursors=first.log_cursors,
-        )
+        later = _plan(config, 0, first.log_cursors)
         second = await read_runpod(client, config, later, clock.now())
         assert second.log_cursors == {} and second.ok
